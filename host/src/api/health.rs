@@ -1,0 +1,61 @@
+//! Liveness, readiness and metrics.
+
+use super::error::ApiResult;
+use crate::service::Wafer;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use std::fmt::Write;
+
+pub fn router() -> Router<Wafer> {
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// 200 when every backend answers; 503 naming the ones that do not.
+async fn readyz(State(w): State<Wafer>) -> impl IntoResponse {
+    let mut checks = serde_json::Map::new();
+    let mut ok = true;
+    for (name, result) in [
+        ("registry", w.registry().ping().await),
+        ("offline_store", w.offline().ping().await),
+        ("online_store", w.online().ping().await),
+    ] {
+        let status = match result {
+            Ok(()) => "ok".to_string(),
+            Err(e) => {
+                ok = false;
+                e.to_string()
+            }
+        };
+        checks.insert(name.to_string(), json!(status));
+    }
+    let code = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(json!({"status": if ok { "ready" } else { "unavailable" }, "checks": checks})))
+}
+
+/// Prometheus text: registry sizes and per-transform-version call counters.
+async fn metrics(State(w): State<Wafer>) -> ApiResult<impl IntoResponse> {
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP wafer_feature_groups Registered feature groups.\n# TYPE wafer_feature_groups gauge");
+    let _ = writeln!(out, "wafer_feature_groups {}", w.list_feature_groups().len());
+    let _ = writeln!(out, "# HELP wafer_transform_calls_total Transform calls by version.\n# TYPE wafer_transform_calls_total counter");
+    let mut errors = String::new();
+    for t in w.list_transforms().await? {
+        for v in &t.versions {
+            let s = w.transform_stats(v);
+            let labels = format!("transform=\"{}\",version=\"{}\"", v.name, v.version);
+            let _ = writeln!(out, "wafer_transform_calls_total{{{labels}}} {}", s.calls);
+            let _ = writeln!(errors, "wafer_transform_errors_total{{{labels}}} {}", s.errors);
+        }
+    }
+    let _ = writeln!(out, "# HELP wafer_transform_errors_total Failed transform calls by version.\n# TYPE wafer_transform_errors_total counter");
+    out.push_str(&errors);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
+}

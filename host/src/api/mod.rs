@@ -1,0 +1,38 @@
+//! The HTTP API (CONTRACT.md), one file per resource, each with a
+//! `router()`. Handlers parse, call a `service` method and shape the answer;
+//! they hold no logic of their own.
+
+pub mod auth;
+pub mod error;
+mod features;
+mod health;
+mod ingest;
+mod jobs;
+mod openapi;
+mod registry;
+mod transforms;
+
+use crate::service::Wafer;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use error::ApiError;
+
+/// The whole API with its state. Used by the server and by tests alike.
+pub fn router(wafer: Wafer, max_body_bytes: usize, tokens: auth::Tokens) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(registry::router())
+        .merge(ingest::router())
+        .merge(features::router())
+        .merge(transforms::router())
+        .merge(jobs::router())
+        .merge(openapi::router())
+        .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new("method_not_allowed", "method not allowed on this endpoint; see /openapi.json")
+        })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(tokens, auth::require_token))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(wafer)
+}

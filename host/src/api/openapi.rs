@@ -1,0 +1,130 @@
+//! `GET /openapi.json`: the OpenAPI 3.1 document of this API, written by
+//! hand next to the handlers it describes. A test checks that every route
+//! the router serves is documented here.
+
+use crate::service::Wafer;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{Value, json};
+
+pub fn router() -> Router<Wafer> {
+    Router::new().route("/openapi.json", get(|| async { Json(document()) }))
+}
+
+fn body(schema: &str) -> Value {
+    json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
+}
+
+fn ok(description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"type": "object"}}}})
+}
+
+fn errors() -> Value {
+    json!({"description": "Error envelope", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+}
+
+fn op(summary: &str, request: Option<Value>, status: &str, response: &str) -> Value {
+    let mut o = json!({"summary": summary, "responses": {status: ok(response), "4XX": errors(), "5XX": errors()}});
+    if let Some(r) = request {
+        o["requestBody"] = r;
+    }
+    o
+}
+
+fn name_param(name: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
+}
+
+/// The document. Paths use OpenAPI's `{param}` syntax, the same as the router.
+pub fn document() -> Value {
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "wafer", "version": env!("CARGO_PKG_VERSION"),
+                 "description": "Feature store with WebAssembly transforms. Errors are {\"error\": {\"code\", \"message\", \"details\"}}."},
+        "paths": {
+            "/healthz": {"get": op("Liveness", None, "200", "{\"status\": \"ok\"}")},
+            "/readyz": {"get": op("Readiness: 200 when every backend answers, else 503 naming the failing ones", None, "200", "Ready")},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Prometheus text", "content": {"text/plain": {}}}}}},
+            "/openapi.json": {"get": op("This document", None, "200", "OpenAPI document")},
+            "/v1/entities": {"get": op("List entities", None, "200", "{\"entities\": [...]}")},
+            "/v1/entities/{name}": {
+                "parameters": [name_param("name")],
+                "get": op("Get an entity", None, "200", "Entity"),
+                "put": op("Create or replace an entity", Some(body("Entity")), "200", "Entity"),
+                "delete": {"summary": "Delete an entity (refused while used)", "responses": {"204": {"description": "Deleted"}, "4XX": errors()}}
+            },
+            "/v1/sources": {"get": op("List sources", None, "200", "{\"sources\": [...]}")},
+            "/v1/sources/{name}": {
+                "parameters": [name_param("name")],
+                "get": op("Get a source", None, "200", "Source"),
+                "put": op("Create or replace a source", Some(body("Source")), "200", "Source"),
+                "delete": {"summary": "Delete a source and its rows (refused while read by a group)", "responses": {"204": {"description": "Deleted"}, "4XX": errors()}}
+            },
+            "/v1/sources/{name}/rows": {
+                "parameters": [name_param("name")],
+                "post": {"summary": "Ingest source rows (JSON {\"rows\": [...]} or text/csv with a header row); durable before acknowledged",
+                         "requestBody": {"required": true, "content": {
+                             "application/json": {"schema": {"type": "object", "required": ["rows"], "properties": {"rows": {"type": "array", "items": {"type": "object"}}}},
+                                                   "example": {"rows": [{"ticker": "AAPL", "ts": "2024-05-01T00:00:00Z", "close": 169.3}]}},
+                             "text/csv": {"schema": {"type": "string"}, "example": "ticker,ts,close\nAAPL,2024-05-01,169.3\n"}}},
+                         "responses": {"200": ok("{\"written\": N}"), "4XX": errors(), "5XX": errors()}}
+            },
+            "/v1/feature-groups": {"get": op("List feature groups", None, "200", "{\"feature_groups\": [...]}")},
+            "/v1/feature-groups/{name}": {
+                "parameters": [name_param("name")],
+                "get": op("Get a feature group", None, "200", "FeatureGroup"),
+                "put": op("Create or replace a feature group (validated against its transform)", Some(body("FeatureGroup")), "200", "FeatureGroup"),
+                "delete": {"summary": "Delete a feature group and its data", "responses": {"204": {"description": "Deleted"}, "4XX": errors()}}
+            },
+            "/v1/features/write": {"post": op("Write feature rows (offline first, then online)", Some(body("FeatureWrite")), "200", "{\"written\": N}")},
+            "/v1/features/online": {"post": op("Online read with per-value status, event time, age and source", Some(body("OnlineRequest")), "200", "OnlineResponse")},
+            "/v1/transforms": {"get": op("List transforms with versions and call statistics", None, "200", "{\"transforms\": [...]}")},
+            "/v1/transforms/{name}": {"parameters": [name_param("name")], "get": op("A transform: versions, active one, sha256, status, call and error counts", None, "200", "Transform")},
+            "/v1/transforms/{name}/versions/{version}": {
+                "parameters": [name_param("name"), name_param("version")],
+                "get": op("A published version and its descriptor", None, "200", "Version"),
+                "put": {"summary": "Publish a version (component bytes). 201 new, 200 same bytes again, 409 different bytes, 400 invalid",
+                        "requestBody": {"required": true, "content": {"application/wasm": {"schema": {"type": "string", "format": "binary"}}}},
+                        "responses": {"201": ok("Published version"), "200": ok("Already published with the same bytes"), "4XX": errors(), "5XX": errors()}}
+            },
+            "/v1/transforms/{name}/activate": {"parameters": [name_param("name")], "post": op("Activate a version", Some(json!({"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["version"], "properties": {"version": {"type": "string"}}}, "example": {"version": "1.0.0"}}}})), "200", "Transform")},
+            "/v1/transforms/{name}/disable": {"parameters": [name_param("name")], "post": op("Disable the transform", None, "200", "Transform")},
+            "/v1/transforms/{name}/rollback": {"parameters": [name_param("name")], "post": op("Re-activate the previously active version", None, "200", "Transform")},
+            "/v1/transforms/{name}/invoke": {"parameters": [name_param("name")], "post": op("Dry run on inline input", Some(body("Invoke")), "200", "{\"timestamps\": [...], \"columns\": {...}}")},
+            "/v1/materialize": {"post": {"summary": "Start a materialization job (202 with job_id; ?wait=true answers 200 with the finished job)",
+                                          "parameters": [{"name": "wait", "in": "query", "schema": {"type": "boolean"}}],
+                                          "requestBody": body("MaterializeRequest"),
+                                          "responses": {"202": ok("{\"job_id\": \"...\"}"), "200": ok("Finished job"), "4XX": errors(), "5XX": errors()}}},
+            "/v1/jobs": {"get": op("Job history, newest first", None, "200", "{\"jobs\": [...]}")},
+            "/v1/jobs/{id}": {"parameters": [name_param("id")], "get": op("A job's state and progress", None, "200", "Job")}
+        },
+        "components": {"schemas": {
+            "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+                "code": {"type": "string", "enum": ["invalid_json", "invalid_request", "unknown_feature", "invalid_component", "not_found", "method_not_allowed", "conflict", "payload_too_large", "module_too_large", "unsupported_media_type", "transform_failed", "transform_bad_output", "transform_trapped", "transform_memory_limit", "transform_timeout", "unavailable", "busy", "internal"]},
+                "message": {"type": "string"}, "details": {"type": "object"}}}}},
+            "ValueType": {"type": "string", "enum": ["float64", "int64", "bool", "string", "float64_list", "string_list"]},
+            "Entity": {"type": "object", "required": ["join_keys"], "properties": {"join_keys": {"type": "array", "items": {"type": "string"}}, "description": {"type": "string"}},
+                       "example": {"join_keys": ["ticker"], "description": "A listed stock"}},
+            "Source": {"type": "object", "required": ["entity", "timestamp_field", "fields"], "properties": {
+                "entity": {"type": "string"}, "timestamp_field": {"type": "string"},
+                "fields": {"type": "array", "items": {"type": "object", "required": ["name", "type"], "properties": {"name": {"type": "string"}, "type": {"$ref": "#/components/schemas/ValueType"}}}}},
+                "example": {"entity": "ticker", "timestamp_field": "ts", "fields": [{"name": "close", "type": "float64"}]}},
+            "FeatureGroup": {"type": "object", "required": ["entity", "features", "producer"], "properties": {
+                "entity": {"type": "string"},
+                "features": {"type": "array", "items": {"type": "object", "required": ["name", "type"], "properties": {"name": {"type": "string"}, "type": {"$ref": "#/components/schemas/ValueType"}, "description": {"type": "string"}}}},
+                "freshness": {"type": "object", "properties": {"expected_interval_seconds": {"type": "integer"}, "max_age_seconds": {"type": "integer"}, "online_ttl_seconds": {"type": "integer"}}},
+                "producer": {"type": "object", "required": ["kind"], "properties": {"kind": {"type": "string", "enum": ["push", "batch", "on_demand"]}, "transform": {"type": "string"}, "version": {"type": "string"}, "source": {"type": "string"}, "sources": {"type": "array", "items": {"type": "string"}}, "lookback": {"type": "integer"}, "schedule_seconds": {"type": "integer"}, "params": {"type": "object"}, "inputs": {"type": "array", "items": {"type": "string"}}, "request_fields": {"type": "array"}}}},
+                "example": {"entity": "ticker", "features": [{"name": "sma_20", "type": "float64"}], "freshness": {"expected_interval_seconds": 3600, "max_age_seconds": 7200},
+                            "producer": {"kind": "batch", "transform": "indicators", "source": "prices", "lookback": 252}}},
+            "FeatureWrite": {"type": "object", "required": ["feature_group", "rows"], "properties": {"feature_group": {"type": "string"}, "rows": {"type": "array", "items": {"type": "object", "required": ["entity", "event_timestamp", "values"], "properties": {"entity": {"type": "object"}, "event_timestamp": {"type": "string", "format": "date-time"}, "created_timestamp": {"type": "string", "format": "date-time"}, "values": {"type": "object"}}}}}},
+            "OnlineRequest": {"type": "object", "required": ["entities"], "properties": {
+                "entities": {"type": "array", "items": {"type": "object"}}, "features": {"type": "array", "items": {"type": "string"}},
+                "feature_groups": {"type": "array", "items": {"type": "string"}}, "request_context": {"type": "object"},
+                "fallback": {"type": "string", "enum": ["compute", "none"]}, "timeout_ms": {"type": "integer"}},
+                "example": {"entities": [{"ticker": "AAPL"}], "features": ["technical:sma_20", "technical:rsi_14"]}},
+            "MaterializeRequest": {"type": "object", "required": ["feature_group"], "properties": {"feature_group": {"type": "string"}, "entities": {"type": "array"}, "incremental": {"type": "boolean"}},
+                                   "example": {"feature_group": "technical", "entities": ["AAPL"], "incremental": false}},
+            "Invoke": {"type": "object", "properties": {"version": {"type": "string"}, "entity": {"type": "string"}, "sources": {"type": "object"}, "related": {"type": "object"}, "features": {"type": "object"}, "request": {"type": "object"}, "params": {"type": "object"}}}
+        }}
+    })
+}

@@ -1,0 +1,249 @@
+//! Transform plugins (admin): publish versions, activate, disable, roll
+//! back, inspect, and invoke on inline input.
+
+use super::error::{ApiError, ApiResult, Json};
+use crate::model::{
+    BatchInput, Column, NamedTable, OnDemandInput, Table, Timestamp, TransformKind, TransformSummary,
+    TransformVersion, Value, ValueType,
+};
+use crate::service::Wafer;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::routing::{get, post, put};
+use serde::Deserialize;
+use serde_json::{Map, Value as J, json};
+use std::collections::BTreeMap;
+
+pub fn router() -> Router<Wafer> {
+    Router::new()
+        .route("/v1/transforms", get(list))
+        .route("/v1/transforms/{name}", get(get_one))
+        .route("/v1/transforms/{name}/versions/{version}", put(publish).get(get_version))
+        .route("/v1/transforms/{name}/activate", post(activate))
+        .route("/v1/transforms/{name}/disable", post(disable))
+        .route("/v1/transforms/{name}/rollback", post(rollback))
+        .route("/v1/transforms/{name}/invoke", post(invoke))
+}
+
+/// 201 for a new version, 200 when the same bytes were already published.
+async fn publish(
+    State(w): State<Wafer>,
+    Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<J>)> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/wasm");
+    if !(ct.starts_with("application/wasm") || ct.starts_with("application/octet-stream")) {
+        return Err(ApiError::new("unsupported_media_type", "send the component bytes as application/wasm"));
+    }
+    if body.is_empty() {
+        return Err(ApiError::new("invalid_component", "empty body; send the component's bytes"));
+    }
+    let published = w.publish_transform(&name, &version, &body).await?;
+    let status = if published.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(version_json(&published.version))))
+}
+
+fn version_json(v: &TransformVersion) -> J {
+    json!({
+        "name": v.name,
+        "version": v.version,
+        "sha256": v.sha256,
+        "size_bytes": v.size_bytes,
+        "kind": v.descriptor.kind,
+        "inputs": v.descriptor.inputs,
+        "request_fields": v.descriptor.request_fields,
+        "outputs": v.descriptor.outputs,
+        "params": v.descriptor.params,
+        "min_history": v.descriptor.min_history,
+        "related": v.descriptor.related,
+        "description": v.descriptor.description,
+        "created_at": v.created_at,
+    })
+}
+
+fn summary_json(w: &Wafer, t: &TransformSummary) -> J {
+    let versions: Vec<J> = t
+        .versions
+        .iter()
+        .map(|v| {
+            let mut j = version_json(v);
+            let stats = w.transform_stats(v);
+            j["active"] = json!(t.active_version.as_deref() == Some(v.version.as_str()));
+            j["stats"] = json!(stats);
+            j
+        })
+        .collect();
+    json!({
+        "name": t.name,
+        "status": t.status,
+        "active_version": t.active_version,
+        "previous_version": t.previous_version,
+        "versions": versions,
+    })
+}
+
+async fn list(State(w): State<Wafer>) -> ApiResult<Json<J>> {
+    let all = w.list_transforms().await?;
+    Ok(Json(json!({"transforms": all.iter().map(|t| summary_json(&w, t)).collect::<Vec<_>>()})))
+}
+
+async fn get_one(State(w): State<Wafer>, Path(name): Path<String>) -> ApiResult<Json<J>> {
+    let t = w.transform(&name).await?;
+    Ok(Json(summary_json(&w, &t)))
+}
+
+async fn get_version(State(w): State<Wafer>, Path((name, version)): Path<(String, String)>) -> ApiResult<Json<J>> {
+    let v = w.resolve_version(&name, Some(&version)).await?;
+    Ok(Json(version_json(&v)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActivateBody {
+    version: String,
+}
+
+async fn activate(State(w): State<Wafer>, Path(name): Path<String>, Json(b): Json<ActivateBody>) -> ApiResult<Json<J>> {
+    let t = w.activate_transform(&name, &b.version).await?;
+    Ok(Json(summary_json(&w, &t)))
+}
+
+async fn disable(State(w): State<Wafer>, Path(name): Path<String>) -> ApiResult<Json<J>> {
+    let t = w.disable_transform(&name).await?;
+    Ok(Json(summary_json(&w, &t)))
+}
+
+async fn rollback(State(w): State<Wafer>, Path(name): Path<String>) -> ApiResult<Json<J>> {
+    let t = w.rollback_transform(&name).await?;
+    Ok(Json(summary_json(&w, &t)))
+}
+
+/// A dry run on inline input. Batch: `{"entity", "sources": {name:
+/// {"timestamps": [...], "columns": {field: [...]}}}, "related": {...},
+/// "params": {...}}`. On-demand: `{"features": {"group:feature": [...]},
+/// "request": {field: [...]}, "params": {...}}`. `version` defaults to the
+/// active one. Answers `{"timestamps": [...], "columns": {name: [...]}}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvokeBody {
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    entity: Option<String>,
+    #[serde(default)]
+    sources: Map<String, J>,
+    #[serde(default)]
+    related: Map<String, J>,
+    #[serde(default)]
+    features: Map<String, J>,
+    #[serde(default)]
+    request: Map<String, J>,
+    #[serde(default)]
+    params: Map<String, J>,
+}
+
+async fn invoke(State(w): State<Wafer>, Path(name): Path<String>, Json(b): Json<InvokeBody>) -> ApiResult<Json<J>> {
+    let version = w.resolve_version(&name, b.version.as_deref()).await?;
+    let d = &version.descriptor;
+    let types: BTreeMap<&str, ValueType> =
+        d.inputs.iter().chain(d.request_fields.iter()).map(|f| (f.name.as_str(), f.value_type)).collect();
+    let params = b
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+        .collect::<Vec<_>>();
+    let params = with_defaults(params, &version);
+    let output = match d.kind {
+        TransformKind::Batch => {
+            let input = BatchInput {
+                entity: b.entity.unwrap_or_else(|| "invoke".into()),
+                sources: named_tables(&b.sources, &types)?,
+                related: named_tables(&b.related, &types)?,
+                params,
+            };
+            w.invoke_batch(&version, input).await?
+        }
+        TransformKind::OnDemand => {
+            let input = OnDemandInput {
+                features: columns(&b.features, &types, "features")?,
+                request: columns(&b.request, &types, "request")?,
+                params,
+            };
+            w.invoke_on_demand(&version, input).await?
+        }
+    };
+    Ok(Json(table_json(&output)))
+}
+
+fn with_defaults(mut params: Vec<(String, String)>, v: &TransformVersion) -> Vec<(String, String)> {
+    for p in &v.descriptor.params {
+        if let Some(d) = &p.default
+            && !params.iter().any(|(k, _)| *k == p.name)
+        {
+            params.push((p.name.clone(), d.clone()));
+        }
+    }
+    params
+}
+
+fn named_tables(tables: &Map<String, J>, types: &BTreeMap<&str, ValueType>) -> ApiResult<Vec<NamedTable>> {
+    let mut out = Vec::new();
+    for (name, t) in tables {
+        let timestamps = t
+            .get("timestamps")
+            .and_then(J::as_array)
+            .ok_or_else(|| ApiError::invalid(format!("sources.{name}.timestamps must be an array of timestamps")))?
+            .iter()
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| ApiError::invalid(format!("sources.{name}.timestamps holds a non-string")))
+                    .and_then(|s| Timestamp::parse(s).map_err(|e| ApiError::invalid(e.to_string())))
+                    .map(Timestamp::micros)
+            })
+            .collect::<ApiResult<Vec<i64>>>()?;
+        let cols = t.get("columns").and_then(J::as_object).cloned().unwrap_or_default();
+        let table = Table { timestamps, columns: columns(&cols, types, name)? };
+        table.check_shape().map_err(|e| ApiError::invalid(format!("sources.{name}: {e}")))?;
+        out.push(NamedTable { name: name.clone(), table });
+    }
+    Ok(out)
+}
+
+/// JSON arrays as typed columns: the declared type when the transform
+/// declares the column, else inferred from the first non-null value.
+fn columns(cols: &Map<String, J>, types: &BTreeMap<&str, ValueType>, at: &str) -> ApiResult<Vec<Column>> {
+    let mut out = Vec::new();
+    for (name, values) in cols {
+        let arr = values.as_array().ok_or_else(|| ApiError::invalid(format!("{at}.{name} must be an array")))?;
+        let ty = types.get(name.as_str()).copied().unwrap_or_else(|| infer(arr));
+        let parsed = arr
+            .iter()
+            .map(|v| Value::from_json(v, ty).map_err(|e| ApiError::invalid(format!("{at}.{name}: {e}"))))
+            .collect::<ApiResult<Vec<_>>>()?;
+        out.push(Column::from_values(name, ty, parsed.iter()));
+    }
+    Ok(out)
+}
+
+fn infer(values: &[J]) -> ValueType {
+    match values.iter().find(|v| !v.is_null()) {
+        Some(J::String(_)) => ValueType::String,
+        Some(J::Bool(_)) => ValueType::Bool,
+        Some(J::Array(items)) if items.first().is_some_and(J::is_string) => ValueType::StringList,
+        Some(J::Array(_)) => ValueType::Float64List,
+        _ => ValueType::Float64,
+    }
+}
+
+fn table_json(t: &Table) -> J {
+    let columns: Map<String, J> = t
+        .columns
+        .iter()
+        .map(|c| (c.name.clone(), J::Array((0..c.len()).map(|i| c.value(i).to_json()).collect())))
+        .collect();
+    let timestamps: Vec<String> = t.timestamps.iter().map(|&ts| Timestamp(ts).to_rfc3339()).collect();
+    json!({"timestamps": timestamps, "columns": columns})
+}

@@ -1,0 +1,201 @@
+//! `wafer-bench http`: online-read latency and throughput over HTTP.
+//!
+//! Starts an embedded server with the demo data (or targets `--server`),
+//! then drives `POST /v1/features/online` (1 entity x 10 features) from
+//! keep-alive connections with a minimal raw HTTP/1.1 client, so the load
+//! generator spends as little of the machine's CPU as possible:
+//! - saturation: `--connections` closed-loop clients for `--seconds`;
+//! - fixed rate: `--rate` requests/s spread over the connections, latency
+//!   measured from each request's scheduled send time (no coordinated
+//!   omission).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub struct HttpArgs {
+    pub server: Option<String>,
+    pub connections: usize,
+    pub seconds: u64,
+    pub rate: u64,
+}
+
+impl HttpArgs {
+    pub fn parse(args: &[String]) -> HttpArgs {
+        let mut a = HttpArgs { server: None, connections: 16, seconds: 10, rate: 5000 };
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let mut value = || it.next().cloned().unwrap_or_default();
+            match flag.as_str() {
+                "--server" => a.server = Some(value()),
+                "--connections" => a.connections = value().parse().expect("--connections N"),
+                "--seconds" => a.seconds = value().parse().expect("--seconds N"),
+                "--rate" => a.rate = value().parse().expect("--rate N"),
+                other => panic!("unknown flag {other}; flags: --server URL --connections N --seconds N --rate N"),
+            }
+        }
+        a
+    }
+}
+
+const BODY: &str = r#"{"entities":[{"ticker":"AAPL"}],"features":["technical:sma_20","technical:sma_50","technical:sma_200","technical:ema_12","technical:ema_26","technical:rsi_14","technical:macd","technical:macd_signal","technical:bollinger_upper","technical:bollinger_lower"],"fallback":"none"}"#;
+
+pub async fn run(args: HttpArgs) -> anyhow::Result<()> {
+    let (addr, _server) = match &args.server {
+        Some(url) => {
+            let hostport = url.trim_start_matches("http://").trim_end_matches('/');
+            (tokio::net::lookup_host(hostport).await?.next().expect("address"), None)
+        }
+        None => {
+            let (addr, guard) = embedded_demo().await?;
+            (addr, Some(guard))
+        }
+    };
+    let request = Arc::new(
+        format!(
+            "POST /v1/features/online HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{BODY}",
+            BODY.len()
+        )
+        .into_bytes(),
+    );
+    // Check the answer once, so the numbers are for a working read.
+    let mut probe = Conn::open(addr).await?;
+    let (status, body) = probe.call(&request).await?;
+    anyhow::ensure!(status == 200, "probe answered {status}: {}", String::from_utf8_lossy(&body));
+    anyhow::ensure!(String::from_utf8_lossy(&body).matches("\"fresh\"").count() == 10, "probe: expected 10 fresh values");
+
+    println!("online read, 1 entity x 10 features, {} connections, {} s per phase", args.connections, args.seconds);
+    let warm = phase(addr, &request, args.connections, Duration::from_secs(1), None).await?;
+    drop(warm);
+    let sat = phase(addr, &request, args.connections, Duration::from_secs(args.seconds), None).await?;
+    report("saturation", &sat, args.seconds);
+    let fixed = phase(addr, &request, args.connections, Duration::from_secs(args.seconds), Some(args.rate)).await?;
+    report(&format!("fixed {} req/s", args.rate), &fixed, args.seconds);
+    Ok(())
+}
+
+fn report(name: &str, latencies: &[Duration], seconds: u64) {
+    let mut micros: Vec<u64> = latencies.iter().map(|d| d.as_micros() as u64).collect();
+    micros.sort_unstable();
+    let pct = |p: f64| micros.get(((micros.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0);
+    println!(
+        "{name:>20}: {:>9.0} req/s  p50 {:>6} us  p99 {:>6} us  p99.9 {:>6} us  max {:>6} us  ({} requests)",
+        micros.len() as f64 / seconds as f64,
+        pct(0.50),
+        pct(0.99),
+        pct(0.999),
+        micros.last().copied().unwrap_or(0),
+        micros.len()
+    );
+}
+
+/// Runs `connections` clients for `duration`; with `rate`, each client
+/// sends on a fixed schedule and latency counts from the scheduled time.
+async fn phase(
+    addr: SocketAddr,
+    request: &Arc<Vec<u8>>,
+    connections: usize,
+    duration: Duration,
+    rate: Option<u64>,
+) -> anyhow::Result<Vec<Duration>> {
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let request = request.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = Conn::open(addr).await?;
+            let mut latencies = Vec::new();
+            let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r as f64));
+            // Stagger the schedules so connections do not fire together.
+            let mut next = start + interval.map_or(Duration::ZERO, |i| i.mul_f64(c as f64 / connections as f64));
+            while start.elapsed() < duration {
+                let scheduled = match interval {
+                    Some(i) => {
+                        tokio::time::sleep_until(next.into()).await;
+                        let s = next;
+                        next += i;
+                        s
+                    }
+                    None => Instant::now(),
+                };
+                let (status, _) = conn.call(&request).await?;
+                anyhow::ensure!(status == 200, "status {status}");
+                latencies.push(scheduled.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(all)
+}
+
+/// A keep-alive HTTP/1.1 connection that sends one prebuilt request at a
+/// time and reads a Content-Length response.
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr) -> anyhow::Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn { stream, buf: Vec::with_capacity(16 << 10) })
+    }
+
+    async fn call(&mut self, request: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
+        self.stream.write_all(request).await?;
+        self.buf.clear();
+        loop {
+            let mut chunk = [0u8; 8192];
+            let n = self.stream.read(&mut chunk).await?;
+            anyhow::ensure!(n > 0, "connection closed");
+            self.buf.extend_from_slice(&chunk[..n]);
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let head = std::str::from_utf8(&self.buf[..end])?;
+                let status: u16 = head.get(9..12).unwrap_or("0").parse()?;
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
+                    })
+                    .unwrap_or(0);
+                while self.buf.len() < end + 4 + len {
+                    let n = self.stream.read(&mut chunk).await?;
+                    anyhow::ensure!(n > 0, "connection closed mid-body");
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+                return Ok((status, self.buf[end + 4..end + 4 + len].to_vec()));
+            }
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// An embedded demo server on an ephemeral port, stopped when dropped.
+async fn embedded_demo() -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+    let dir = std::env::temp_dir().join(format!("wafer-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = wafer_host::config::Config::new(&dir);
+    let app = wafer_host::App::open(config, Arc::new(wafer_host::clock::SystemClock)).await?;
+    wafer_host::demo::load(&app.wafer).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = wafer_host::server::serve(app, listener, async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    Ok((addr, tx))
+}

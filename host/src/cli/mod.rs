@@ -1,0 +1,123 @@
+//! The `wafer` command line (CONTRACT.md "CLI"). `main.rs` parses and
+//! dispatches here; server commands call into the library, client commands
+//! talk to a running server over HTTP.
+
+mod client;
+
+use crate::config::Config;
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "wafer", version, about = "Feature store with WebAssembly transforms")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the HTTP API.
+    Serve(ServeArgs),
+    /// Start an embedded server with demo data, published first-party
+    /// transforms and materialized features; keeps serving.
+    Demo(DemoArgs),
+    /// Manage transform plugins on a running server.
+    #[command(subcommand)]
+    Transform(TransformCommand),
+    /// Materialize a feature group on a running server, showing progress.
+    Materialize(MaterializeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[arg(long, env = "WAFER_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    #[arg(long, env = "WAFER_DATA_DIR", default_value = "./wafer-data")]
+    pub data_dir: PathBuf,
+    /// postgres://... for the production registry and offline store.
+    #[arg(long, env = "WAFER_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// `memory` (default) or redis://...
+    #[arg(long, env = "WAFER_ONLINE")]
+    pub online: Option<String>,
+    /// Comma-separated role=token pairs (roles: read, write, admin).
+    #[arg(long, env = "WAFER_API_TOKENS", hide_env_values = true)]
+    pub api_tokens: Option<String>,
+    /// Serve without tokens on a non-loopback address.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    #[arg(long, env = "WAFER_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+    /// Recreated on every start: the demo's data is generated fresh.
+    #[arg(long, default_value = "./wafer-demo-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TransformCommand {
+    /// Upload a component as a new version.
+    Publish(PublishArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PublishArgs {
+    pub file: PathBuf,
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub version: String,
+    /// Make this version the active one.
+    #[arg(long)]
+    pub activate: bool,
+    #[arg(long, env = "WAFER_SERVER", default_value = "http://127.0.0.1:7070")]
+    pub server: String,
+}
+
+#[derive(Args, Debug)]
+pub struct MaterializeArgs {
+    pub group: String,
+    /// Comma-separated entity keys; default all.
+    #[arg(long, value_delimiter = ',')]
+    pub entities: Vec<String>,
+    #[arg(long)]
+    pub incremental: bool,
+    #[arg(long, env = "WAFER_SERVER", default_value = "http://127.0.0.1:7070")]
+    pub server: String,
+}
+
+impl ServeArgs {
+    pub fn into_config(self) -> anyhow::Result<Config> {
+        let mut config = Config::new(self.data_dir);
+        config.listen = self.listen;
+        config.database_url = self.database_url;
+        config.online = self.online;
+        config.insecure_no_auth = self.insecure_no_auth;
+        if let Some(tokens) = self.api_tokens {
+            config.tokens = parse_tokens(&tokens)?;
+        }
+        Ok(config)
+    }
+}
+
+/// `admin=s3cret,read=r3ad` -> [("admin", "s3cret"), ("read", "r3ad")].
+pub fn parse_tokens(text: &str) -> anyhow::Result<Vec<(String, String)>> {
+    text.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
+            let (role, token) =
+                pair.split_once('=').ok_or_else(|| anyhow::anyhow!("API token '{pair}' must be role=token"))?;
+            let role = role.trim();
+            anyhow::ensure!(["read", "write", "admin"].contains(&role), "unknown API token role '{role}'");
+            anyhow::ensure!(!token.trim().is_empty(), "empty API token for role '{role}'");
+            Ok((role.to_string(), token.trim().to_string()))
+        })
+        .collect()
+}
+
+pub use client::{materialize, publish};

@@ -1,0 +1,63 @@
+//! The `wafer` binary: parse the command line, set up logging, hand over
+//! to the library.
+
+use clap::Parser;
+use std::sync::Arc;
+use wafer_host::cli::{Cli, Command, TransformCommand};
+use wafer_host::clock::SystemClock;
+use wafer_host::config::Config;
+use wafer_host::{App, demo, server};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn,sqlx=warn,cranelift_codegen=warn,wasmtime=warn".into()),
+        )
+        .init();
+    match Cli::parse().command {
+        Command::Serve(args) => {
+            let config = args.into_config()?;
+            let listener = tokio::net::TcpListener::bind(config.listen).await?;
+            server::run(config, listener, shutdown_signal()).await
+        }
+        Command::Demo(args) => {
+            // The demo's data is generated anew on every start; the compiled
+            // module cache is kept so restarts are quick.
+            for f in ["wafer.db", "wafer.db-wal", "wafer.db-shm"] {
+                let _ = std::fs::remove_file(args.data_dir.join(f));
+            }
+            let mut config = Config::new(&args.data_dir);
+            config.listen = args.listen;
+            let listener = tokio::net::TcpListener::bind(config.listen).await?;
+            let app = App::open(config, Arc::new(SystemClock)).await?;
+            demo::load(&app.wafer).await?;
+            let addr = listener.local_addr()?;
+            println!("wafer demo is serving on http://{addr}. Try:");
+            println!(
+                "  curl -s -XPOST {addr}/v1/features/online -H 'content-type: application/json' \
+                 -d '{{\"entities\":[{{\"ticker\":\"AAPL\"}}],\"feature_groups\":[\"technical\"]}}'"
+            );
+            server::serve(app, listener, shutdown_signal()).await
+        }
+        Command::Transform(TransformCommand::Publish(args)) => wafer_host::cli::publish(args).await,
+        Command::Materialize(args) => wafer_host::cli::materialize(args).await,
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,43 @@
+//! The vocabulary every other module speaks: registry objects, values,
+//! timestamps, entity keys, columnar tables and jobs. Plain data, no I/O.
+
+pub mod entity_key;
+pub mod feature_ref;
+pub mod job;
+pub mod registry;
+pub mod table;
+pub mod time;
+pub mod transform;
+pub mod value;
+
+pub use entity_key::EntityKey;
+pub use feature_ref::FeatureRef;
+pub use job::{Job, JobState};
+pub use registry::{Entity, FeatureGroup, FeatureSpec, Freshness, Producer, Source, SourceField};
+pub use table::{BatchInput, Column, ColumnValues, NamedTable, OnDemandInput, Table};
+pub use time::Timestamp;
+pub use transform::{Descriptor, FieldSpec, ParamSpec, RelatedSeries, TransformKind, TransformSummary, TransformVersion};
+pub use value::{Value, ValueType};
+
+use std::collections::BTreeMap;
+
+/// One raw, time-stamped row of a source for one entity. `values` holds the
+/// source's declared fields by name; absent fields are null.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceRow {
+    pub entity: EntityKey,
+    pub ts: Timestamp,
+    pub values: BTreeMap<String, Value>,
+}
+
+/// One row of a feature group for one entity at one event time.
+///
+/// `created` is when the row was written; rows with the same entity and event
+/// time are corrections of each other and the latest `created` wins.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeatureRow {
+    pub entity: EntityKey,
+    pub event_ts: Timestamp,
+    pub created: Timestamp,
+    pub values: BTreeMap<String, Value>,
+}

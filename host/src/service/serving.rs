@@ -1,0 +1,243 @@
+//! Online reads: the latest value of each requested feature per entity,
+//! with its freshness status, event time, age and where it came from.
+//!
+//! Values come from the online store. On a miss (or an expired value) a
+//! batch group can be computed on demand from the offline source when the
+//! request allows it (`fallback: compute`, the default), within the
+//! request's deadline; what is computed is written back. What cannot be
+//! answered in time is reported `missing`, never an error.
+
+use super::{ServiceError, ServiceResult, Wafer};
+use crate::model::registry::FreshnessStatus;
+use crate::model::{EntityKey, FeatureGroup, FeatureRef, FeatureRow, Producer, Timestamp, Value};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// `POST /v1/features/online`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnlineRequest {
+    pub entities: Vec<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    pub features: Vec<String>,
+    #[serde(default)]
+    pub feature_groups: Vec<String>,
+    #[serde(default)]
+    pub request_context: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub fallback: Fallback,
+    /// Deadline for the whole read, including any fallback computation.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Fallback {
+    #[default]
+    Compute,
+    None,
+}
+
+/// Default deadline of an online read.
+const DEFAULT_TIMEOUT: Duration = Duration::from_millis(1000);
+/// Entities of one request; larger sets belong to batch retrieval.
+const MAX_ENTITIES: usize = 10_000;
+
+#[derive(Debug, Serialize)]
+pub struct OnlineResponse {
+    pub results: Vec<EntityResult>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EntityResult {
+    pub entity: serde_json::Map<String, serde_json::Value>,
+    #[serde(serialize_with = "ordered_map")]
+    pub features: Vec<(String, ServedValue)>,
+}
+
+#[derive(Debug, Serialize, Clone, PartialEq)]
+pub struct ServedValue {
+    pub value: Value,
+    pub status: FreshnessStatus,
+    pub event_timestamp: Option<Timestamp>,
+    pub age_seconds: Option<f64>,
+    pub source: Option<ValueSource>,
+}
+
+#[derive(Debug, Serialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueSource {
+    Online,
+    Computed,
+    Offline,
+}
+
+fn ordered_map<S: Serializer>(items: &[(String, ServedValue)], s: S) -> Result<S::Ok, S::Error> {
+    let mut map = s.serialize_map(Some(items.len()))?;
+    for (k, v) in items {
+        map.serialize_entry(k, v)?;
+    }
+    map.end()
+}
+
+/// The requested features of one group, in request order.
+struct GroupRead {
+    group: Arc<FeatureGroup>,
+    /// (output position, feature name)
+    features: Vec<(usize, String)>,
+}
+
+impl Wafer {
+    pub async fn read_online(&self, req: OnlineRequest) -> ServiceResult<OnlineResponse> {
+        if req.entities.len() > MAX_ENTITIES {
+            return Err(ServiceError::Invalid(format!(
+                "{} entities in one request; the limit is {MAX_ENTITIES}",
+                req.entities.len()
+            )));
+        }
+        let (refs, reads) = self.plan_reads(&req)?;
+        let timeout = req.timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_TIMEOUT);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let now = self.clock().now();
+        let missing = ServedValue { value: Value::Null, status: FreshnessStatus::Missing, event_timestamp: None, age_seconds: None, source: None };
+        let mut results: Vec<EntityResult> = req
+            .entities
+            .iter()
+            .map(|e| EntityResult {
+                entity: e.clone(),
+                features: refs.iter().map(|r| (r.to_string(), missing.clone())).collect(),
+            })
+            .collect();
+
+        for read in &reads {
+            let group = &read.group;
+            let join_keys = &self.entity(&group.entity)?.join_keys;
+            let keys = req
+                .entities
+                .iter()
+                .enumerate()
+                .map(|(i, e)| {
+                    EntityKey::from_json(e, join_keys)
+                        .map_err(|err| ServiceError::Invalid(format!("entities[{i}] for group '{}': {err}", group.name)))
+                })
+                .collect::<ServiceResult<Vec<_>>>()?;
+            let mut rows = self.online().read(&group.name, &keys).await?;
+            let mut sources = vec![ValueSource::Online; keys.len()];
+
+            if req.fallback == Fallback::Compute && matches!(group.producer, Producer::Batch { .. }) {
+                let stale: Vec<usize> = (0..keys.len())
+                    .filter(|&i| match &rows[i] {
+                        None => true,
+                        Some(r) => group.freshness.status(r.event_ts, now) == FreshnessStatus::Expired,
+                    })
+                    .collect();
+                for i in stale {
+                    let computed = tokio::time::timeout_at(deadline, self.compute_latest(group, &keys[i])).await;
+                    match computed {
+                        Ok(Ok(Some(row))) => {
+                            rows[i] = Some(row);
+                            sources[i] = ValueSource::Computed;
+                        }
+                        Ok(Ok(None)) => {}
+                        Ok(Err(e)) => tracing::warn!(group = %group.name, entity = %keys[i], error = %e, "compute on miss failed"),
+                        Err(_) => break, // deadline: answer with what we have
+                    }
+                }
+            }
+
+            for (i, row) in rows.iter().enumerate() {
+                let Some(row) = row else { continue };
+                let status = group.freshness.status(row.event_ts, now);
+                for (pos, feature) in &read.features {
+                    let value = row.values.get(feature).cloned().unwrap_or(Value::Null);
+                    results[i].features[*pos].1 = if value.is_null() {
+                        ServedValue { event_timestamp: Some(row.event_ts), age_seconds: Some(age(row, now)), source: Some(sources[i]), ..missing.clone() }
+                    } else {
+                        ServedValue {
+                            value,
+                            status,
+                            event_timestamp: Some(row.event_ts),
+                            age_seconds: Some(age(row, now)),
+                            source: Some(sources[i]),
+                        }
+                    };
+                }
+            }
+        }
+        Ok(OnlineResponse { results })
+    }
+
+    /// Resolves the requested refs (and whole groups) to groups, failing
+    /// with every unknown ref and what is available instead.
+    fn plan_reads(&self, req: &OnlineRequest) -> ServiceResult<(Vec<FeatureRef>, Vec<GroupRead>)> {
+        let mut refs = Vec::new();
+        let mut unknown = Vec::new();
+        let mut available = Vec::new();
+        for text in &req.features {
+            let r = FeatureRef::parse(text).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+            match self.feature_group(&r.group) {
+                Ok(g) if g.feature(&r.feature).is_some() => refs.push(r),
+                Ok(g) => {
+                    unknown.push(r.to_string());
+                    available.extend(g.features.iter().map(|f| format!("{}:{}", g.name, f.name)));
+                }
+                Err(_) => {
+                    unknown.push(r.to_string());
+                    for name in self.feature_group_names() {
+                        if let Ok(g) = self.feature_group(&name) {
+                            available.extend(g.features.iter().map(|f| format!("{}:{}", g.name, f.name)));
+                        }
+                    }
+                }
+            }
+        }
+        for name in &req.feature_groups {
+            let g = self.feature_group(name)?;
+            refs.extend(g.features.iter().map(|f| FeatureRef { group: g.name.clone(), feature: f.name.clone() }));
+        }
+        if !unknown.is_empty() {
+            available.sort();
+            available.dedup();
+            return Err(ServiceError::UnknownFeature { refs: unknown, available });
+        }
+        if refs.is_empty() {
+            return Err(ServiceError::Invalid("name at least one feature in \"features\" or group in \"feature_groups\"".into()));
+        }
+        let mut reads: Vec<GroupRead> = Vec::new();
+        for (pos, r) in refs.iter().enumerate() {
+            match reads.iter_mut().find(|g| g.group.name == r.group) {
+                Some(g) => g.features.push((pos, r.feature.clone())),
+                None => reads.push(GroupRead { group: self.feature_group(&r.group)?, features: vec![(pos, r.feature.clone())] }),
+            }
+        }
+        Ok((refs, reads))
+    }
+
+    /// Computes a batch group's newest row for one entity from the last
+    /// `lookback` source rows (at least the transform's minimum history)
+    /// and writes it back to the offline and online stores.
+    async fn compute_latest(&self, group: &FeatureGroup, entity: &EntityKey) -> ServiceResult<Option<FeatureRow>> {
+        let Producer::Batch { transform, version, lookback, .. } = &group.producer else { return Ok(None) };
+        let version = self.resolve_version(transform, version.as_deref()).await?;
+        let last = (*lookback).max(version.descriptor.min_history);
+        let input = self.batch_input(group, &version, entity, Some(last)).await?;
+        if input.sources.first().is_none_or(|s| s.table.rows() == 0) {
+            return Ok(None);
+        }
+        let output = self.invoke_batch(&version, input).await?;
+        let now = self.clock().now();
+        let rows = super::materialize::rows_from_output(group, entity, &output, now, None);
+        let Some(latest) = rows.into_iter().max_by_key(|r| r.event_ts) else { return Ok(None) };
+        self.offline().write_feature_rows(&group.name, std::slice::from_ref(&latest)).await?;
+        let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
+        self.online().write(&group.name, std::slice::from_ref(&latest), ttl).await?;
+        Ok(Some(latest))
+    }
+}
+
+fn age(row: &FeatureRow, now: Timestamp) -> f64 {
+    (row.event_ts.seconds_until(now).max(0.0) * 1000.0).round() / 1000.0
+}

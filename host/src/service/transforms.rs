@@ -1,0 +1,136 @@
+//! Transform lifecycle: publish immutable versions (validated by the
+//! runtime), activate, disable, roll back; resolve which version a feature
+//! group runs; run a version on inline input (dry run for authors).
+
+use super::{ServiceError, ServiceResult, Wafer};
+use crate::model::transform::validate_version;
+use crate::model::registry::validate_name;
+use crate::model::{BatchInput, OnDemandInput, Table, TransformSummary, TransformVersion};
+use crate::runtime::{CallStats, ModuleId};
+use crate::store::VersionInsert;
+use sha2::{Digest, Sha256};
+
+/// Result of publishing: the version and whether it was new.
+pub struct Published {
+    pub version: TransformVersion,
+    pub created: bool,
+}
+
+impl Wafer {
+    /// Validates and stores a new version. Publishing the same bytes again
+    /// is a no-op; different bytes under an existing version is a conflict,
+    /// because versions are immutable.
+    pub async fn publish_transform(&self, name: &str, version: &str, bytes: &[u8]) -> ServiceResult<Published> {
+        validate_name("transform", name).map_err(ServiceError::Invalid)?;
+        validate_version(version).map_err(ServiceError::Invalid)?;
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        if let Some(existing) = self.registry().get_transform_version(name, version).await? {
+            if existing.sha256 == sha256 {
+                return Ok(Published { version: existing, created: false });
+            }
+            return Err(ServiceError::Conflict(format!(
+                "{name}@{version} already exists with different bytes (sha256 {}); versions are immutable, publish a new version",
+                existing.sha256
+            )));
+        }
+        let id = ModuleId { name: name.to_string(), version: version.to_string(), sha256: sha256.clone() };
+        let descriptor = self.runtime().load(&id, bytes).await?;
+        let record = TransformVersion {
+            name: name.to_string(),
+            version: version.to_string(),
+            sha256,
+            size_bytes: bytes.len() as u64,
+            descriptor,
+            created_at: self.clock().now(),
+        };
+        let created = self.registry().insert_transform_version(&record, bytes).await? == VersionInsert::Created;
+        tracing::info!(transform = %id, sha256 = %record.sha256, "published transform version");
+        Ok(Published { version: record, created })
+    }
+
+    pub async fn activate_transform(&self, name: &str, version: &str) -> ServiceResult<TransformSummary> {
+        if self.registry().get_transform_version(name, version).await?.is_none() {
+            self.transform(name).await?;
+            return Err(ServiceError::not_found("transform version", format!("{name}@{version}")));
+        }
+        self.registry().set_active_version(name, Some(version)).await?;
+        tracing::info!(transform = name, version, "activated transform version");
+        self.transform(name).await
+    }
+
+    pub async fn disable_transform(&self, name: &str) -> ServiceResult<TransformSummary> {
+        self.transform(name).await?;
+        self.registry().set_active_version(name, None).await?;
+        tracing::info!(transform = name, "disabled transform");
+        self.transform(name).await
+    }
+
+    /// Re-activates the version that was active before the current one.
+    pub async fn rollback_transform(&self, name: &str) -> ServiceResult<TransformSummary> {
+        let t = self.transform(name).await?;
+        let previous = t.previous_version.ok_or_else(|| {
+            ServiceError::Conflict(format!("transform '{name}' has no previously active version to roll back to"))
+        })?;
+        self.activate_transform(name, &previous).await
+    }
+
+    pub async fn transform(&self, name: &str) -> ServiceResult<TransformSummary> {
+        self.registry().get_transform(name).await?.ok_or_else(|| ServiceError::not_found("transform", name))
+    }
+
+    pub async fn list_transforms(&self) -> ServiceResult<Vec<TransformSummary>> {
+        Ok(self.registry().list_transforms().await?)
+    }
+
+    pub fn transform_stats(&self, version: &TransformVersion) -> CallStats {
+        self.runtime().stats(&module_id(version))
+    }
+
+    /// The version a producer runs: the pinned one, else the active one.
+    pub async fn resolve_version(&self, name: &str, pinned: Option<&str>) -> ServiceResult<TransformVersion> {
+        let version = match pinned {
+            Some(v) => v.to_string(),
+            None => {
+                let t = self.transform(name).await?;
+                t.active_version.ok_or_else(|| {
+                    ServiceError::Conflict(format!(
+                        "transform '{name}' has no active version ({}); activate one or pin a version",
+                        t.status
+                    ))
+                })?
+            }
+        };
+        self.registry()
+            .get_transform_version(name, &version)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("transform version", format!("{name}@{version}")))
+    }
+
+    /// Makes sure the version's module is compiled in this process (after a
+    /// restart, modules are loaded lazily from the registry and the on-disk
+    /// compilation cache).
+    pub async fn ensure_loaded(&self, version: &TransformVersion) -> ServiceResult<ModuleId> {
+        let id = module_id(version);
+        if !self.runtime().is_loaded(&version.sha256) {
+            let bytes = self.registry().get_module(&version.sha256).await?.ok_or_else(|| {
+                ServiceError::not_found("transform module", format!("{id} (sha256 {})", version.sha256))
+            })?;
+            self.runtime().load(&id, &bytes).await?;
+        }
+        Ok(id)
+    }
+
+    pub async fn invoke_batch(&self, version: &TransformVersion, input: BatchInput) -> ServiceResult<Table> {
+        let id = self.ensure_loaded(version).await?;
+        Ok(self.runtime().batch(&id, input).await?)
+    }
+
+    pub async fn invoke_on_demand(&self, version: &TransformVersion, input: OnDemandInput) -> ServiceResult<Table> {
+        let id = self.ensure_loaded(version).await?;
+        Ok(self.runtime().on_demand(&id, input).await?)
+    }
+}
+
+pub fn module_id(version: &TransformVersion) -> ModuleId {
+    ModuleId { name: version.name.clone(), version: version.version.clone(), sha256: version.sha256.clone() }
+}

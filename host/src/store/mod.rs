@@ -1,0 +1,131 @@
+//! Storage roles and their backends.
+//!
+//! Three roles, three traits: [`Registry`] (entities, sources, feature
+//! groups, transform versions and their modules, jobs), [`OfflineStore`]
+//! (source rows and the full history of feature rows) and [`OnlineStore`]
+//! (the latest feature row per entity and group, for serving). Each backend
+//! lives in one file; only this module runs SQL or talks to a cache.
+//!
+//! - `sqlite.rs`: the embedded default for registry and offline store.
+//! - `memory.rs`: the in-process online store (dashmap) with per-group TTL.
+
+pub mod memory;
+pub mod sqlite;
+
+use crate::model::{
+    Entity, EntityKey, FeatureGroup, FeatureRow, Job, Source, SourceRow, Timestamp, TransformSummary,
+    TransformVersion,
+};
+use async_trait::async_trait;
+use std::time::Duration;
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend could not be reached or failed; retrying may succeed.
+    #[error("{backend} is unavailable: {message}")]
+    Unavailable { backend: &'static str, message: String },
+    /// The write conflicts with what is stored (e.g. different bytes for an
+    /// existing transform version).
+    #[error("{0}")]
+    Conflict(String),
+    /// Stored data could not be decoded; a bug or a hand-edited database.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Outcome of storing a transform version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionInsert {
+    /// A new version was stored.
+    Created,
+    /// The same name, version and bytes were already stored; nothing changed.
+    AlreadyExists,
+}
+
+/// Which rows of an entity's source history to read, oldest first.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SourceRange {
+    /// Keep only the newest `last` rows (applied after the time bounds).
+    pub last: Option<u32>,
+    /// Only rows with ts <= `until`.
+    pub until: Option<Timestamp>,
+}
+
+/// Registry of definitions, transform versions with their module bytes, and
+/// job history. Writes here are rare and must be durable before they return.
+#[async_trait]
+pub trait Registry: Send + Sync {
+    async fn put_entity(&self, entity: &Entity) -> StoreResult<()>;
+    async fn get_entity(&self, name: &str) -> StoreResult<Option<Entity>>;
+    async fn list_entities(&self) -> StoreResult<Vec<Entity>>;
+    /// Returns whether something was deleted.
+    async fn delete_entity(&self, name: &str) -> StoreResult<bool>;
+
+    async fn put_source(&self, source: &Source) -> StoreResult<()>;
+    async fn get_source(&self, name: &str) -> StoreResult<Option<Source>>;
+    async fn list_sources(&self) -> StoreResult<Vec<Source>>;
+    async fn delete_source(&self, name: &str) -> StoreResult<bool>;
+
+    async fn put_feature_group(&self, group: &FeatureGroup) -> StoreResult<()>;
+    async fn get_feature_group(&self, name: &str) -> StoreResult<Option<FeatureGroup>>;
+    async fn list_feature_groups(&self) -> StoreResult<Vec<FeatureGroup>>;
+    async fn delete_feature_group(&self, name: &str) -> StoreResult<bool>;
+
+    /// Stores a version and its module bytes (by sha256) in one transaction.
+    /// Same name+version with a different sha256 -> `StoreError::Conflict`.
+    async fn insert_transform_version(&self, version: &TransformVersion, module: &[u8])
+    -> StoreResult<VersionInsert>;
+    async fn get_transform_version(&self, name: &str, version: &str) -> StoreResult<Option<TransformVersion>>;
+    async fn get_module(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>>;
+    async fn get_transform(&self, name: &str) -> StoreResult<Option<TransformSummary>>;
+    async fn list_transforms(&self) -> StoreResult<Vec<TransformSummary>>;
+    /// Makes `version` the active one; the previously active version is
+    /// remembered for rollback. `None` disables the transform.
+    async fn set_active_version(&self, name: &str, version: Option<&str>) -> StoreResult<()>;
+
+    async fn save_job(&self, job: &Job) -> StoreResult<()>;
+    async fn get_job(&self, id: &str) -> StoreResult<Option<Job>>;
+    async fn list_jobs(&self, feature_group: Option<&str>, limit: u32) -> StoreResult<Vec<Job>>;
+
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Source rows and feature history. Every write is durable before it returns
+/// and idempotent: source rows upsert on (source, entity, ts); feature rows
+/// upsert on (group, entity, event time, created time).
+#[async_trait]
+pub trait OfflineStore: Send + Sync {
+    /// Returns the number of rows written.
+    async fn write_source_rows(&self, source: &str, rows: &[SourceRow]) -> StoreResult<u64>;
+    /// One entity's rows in ascending ts.
+    async fn read_source(&self, source: &str, entity: &EntityKey, range: SourceRange) -> StoreResult<Vec<SourceRow>>;
+    /// Entities with at least one row in the source, with their newest ts.
+    async fn source_entities(&self, source: &str) -> StoreResult<Vec<(EntityKey, Timestamp)>>;
+    async fn delete_source_rows(&self, source: &str) -> StoreResult<()>;
+
+    async fn write_feature_rows(&self, group: &str, rows: &[FeatureRow]) -> StoreResult<u64>;
+    /// The latest row per entity (max event time, then max created), `None`
+    /// where the entity has none. Output is aligned with `entities`.
+    async fn latest_feature_rows(&self, group: &str, entities: &[EntityKey]) -> StoreResult<Vec<Option<FeatureRow>>>;
+    async fn delete_feature_rows(&self, group: &str) -> StoreResult<()>;
+
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// The latest feature row per (group, entity), for low-latency serving.
+#[async_trait]
+pub trait OnlineStore: Send + Sync {
+    /// Stores rows, keeping per entity the row with the newest event time (a
+    /// row older than the stored one is ignored). `ttl` bounds how long the
+    /// row is kept.
+    async fn write(&self, group: &str, rows: &[FeatureRow], ttl: Option<Duration>) -> StoreResult<()>;
+    /// Aligned with `entities`; `None` for a miss.
+    async fn read(&self, group: &str, entities: &[EntityKey]) -> StoreResult<Vec<Option<FeatureRow>>>;
+    async fn delete_group(&self, group: &str) -> StoreResult<()>;
+    async fn ping(&self) -> StoreResult<()>;
+    /// One line for the startup log, e.g. "in-process (dashmap)".
+    fn summary(&self) -> String;
+}

@@ -1,0 +1,1143 @@
+//! The embedded backend: one SQLite file holds the registry, the module
+//! bytes, the job history and the offline store.
+//!
+//! Durability: WAL with `synchronous = FULL`, so a write is on disk when its
+//! commit returns. Concurrency: one writer connection (SQLite serializes
+//! writers anyway; queueing them in the pool is cheaper than busy-waiting on
+//! the file lock) and a few reader connections, which WAL lets run alongside
+//! the writer. Every write is one `BEGIN IMMEDIATE` transaction, so a write
+//! that starts by reading never has to upgrade its lock.
+//!
+//! Bulk writes are multi-row upserts whose shared values (source or group
+//! name, ingest time) are bound once as `?1`/`?2` and referenced by number
+//! from every row, which keeps each row at 3-4 bound parameters.
+
+use super::{OfflineStore, Registry, SourceRange, StoreError, StoreResult, VersionInsert};
+use crate::clock::{Clock, SystemClock};
+use crate::model::{
+    Descriptor, Entity, EntityKey, FeatureGroup, FeatureRow, Job, JobState, Source, SourceRow, Timestamp,
+    TransformSummary, TransformVersion, Value,
+};
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+const BACKEND: &str = "sqlite";
+
+/// SQLite's limit on bound parameters per statement (since 3.32).
+const MAX_PARAMS: usize = 32_766;
+
+/// Rows per multi-row INSERT. Large enough that a 1,000-row write is one
+/// statement, small enough that the cached prepared statement stays modest;
+/// bigger chunks measured no faster.
+const ROWS_PER_INSERT: usize = 2_000;
+
+/// Entities per `latest_feature_rows` query.
+const ENTITIES_PER_LOOKUP: usize = 500;
+
+const READER_CONNECTIONS: u32 = 4;
+
+/// Registry, module store, job history and offline store in one SQLite file.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    /// Exactly one connection: all writes queue here.
+    writer: SqlitePool,
+    readers: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at `path` and brings its
+    /// schema up to date.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            tokio::fs::create_dir_all(dir).await.map_err(|e| unavailable(format!(
+                "cannot create directory {}: {e}",
+                dir.display()
+            )))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|e| unavailable(format!("migrating {} failed: {e}", path.display())))?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(READER_CONNECTIONS)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
+        Ok(SqliteStore { writer, readers })
+    }
+
+    /// Waits for in-flight work and closes every connection, checkpointing
+    /// the WAL into the main file.
+    pub async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
+    }
+
+    async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
+        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
+    }
+
+    async fn put_spec<T: Serialize>(&self, table: &str, name: &str, value: &T) -> StoreResult<()> {
+        let spec = spec_json(value)?;
+        let sql = format!(
+            "INSERT INTO {table} (name, spec, updated_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at"
+        );
+        let mut tx = self.begin().await?;
+        sqlx::query(&sql).bind(name).bind(spec).bind(now_micros()).execute(&mut *tx).await.map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_spec<T: DeserializeOwned + Named>(&self, table: &str, name: &str) -> StoreResult<Option<T>> {
+        let sql = format!("SELECT spec FROM {table} WHERE name = ?1");
+        let spec: Option<String> =
+            sqlx::query_scalar(&sql).bind(name).fetch_optional(&self.readers).await.map_err(db_err)?;
+        spec.map(|s| from_spec(table, name, &s)).transpose()
+    }
+
+    async fn list_specs<T: DeserializeOwned + Named>(&self, table: &str) -> StoreResult<Vec<T>> {
+        let sql = format!("SELECT name, spec FROM {table} ORDER BY name");
+        let rows: Vec<(String, String)> = sqlx::query_as(&sql).fetch_all(&self.readers).await.map_err(db_err)?;
+        rows.iter().map(|(name, spec)| from_spec(table, name, spec)).collect()
+    }
+
+    async fn delete_spec(&self, table: &str, name: &str) -> StoreResult<bool> {
+        let sql = format!("DELETE FROM {table} WHERE name = ?1");
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(&sql).bind(name).execute(&mut *tx).await.map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn versions_of(&self, name: Option<&str>) -> StoreResult<Vec<TransformVersion>> {
+        // Few rows per transform, so one statement serves both cases.
+        let rows: Vec<VersionRow> = sqlx::query_as(
+            "SELECT name, version, sha256, size_bytes, descriptor, created_at FROM transform_versions \
+             WHERE ?1 IS NULL OR name = ?1 ORDER BY name, created_at, version",
+        )
+        .bind(name)
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter().map(VersionRow::into_version).collect()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Registry
+
+/// Registry objects carry their name outside their stored spec.
+trait Named {
+    fn set_name(&mut self, name: String);
+}
+
+macro_rules! named {
+    ($($t:ty),*) => {$(
+        impl Named for $t {
+            fn set_name(&mut self, name: String) {
+                self.name = name;
+            }
+        }
+    )*};
+}
+named!(Entity, Source, FeatureGroup);
+
+/// The object as a client would PUT it: its JSON without `name`, which is the
+/// row's key (and which the model types refuse to deserialize).
+fn spec_json<T: Serialize>(value: &T) -> StoreResult<String> {
+    let mut json = serde_json::to_value(value).map_err(|e| StoreError::Corrupt(format!("cannot encode spec: {e}")))?;
+    if let Some(object) = json.as_object_mut() {
+        object.remove("name");
+    }
+    Ok(json.to_string())
+}
+
+fn from_spec<T: DeserializeOwned + Named>(table: &str, name: &str, spec: &str) -> StoreResult<T> {
+    let mut value: T = serde_json::from_str(spec)
+        .map_err(|e| StoreError::Corrupt(format!("{table} row '{name}' has an unreadable spec: {e}")))?;
+    value.set_name(name.to_string());
+    Ok(value)
+}
+
+#[derive(sqlx::FromRow)]
+struct VersionRow {
+    name: String,
+    version: String,
+    sha256: String,
+    size_bytes: i64,
+    descriptor: String,
+    created_at: i64,
+}
+
+impl VersionRow {
+    fn into_version(self) -> StoreResult<TransformVersion> {
+        let descriptor: Descriptor = serde_json::from_str(&self.descriptor).map_err(|e| {
+            StoreError::Corrupt(format!("descriptor of {}@{} is unreadable: {e}", self.name, self.version))
+        })?;
+        Ok(TransformVersion {
+            name: self.name,
+            version: self.version,
+            sha256: self.sha256,
+            size_bytes: u64::try_from(self.size_bytes).unwrap_or_default(),
+            descriptor,
+            created_at: Timestamp(self.created_at),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct TransformRow {
+    name: String,
+    active_version: Option<String>,
+    previous_version: Option<String>,
+    status: String,
+}
+
+impl TransformRow {
+    fn into_summary(self, versions: Vec<TransformVersion>) -> TransformSummary {
+        TransformSummary {
+            name: self.name,
+            active_version: self.active_version,
+            previous_version: self.previous_version,
+            status: self.status,
+            versions,
+        }
+    }
+}
+
+fn job_state_name(state: JobState) -> &'static str {
+    match state {
+        JobState::Queued => "queued",
+        JobState::Running => "running",
+        JobState::Succeeded => "succeeded",
+        JobState::Failed => "failed",
+    }
+}
+
+fn job_from_spec(spec: &str) -> StoreResult<Job> {
+    serde_json::from_str(spec).map_err(|e| StoreError::Corrupt(format!("job record is unreadable: {e}")))
+}
+
+#[async_trait]
+impl Registry for SqliteStore {
+    async fn put_entity(&self, entity: &Entity) -> StoreResult<()> {
+        self.put_spec("entities", &entity.name, entity).await
+    }
+    async fn get_entity(&self, name: &str) -> StoreResult<Option<Entity>> {
+        self.get_spec("entities", name).await
+    }
+    async fn list_entities(&self) -> StoreResult<Vec<Entity>> {
+        self.list_specs("entities").await
+    }
+    async fn delete_entity(&self, name: &str) -> StoreResult<bool> {
+        self.delete_spec("entities", name).await
+    }
+
+    async fn put_source(&self, source: &Source) -> StoreResult<()> {
+        self.put_spec("sources", &source.name, source).await
+    }
+    async fn get_source(&self, name: &str) -> StoreResult<Option<Source>> {
+        self.get_spec("sources", name).await
+    }
+    async fn list_sources(&self) -> StoreResult<Vec<Source>> {
+        self.list_specs("sources").await
+    }
+    async fn delete_source(&self, name: &str) -> StoreResult<bool> {
+        self.delete_spec("sources", name).await
+    }
+
+    async fn put_feature_group(&self, group: &FeatureGroup) -> StoreResult<()> {
+        self.put_spec("feature_groups", &group.name, group).await
+    }
+    async fn get_feature_group(&self, name: &str) -> StoreResult<Option<FeatureGroup>> {
+        self.get_spec("feature_groups", name).await
+    }
+    async fn list_feature_groups(&self) -> StoreResult<Vec<FeatureGroup>> {
+        self.list_specs("feature_groups").await
+    }
+    async fn delete_feature_group(&self, name: &str) -> StoreResult<bool> {
+        self.delete_spec("feature_groups", name).await
+    }
+
+    async fn insert_transform_version(&self, v: &TransformVersion, module: &[u8]) -> StoreResult<VersionInsert> {
+        debug_assert_eq!(v.sha256, hex::encode(<sha2::Sha256 as sha2::Digest>::digest(module)));
+        let descriptor = serde_json::to_string(&v.descriptor)
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode descriptor: {e}")))?;
+        let size = i64::try_from(v.size_bytes).unwrap_or(i64::MAX);
+        let mut tx = self.begin().await?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT sha256 FROM transform_versions WHERE name = ?1 AND version = ?2")
+                .bind(&v.name)
+                .bind(&v.version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        match existing {
+            Some(sha) if sha == v.sha256 => return Ok(VersionInsert::AlreadyExists),
+            Some(sha) => {
+                return Err(StoreError::Conflict(format!(
+                    "version {} of {} already exists with different bytes (sha256 {sha})",
+                    v.version, v.name
+                )));
+            }
+            None => {}
+        }
+        let now = now_micros();
+        sqlx::query("INSERT OR IGNORE INTO transforms (name, status, updated_at) VALUES (?1, 'inactive', ?2)")
+            .bind(&v.name)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query("INSERT OR IGNORE INTO modules (sha256, bytes, size_bytes, created_at) VALUES (?1, ?2, ?3, ?4)")
+            .bind(&v.sha256)
+            .bind(module)
+            .bind(module.len() as i64)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO transform_versions (name, version, sha256, size_bytes, descriptor, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(&v.name)
+        .bind(&v.version)
+        .bind(&v.sha256)
+        .bind(size)
+        .bind(descriptor)
+        .bind(v.created_at.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(VersionInsert::Created)
+    }
+
+    async fn get_transform_version(&self, name: &str, version: &str) -> StoreResult<Option<TransformVersion>> {
+        let row: Option<VersionRow> = sqlx::query_as(
+            "SELECT name, version, sha256, size_bytes, descriptor, created_at FROM transform_versions \
+             WHERE name = ?1 AND version = ?2",
+        )
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(db_err)?;
+        row.map(VersionRow::into_version).transpose()
+    }
+
+    async fn get_module(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>> {
+        sqlx::query_scalar("SELECT bytes FROM modules WHERE sha256 = ?1")
+            .bind(sha256)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn get_transform(&self, name: &str) -> StoreResult<Option<TransformSummary>> {
+        let row: Option<TransformRow> = sqlx::query_as(
+            "SELECT name, active_version, previous_version, status FROM transforms WHERE name = ?1",
+        )
+        .bind(name)
+        .fetch_optional(&self.readers)
+        .await
+        .map_err(db_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let versions = self.versions_of(Some(name)).await?;
+        Ok(Some(row.into_summary(versions)))
+    }
+
+    async fn list_transforms(&self) -> StoreResult<Vec<TransformSummary>> {
+        let rows: Vec<TransformRow> = sqlx::query_as(
+            "SELECT name, active_version, previous_version, status FROM transforms ORDER BY name",
+        )
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db_err)?;
+        let mut by_name: HashMap<String, Vec<TransformVersion>> = HashMap::new();
+        for v in self.versions_of(None).await? {
+            by_name.entry(v.name.clone()).or_default().push(v);
+        }
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let versions = by_name.remove(&row.name).unwrap_or_default();
+                row.into_summary(versions)
+            })
+            .collect())
+    }
+
+    /// Activating `v` makes the version it replaces the rollback target.
+    /// Disabling keeps the disabled version as the rollback target, so a
+    /// rollback re-enables it. Unknown transforms or versions are a
+    /// `Conflict` (callers check existence first to answer 404).
+    async fn set_active_version(&self, name: &str, version: Option<&str>) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let current: Option<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT active_version, previous_version FROM transforms WHERE name = ?1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let Some((active, previous)) = current else {
+            return Err(StoreError::Conflict(format!("transform '{name}' does not exist")));
+        };
+        let (new_active, new_previous, status) = match version {
+            Some(v) => {
+                let exists: Option<i64> =
+                    sqlx::query_scalar("SELECT 1 FROM transform_versions WHERE name = ?1 AND version = ?2")
+                        .bind(name)
+                        .bind(v)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                if exists.is_none() {
+                    return Err(StoreError::Conflict(format!("transform '{name}' has no version {v}")));
+                }
+                let new_previous = match active {
+                    Some(a) if a != v => Some(a),
+                    Some(_) => previous,
+                    // Re-enabling the disabled version: nothing older is known.
+                    None => previous.filter(|p| p != v),
+                };
+                (Some(v.to_string()), new_previous, "active")
+            }
+            None => match active {
+                Some(a) => (None, Some(a), "disabled"),
+                // Never active or already disabled: nothing to switch off.
+                None => return Ok(()),
+            },
+        };
+        sqlx::query(
+            "UPDATE transforms SET active_version = ?2, previous_version = ?3, status = ?4, updated_at = ?5 \
+             WHERE name = ?1",
+        )
+        .bind(name)
+        .bind(new_active)
+        .bind(new_previous)
+        .bind(status)
+        .bind(now_micros())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn save_job(&self, job: &Job) -> StoreResult<()> {
+        let spec = serde_json::to_string(job).map_err(|e| StoreError::Corrupt(format!("cannot encode job: {e}")))?;
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "INSERT INTO jobs (id, feature_group, state, spec, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (id) DO UPDATE SET feature_group = excluded.feature_group, state = excluded.state, \
+             spec = excluded.spec, created_at = excluded.created_at",
+        )
+        .bind(&job.id)
+        .bind(&job.feature_group)
+        .bind(job_state_name(job.state))
+        .bind(spec)
+        .bind(job.created_at.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn get_job(&self, id: &str) -> StoreResult<Option<Job>> {
+        let spec: Option<String> = sqlx::query_scalar("SELECT spec FROM jobs WHERE id = ?1")
+            .bind(id)
+            .fetch_optional(&self.readers)
+            .await
+            .map_err(db_err)?;
+        spec.as_deref().map(job_from_spec).transpose()
+    }
+
+    async fn list_jobs(&self, feature_group: Option<&str>, limit: u32) -> StoreResult<Vec<Job>> {
+        let specs: Vec<String> = match feature_group {
+            Some(group) => sqlx::query_scalar(
+                "SELECT spec FROM jobs WHERE feature_group = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2",
+            )
+            .bind(group)
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await,
+            None => sqlx::query_scalar("SELECT spec FROM jobs ORDER BY created_at DESC, id DESC LIMIT ?1")
+                .bind(i64::from(limit))
+                .fetch_all(&self.readers)
+                .await,
+        }
+        .map_err(db_err)?;
+        specs.iter().map(|s| job_from_spec(s)).collect()
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.readers).await.map_err(db_err)?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Offline store
+
+/// `INSERT INTO {head} VALUES {rows} {tail}` where each row is `({shared}, ?a, ?b, ...)`:
+/// `shared` names the parameters bound once per statement (e.g. `?1`), and
+/// `per_row` fresh parameters are numbered after `shared_count`.
+fn multi_row_sql(head: &str, row_template: &[RowPart], shared_count: usize, rows: usize, tail: &str) -> String {
+    let per_row = row_template.iter().filter(|p| matches!(p, RowPart::Fresh)).count();
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * row_template.len() * 8);
+    sql.push_str("INSERT INTO ");
+    sql.push_str(head);
+    sql.push_str(" VALUES ");
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        let mut fresh = shared_count + r * per_row;
+        for (i, part) in row_template.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            match part {
+                RowPart::Shared(n) => write!(sql, "?{n}"),
+                RowPart::Fresh => {
+                    fresh += 1;
+                    write!(sql, "?{fresh}")
+                }
+            }
+            .expect("writing to a String cannot fail");
+        }
+        sql.push(')');
+    }
+    sql.push(' ');
+    sql.push_str(tail);
+    sql
+}
+
+#[derive(Clone, Copy)]
+enum RowPart {
+    /// A parameter bound once per statement, by number.
+    Shared(usize),
+    /// The next per-row parameter.
+    Fresh,
+}
+
+const SOURCE_ROW: [RowPart; 5] = [RowPart::Shared(1), RowPart::Fresh, RowPart::Fresh, RowPart::Fresh, RowPart::Shared(2)];
+const SOURCE_HEAD: &str = "source_rows (source, entity_key, ts, values_json, ingested_at)";
+const SOURCE_TAIL: &str = "ON CONFLICT (source, entity_key, ts) DO UPDATE \
+     SET values_json = excluded.values_json, ingested_at = excluded.ingested_at \
+     WHERE source_rows.values_json <> excluded.values_json";
+
+const FEATURE_ROW: [RowPart; 5] = [RowPart::Shared(1), RowPart::Fresh, RowPart::Fresh, RowPart::Fresh, RowPart::Fresh];
+const FEATURE_HEAD: &str = "feature_rows (group_name, entity_key, event_ts, created_ts, values_json)";
+const FEATURE_TAIL: &str = "ON CONFLICT (group_name, entity_key, event_ts, created_ts) DO UPDATE \
+     SET values_json = excluded.values_json WHERE feature_rows.values_json <> excluded.values_json";
+
+/// Rows per statement for `per_row` fresh parameters after `shared` ones.
+fn chunk_rows(shared: usize, per_row: usize) -> usize {
+    ROWS_PER_INSERT.min((MAX_PARAMS - shared) / per_row)
+}
+
+fn values_json(values: &BTreeMap<String, Value>) -> StoreResult<String> {
+    serde_json::to_string(values).map_err(|e| StoreError::Corrupt(format!("cannot encode values: {e}")))
+}
+
+fn values_from_json(text: &str) -> StoreResult<BTreeMap<String, Value>> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("stored values are unreadable: {e}")))
+}
+
+#[async_trait]
+impl OfflineStore for SqliteStore {
+    async fn write_source_rows(&self, source: &str, rows: &[SourceRow]) -> StoreResult<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // Encode before taking the writer, so the lock is held for SQL only.
+        let encoded = rows.iter().map(|r| values_json(&r.values)).collect::<StoreResult<Vec<_>>>()?;
+        let chunk = chunk_rows(2, 3);
+        let full_sql = multi_row_sql(SOURCE_HEAD, &SOURCE_ROW, 2, chunk, SOURCE_TAIL);
+        let ingested_at = now_micros();
+        let mut tx = self.begin().await?;
+        for (rows, values) in rows.chunks(chunk).zip(encoded.chunks(chunk)) {
+            let partial_sql;
+            let sql = if rows.len() == chunk {
+                full_sql.as_str()
+            } else {
+                partial_sql = multi_row_sql(SOURCE_HEAD, &SOURCE_ROW, 2, rows.len(), SOURCE_TAIL);
+                partial_sql.as_str()
+            };
+            let mut query = sqlx::query(sql).persistent(rows.len() == chunk).bind(source).bind(ingested_at);
+            for (row, values) in rows.iter().zip(values) {
+                query = query.bind(row.entity.as_str()).bind(row.ts.0).bind(values.as_str());
+            }
+            query.execute(&mut *tx).await.map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(rows.len() as u64)
+    }
+
+    async fn read_source(&self, source: &str, entity: &EntityKey, range: SourceRange) -> StoreResult<Vec<SourceRow>> {
+        let until = range.until.map_or(i64::MAX, |t| t.0);
+        let mut rows: Vec<(i64, String)> = match range.last {
+            Some(n) => sqlx::query_as(
+                "SELECT ts, values_json FROM source_rows WHERE source = ?1 AND entity_key = ?2 AND ts <= ?3 \
+                 ORDER BY ts DESC LIMIT ?4",
+            )
+            .bind(source)
+            .bind(entity.as_str())
+            .bind(until)
+            .bind(i64::from(n))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(db_err)?,
+            None => sqlx::query_as(
+                "SELECT ts, values_json FROM source_rows WHERE source = ?1 AND entity_key = ?2 AND ts <= ?3 \
+                 ORDER BY ts",
+            )
+            .bind(source)
+            .bind(entity.as_str())
+            .bind(until)
+            .fetch_all(&self.readers)
+            .await
+            .map_err(db_err)?,
+        };
+        if range.last.is_some() {
+            rows.reverse();
+        }
+        rows.into_iter()
+            .map(|(ts, values)| {
+                Ok(SourceRow { entity: entity.clone(), ts: Timestamp(ts), values: values_from_json(&values)? })
+            })
+            .collect()
+    }
+
+    async fn source_entities(&self, source: &str) -> StoreResult<Vec<(EntityKey, Timestamp)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT entity_key, MAX(ts) FROM source_rows WHERE source = ?1 GROUP BY entity_key ORDER BY entity_key",
+        )
+        .bind(source)
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.into_iter().map(|(k, ts)| (EntityKey(k), Timestamp(ts))).collect())
+    }
+
+    async fn delete_source_rows(&self, source: &str) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM source_rows WHERE source = ?1").bind(source).execute(&mut *tx).await.map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn write_feature_rows(&self, group: &str, rows: &[FeatureRow]) -> StoreResult<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let encoded = rows.iter().map(|r| values_json(&r.values)).collect::<StoreResult<Vec<_>>>()?;
+        let chunk = chunk_rows(1, 4);
+        let full_sql = multi_row_sql(FEATURE_HEAD, &FEATURE_ROW, 1, chunk, FEATURE_TAIL);
+        let mut tx = self.begin().await?;
+        for (rows, values) in rows.chunks(chunk).zip(encoded.chunks(chunk)) {
+            let partial_sql;
+            let sql = if rows.len() == chunk {
+                full_sql.as_str()
+            } else {
+                partial_sql = multi_row_sql(FEATURE_HEAD, &FEATURE_ROW, 1, rows.len(), FEATURE_TAIL);
+                partial_sql.as_str()
+            };
+            let mut query = sqlx::query(sql).persistent(rows.len() == chunk).bind(group);
+            for (row, values) in rows.iter().zip(values) {
+                query = query.bind(row.entity.as_str()).bind(row.event_ts.0).bind(row.created.0).bind(values.as_str());
+            }
+            query.execute(&mut *tx).await.map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(rows.len() as u64)
+    }
+
+    async fn latest_feature_rows(&self, group: &str, entities: &[EntityKey]) -> StoreResult<Vec<Option<FeatureRow>>> {
+        let mut unique: Vec<&str> = entities.iter().map(EntityKey::as_str).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        let mut found: HashMap<String, FeatureRow> = HashMap::with_capacity(unique.len());
+        for keys in unique.chunks(ENTITIES_PER_LOOKUP) {
+            // For each key: the newest (event_ts, created_ts) is one backwards
+            // seek on the primary key; the outer join fetches that row.
+            let mut sql = String::from("SELECT f.entity_key, f.event_ts, f.created_ts, f.values_json FROM (VALUES ");
+            for i in 0..keys.len() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                write!(sql, "(?{})", i + 2).expect("writing to a String cannot fail");
+            }
+            sql.push_str(
+                ") AS k JOIN feature_rows AS f ON f.group_name = ?1 AND f.entity_key = k.column1 \
+                 AND (f.event_ts, f.created_ts) = (SELECT g.event_ts, g.created_ts FROM feature_rows AS g \
+                 WHERE g.group_name = ?1 AND g.entity_key = k.column1 \
+                 ORDER BY g.event_ts DESC, g.created_ts DESC LIMIT 1)",
+            );
+            let mut query = sqlx::query_as::<_, (String, i64, i64, String)>(&sql)
+                .persistent(keys.len() == ENTITIES_PER_LOOKUP)
+                .bind(group);
+            for key in keys {
+                query = query.bind(*key);
+            }
+            for (key, event_ts, created, values) in query.fetch_all(&self.readers).await.map_err(db_err)? {
+                let row = FeatureRow {
+                    entity: EntityKey(key.clone()),
+                    event_ts: Timestamp(event_ts),
+                    created: Timestamp(created),
+                    values: values_from_json(&values)?,
+                };
+                found.insert(key, row);
+            }
+        }
+        Ok(entities.iter().map(|e| found.get(e.as_str()).cloned()).collect())
+    }
+
+    async fn delete_feature_rows(&self, group: &str) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("DELETE FROM feature_rows WHERE group_name = ?1")
+            .bind(group)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        Registry::ping(self).await
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Errors and time
+
+fn unavailable(message: String) -> StoreError {
+    StoreError::Unavailable { backend: BACKEND, message }
+}
+
+/// Decoding failures and SQLite's own corruption codes mean the stored data
+/// is bad; constraint violations that a call site did not anticipate are
+/// conflicts; everything else (I/O, pool, locks) may pass on retry.
+fn db_err(e: sqlx::Error) -> StoreError {
+    use sqlx::Error as E;
+    match &e {
+        E::Decode(_) | E::ColumnDecode { .. } | E::ColumnNotFound(_) | E::ColumnIndexOutOfBounds { .. } => {
+            StoreError::Corrupt(e.to_string())
+        }
+        E::Database(db) => {
+            // Primary result codes: SQLITE_CORRUPT (11), SQLITE_NOTADB (26).
+            let primary = db.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
+            if matches!(primary, Some(11 | 26)) {
+                StoreError::Corrupt(e.to_string())
+            } else if matches!(
+                db.kind(),
+                sqlx::error::ErrorKind::UniqueViolation
+                    | sqlx::error::ErrorKind::ForeignKeyViolation
+                    | sqlx::error::ErrorKind::NotNullViolation
+                    | sqlx::error::ErrorKind::CheckViolation
+            ) {
+                StoreError::Conflict(db.message().to_string())
+            } else {
+                unavailable(e.to_string())
+            }
+        }
+        _ => unavailable(e.to_string()),
+    }
+}
+
+fn now_micros() -> i64 {
+    SystemClock.now().0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{FeatureSpec, FieldSpec, Freshness, Producer, SourceField, TransformKind, ValueType};
+    use sha2::Digest;
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("data/wafer.db")).await.unwrap();
+        (dir, store)
+    }
+
+    fn key(k: &str) -> EntityKey {
+        EntityKey(k.to_string())
+    }
+
+    fn values(pairs: &[(&str, f64)]) -> BTreeMap<String, Value> {
+        pairs.iter().map(|(k, v)| (k.to_string(), Value::Float64(*v))).collect()
+    }
+
+    fn source_row(entity: &str, ts: i64, close: f64) -> SourceRow {
+        SourceRow { entity: key(entity), ts: Timestamp::from_secs(ts), values: values(&[("close", close)]) }
+    }
+
+    fn feature_row(entity: &str, event: i64, created: i64, x: f64) -> FeatureRow {
+        FeatureRow {
+            entity: key(entity),
+            event_ts: Timestamp::from_secs(event),
+            created: Timestamp::from_secs(created),
+            values: values(&[("x", x)]),
+        }
+    }
+
+    fn version(name: &str, version: &str, bytes: &[u8], created: i64) -> TransformVersion {
+        TransformVersion {
+            name: name.into(),
+            version: version.into(),
+            sha256: hex::encode(sha2::Sha256::digest(bytes)),
+            size_bytes: bytes.len() as u64,
+            descriptor: Descriptor {
+                kind: TransformKind::Batch,
+                inputs: vec![FieldSpec { name: "close".into(), value_type: ValueType::Float64, description: String::new() }],
+                request_fields: vec![],
+                outputs: vec![FieldSpec { name: "sma_20".into(), value_type: ValueType::Float64, description: String::new() }],
+                params: vec![],
+                min_history: 20,
+                related: vec![],
+                description: "moving averages".into(),
+            },
+            created_at: Timestamp::from_secs(created),
+        }
+    }
+
+    async fn count(store: &SqliteStore, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&store.readers).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn registry_objects_round_trip_and_deleting_removes_only_the_definition() {
+        let (_dir, store) = store().await;
+        let entity = Entity { name: "ticker".into(), join_keys: vec!["ticker".into()], description: "a stock".into() };
+        let source = Source {
+            name: "prices".into(),
+            entity: "ticker".into(),
+            timestamp_field: "ts".into(),
+            fields: vec![SourceField { name: "close".into(), value_type: ValueType::Float64, description: String::new() }],
+            description: String::new(),
+        };
+        let mut params = serde_json::Map::new();
+        params.insert("benchmark".into(), serde_json::json!("SPY"));
+        let group = FeatureGroup {
+            name: "technical".into(),
+            entity: "ticker".into(),
+            features: vec![FeatureSpec { name: "sma_20".into(), value_type: ValueType::Float64, description: "d".into() }],
+            freshness: Freshness { expected_interval_seconds: Some(3600), max_age_seconds: Some(7200), online_ttl_seconds: None },
+            producer: Producer::Batch {
+                transform: "indicators".into(),
+                version: Some("1.0.0".into()),
+                source: Some("prices".into()),
+                sources: vec![],
+                lookback: 252,
+                schedule_seconds: Some(3600),
+                params,
+            },
+            description: String::new(),
+        };
+        store.put_entity(&entity).await.unwrap();
+        store.put_source(&source).await.unwrap();
+        store.put_feature_group(&group).await.unwrap();
+        store.write_source_rows("prices", &[source_row("AAPL", 1, 1.0)]).await.unwrap();
+
+        assert_eq!(store.get_entity("ticker").await.unwrap(), Some(entity.clone()));
+        assert_eq!(store.get_source("prices").await.unwrap(), Some(source.clone()));
+        assert_eq!(store.get_feature_group("technical").await.unwrap(), Some(group.clone()));
+        assert_eq!(store.list_entities().await.unwrap(), vec![entity.clone()]);
+        assert_eq!(store.list_sources().await.unwrap(), vec![source]);
+        assert_eq!(store.list_feature_groups().await.unwrap(), vec![group.clone()]);
+
+        // Putting again replaces the definition.
+        let updated = Entity { description: "an equity".into(), ..entity };
+        store.put_entity(&updated).await.unwrap();
+        assert_eq!(store.list_entities().await.unwrap(), vec![updated]);
+
+        assert!(store.delete_feature_group("technical").await.unwrap());
+        assert!(!store.delete_feature_group("technical").await.unwrap());
+        assert!(store.delete_source("prices").await.unwrap());
+        assert!(store.delete_entity("ticker").await.unwrap());
+        assert_eq!(store.get_feature_group("technical").await.unwrap(), None);
+        assert!(store.list_sources().await.unwrap().is_empty());
+        assert_eq!(count(&store, "source_rows").await, 1, "data is deleted separately");
+    }
+
+    #[tokio::test]
+    async fn publishing_the_same_bytes_again_is_a_no_op_and_different_bytes_conflict() {
+        let (_dir, store) = store().await;
+        let v1 = version("indicators", "1.0.0", b"module one", 10);
+        assert_eq!(store.insert_transform_version(&v1, b"module one").await.unwrap(), VersionInsert::Created);
+        assert_eq!(store.insert_transform_version(&v1, b"module one").await.unwrap(), VersionInsert::AlreadyExists);
+
+        let other = version("indicators", "1.0.0", b"module two", 11);
+        let err = store.insert_transform_version(&other, b"module two").await.unwrap_err();
+        let StoreError::Conflict(message) = err else { panic!("expected a conflict, got {err:?}") };
+        assert!(message.contains("1.0.0") && message.contains("indicators") && message.contains(&v1.sha256));
+
+        // Same bytes under another version share one module row.
+        let v2 = version("indicators", "1.1.0", b"module one", 12);
+        assert_eq!(store.insert_transform_version(&v2, b"module one").await.unwrap(), VersionInsert::Created);
+        assert_eq!(count(&store, "modules").await, 1);
+
+        assert_eq!(store.get_transform_version("indicators", "1.0.0").await.unwrap(), Some(v1.clone()));
+        assert_eq!(store.get_transform_version("indicators", "9.9.9").await.unwrap(), None);
+        assert_eq!(store.get_module(&v1.sha256).await.unwrap().as_deref(), Some(&b"module one"[..]));
+        assert_eq!(store.get_module("00").await.unwrap(), None);
+
+        let summary = store.get_transform("indicators").await.unwrap().unwrap();
+        assert_eq!(summary.status, "inactive");
+        assert_eq!(summary.active_version, None);
+        assert_eq!(summary.versions, vec![v1, v2]);
+        assert_eq!(store.get_transform("nope").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn activation_remembers_the_previous_version_for_rollback_and_disable() {
+        let (_dir, store) = store().await;
+        for (i, v) in ["1.0.0", "1.1.0", "2.0.0"].iter().enumerate() {
+            let bytes = format!("bytes {v}");
+            store.insert_transform_version(&version("risk", v, bytes.as_bytes(), i as i64), bytes.as_bytes()).await.unwrap();
+        }
+        let state = async |store: &SqliteStore| {
+            let t = store.get_transform("risk").await.unwrap().unwrap();
+            (t.status, t.active_version, t.previous_version)
+        };
+        let s = |status: &str, active: Option<&str>, previous: Option<&str>| {
+            (status.to_string(), active.map(String::from), previous.map(String::from))
+        };
+
+        store.set_active_version("risk", Some("1.0.0")).await.unwrap();
+        assert_eq!(state(&store).await, s("active", Some("1.0.0"), None));
+        store.set_active_version("risk", Some("1.1.0")).await.unwrap();
+        assert_eq!(state(&store).await, s("active", Some("1.1.0"), Some("1.0.0")));
+        // Activating the active version again changes nothing.
+        store.set_active_version("risk", Some("1.1.0")).await.unwrap();
+        assert_eq!(state(&store).await, s("active", Some("1.1.0"), Some("1.0.0")));
+        // Rollback is activating the previous version: the two swap.
+        store.set_active_version("risk", Some("1.0.0")).await.unwrap();
+        assert_eq!(state(&store).await, s("active", Some("1.0.0"), Some("1.1.0")));
+
+        store.set_active_version("risk", None).await.unwrap();
+        assert_eq!(state(&store).await, s("disabled", None, Some("1.0.0")));
+        store.set_active_version("risk", None).await.unwrap();
+        assert_eq!(state(&store).await, s("disabled", None, Some("1.0.0")));
+        store.set_active_version("risk", Some("2.0.0")).await.unwrap();
+        assert_eq!(state(&store).await, s("active", Some("2.0.0"), Some("1.0.0")));
+
+        assert!(matches!(store.set_active_version("risk", Some("3.0.0")).await, Err(StoreError::Conflict(_))));
+        assert!(matches!(store.set_active_version("nope", Some("1.0.0")).await, Err(StoreError::Conflict(_))));
+        let listed = store.list_transforms().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].versions.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn jobs_are_upserted_and_listed_newest_first() {
+        let (_dir, store) = store().await;
+        let job = |id: &str, group: &str, created: i64| Job {
+            id: id.into(),
+            feature_group: group.into(),
+            state: JobState::Queued,
+            incremental: false,
+            entities_done: 0,
+            entities_total: 10,
+            rows_written: 0,
+            errors: vec![],
+            created_at: Timestamp::from_secs(created),
+            started_at: None,
+            finished_at: None,
+            transform: None,
+        };
+        store.save_job(&job("a", "technical", 1)).await.unwrap();
+        store.save_job(&job("b", "risk", 2)).await.unwrap();
+        store.save_job(&job("c", "technical", 3)).await.unwrap();
+        let done = Job { state: JobState::Failed, errors: vec!["MSFT: trap".into()], ..job("a", "technical", 1) };
+        store.save_job(&done).await.unwrap();
+
+        assert_eq!(store.get_job("a").await.unwrap(), Some(done));
+        assert_eq!(store.get_job("zz").await.unwrap(), None);
+        let ids = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+        assert_eq!(ids(store.list_jobs(None, 10).await.unwrap()), vec!["c", "b", "a"]);
+        assert_eq!(ids(store.list_jobs(Some("technical"), 10).await.unwrap()), vec!["c", "a"]);
+        assert_eq!(ids(store.list_jobs(None, 1).await.unwrap()), vec!["c"]);
+    }
+
+    #[tokio::test]
+    async fn writing_the_same_rows_twice_keeps_one_copy_of_each() {
+        let (_dir, store) = store().await;
+        // More rows than one statement holds, so chunking is exercised.
+        let sources: Vec<SourceRow> = (0..5_000).map(|i| source_row(&format!("T{}", i % 7), i, i as f64)).collect();
+        let features: Vec<FeatureRow> =
+            (0..9_000).map(|i| feature_row(&format!("T{}", i % 7), i, 100_000, i as f64)).collect();
+        for _ in 0..2 {
+            assert_eq!(store.write_source_rows("prices", &sources).await.unwrap(), 5_000);
+            assert_eq!(store.write_feature_rows("technical", &features).await.unwrap(), 9_000);
+        }
+        assert_eq!(count(&store, "source_rows").await, 5_000);
+        assert_eq!(count(&store, "feature_rows").await, 9_000);
+
+        // A rewrite with new values replaces them in place.
+        store.write_source_rows("prices", &[source_row("T0", 0, -1.0)]).await.unwrap();
+        let rows = store.read_source("prices", &key("T0"), SourceRange { last: None, until: Some(Timestamp(0)) }).await;
+        assert_eq!(rows.unwrap(), vec![source_row("T0", 0, -1.0)]);
+        assert_eq!(count(&store, "source_rows").await, 5_000);
+        assert_eq!(store.write_source_rows("prices", &[]).await.unwrap(), 0);
+
+        store.delete_source_rows("prices").await.unwrap();
+        store.delete_feature_rows("technical").await.unwrap();
+        assert_eq!(count(&store, "source_rows").await, 0);
+        assert_eq!(count(&store, "feature_rows").await, 0);
+    }
+
+    #[tokio::test]
+    async fn source_reads_honour_last_and_until_and_come_oldest_first() {
+        let (_dir, store) = store().await;
+        let mut rows: Vec<SourceRow> = (1..=10).map(|t| source_row("AAPL", t, t as f64)).collect();
+        rows.push(source_row("MSFT", 20, 1.0));
+        rows.reverse(); // write order does not matter
+        store.write_source_rows("prices", &rows).await.unwrap();
+        store.write_source_rows("other", &[source_row("AAPL", 99, 1.0)]).await.unwrap();
+
+        let ts = |range: SourceRange| {
+            let store = store.clone();
+            async move {
+                let rows = store.read_source("prices", &key("AAPL"), range).await.unwrap();
+                rows.iter().map(|r| r.ts.0 / Timestamp::MICROS_PER_SECOND).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(ts(SourceRange::default()).await, (1..=10).collect::<Vec<_>>());
+        assert_eq!(ts(SourceRange { last: Some(3), until: None }).await, vec![8, 9, 10]);
+        assert_eq!(ts(SourceRange { last: None, until: Some(Timestamp::from_secs(4)) }).await, vec![1, 2, 3, 4]);
+        assert_eq!(ts(SourceRange { last: Some(2), until: Some(Timestamp::from_secs(4)) }).await, vec![3, 4]);
+        assert_eq!(ts(SourceRange { last: Some(50), until: None }).await.len(), 10);
+        assert_eq!(ts(SourceRange { last: Some(0), until: None }).await, Vec::<i64>::new());
+        let read = store.read_source("prices", &key("AAPL"), SourceRange { last: Some(1), until: None }).await.unwrap();
+        assert_eq!(read, vec![source_row("AAPL", 10, 10.0)]);
+
+        assert_eq!(
+            store.source_entities("prices").await.unwrap(),
+            vec![(key("AAPL"), Timestamp::from_secs(10)), (key("MSFT"), Timestamp::from_secs(20))]
+        );
+        assert!(store.source_entities("missing").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn latest_feature_row_is_the_newest_event_and_on_ties_the_newest_created() {
+        let (_dir, store) = store().await;
+        store
+            .write_feature_rows(
+                "valuation",
+                &[
+                    feature_row("AAPL", 10, 11, 1.0),
+                    feature_row("AAPL", 20, 21, 2.0),
+                    feature_row("AAPL", 20, 30, 3.0), // correction of event 20
+                    feature_row("AAPL", 15, 99, 4.0), // late arrival of an older event
+                    feature_row("MSFT", 5, 5, 5.0),
+                ],
+            )
+            .await
+            .unwrap();
+        store.write_feature_rows("other", &[feature_row("AAPL", 50, 50, 9.0)]).await.unwrap();
+
+        let latest = store.latest_feature_rows("valuation", &[key("MSFT"), key("NONE"), key("AAPL"), key("MSFT")]).await;
+        assert_eq!(
+            latest.unwrap(),
+            vec![
+                Some(feature_row("MSFT", 5, 5, 5.0)),
+                None,
+                Some(feature_row("AAPL", 20, 30, 3.0)),
+                Some(feature_row("MSFT", 5, 5, 5.0)),
+            ]
+        );
+
+        // More entities than one lookup statement takes.
+        let many: Vec<FeatureRow> = (0..1_200).map(|i| feature_row(&format!("E{i}"), i, i, i as f64)).collect();
+        store.write_feature_rows("many", &many).await.unwrap();
+        let keys: Vec<EntityKey> = many.iter().rev().map(|r| r.entity.clone()).collect();
+        let latest = store.latest_feature_rows("many", &keys).await.unwrap();
+        assert_eq!(latest, many.into_iter().rev().map(Some).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn values_of_every_type_round_trip() {
+        let (_dir, store) = store().await;
+        let values: BTreeMap<String, Value> = [
+            ("f", Value::Float64(190.0)),
+            ("i", Value::Int64(-3)),
+            ("b", Value::Bool(true)),
+            ("s", Value::String("x\"y".into())),
+            ("fl", Value::Float64List(vec![1.5, 2.0])),
+            ("sl", Value::StringList(vec!["a".into()])),
+            ("n", Value::Null),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let row = FeatureRow { entity: key("AAPL"), event_ts: Timestamp(1), created: Timestamp(2), values };
+        store.write_feature_rows("g", std::slice::from_ref(&row)).await.unwrap();
+        assert_eq!(store.latest_feature_rows("g", &[key("AAPL")]).await.unwrap(), vec![Some(row)]);
+    }
+
+    #[tokio::test]
+    async fn unreadable_stored_data_is_reported_as_corrupt() {
+        let (_dir, store) = store().await;
+        sqlx::query("INSERT INTO source_rows VALUES ('prices', 'AAPL', 1, 'not json', 0)")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        let err = store.read_source("prices", &key("AAPL"), SourceRange::default()).await.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn acknowledged_writes_are_read_back_after_reopening_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wafer.db");
+        {
+            let store = SqliteStore::open(&path).await.unwrap();
+            store
+                .put_entity(&Entity { name: "ticker".into(), join_keys: vec!["ticker".into()], description: String::new() })
+                .await
+                .unwrap();
+            store.write_source_rows("prices", &[source_row("AAPL", 1, 1.0)]).await.unwrap();
+            store.write_feature_rows("technical", &[feature_row("AAPL", 1, 2, 3.0)]).await.unwrap();
+            let v = version("indicators", "1.0.0", b"wasm", 1);
+            store.insert_transform_version(&v, b"wasm").await.unwrap();
+            store.set_active_version("indicators", Some("1.0.0")).await.unwrap();
+            // Dropped without close(), as after a crash.
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(store.list_entities().await.unwrap().len(), 1);
+        let rows = store.read_source("prices", &key("AAPL"), SourceRange::default()).await.unwrap();
+        assert_eq!(rows, vec![source_row("AAPL", 1, 1.0)]);
+        let latest = store.latest_feature_rows("technical", &[key("AAPL")]).await.unwrap();
+        assert_eq!(latest, vec![Some(feature_row("AAPL", 1, 2, 3.0))]);
+        let t = store.get_transform("indicators").await.unwrap().unwrap();
+        assert_eq!(t.active_version.as_deref(), Some("1.0.0"));
+        assert!(store.get_module(&t.versions[0].sha256).await.unwrap().is_some());
+        Registry::ping(&store).await.unwrap();
+        store.close().await;
+    }
+}

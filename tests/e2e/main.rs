@@ -1,0 +1,5 @@
+//! End-to-end tests: each test starts its own server (see
+//! `wafer_tests::TestApp`) and talks to it over HTTP. One module per feature.
+
+mod errors;
+mod flow;

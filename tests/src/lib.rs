@@ -1,0 +1,14 @@
+//! # wafer-tests
+//!
+//! End-to-end tests run real wafer servers on ephemeral ports and drive
+//! them over HTTP.
+//!
+//! ## Layout
+//! - [`harness`]: [`TestApp`], a server with its own temp data dir and a
+//!   manual clock, plus helpers for the `technical` flow.
+//! - `guests`: test-only transform components built from source.
+//! - `e2e/`: the test binary, one module per feature.
+
+pub mod harness;
+
+pub use harness::TestApp;
