@@ -45,8 +45,18 @@ pub struct Adapter<T>(PhantomData<T>);
 /// Exports a [`Transform`] implementation as the component's `transform`
 /// interface. Use it once per crate, at the top level:
 ///
-/// ```ignore
-/// wafer_guest::export!(MyTransform);
+/// ```no_run
+/// use wafer_guest::{Descriptor, Transform};
+///
+/// pub struct Nothing;
+///
+/// impl Transform for Nothing {
+///     fn describe() -> Descriptor {
+///         Descriptor::batch("Computes nothing")
+///     }
+/// }
+///
+/// wafer_guest::export!(Nothing);
 /// ```
 ///
 /// Expands to nothing unless compiling for `wasm32`, so the same crate builds

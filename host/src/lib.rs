@@ -20,7 +20,6 @@
 //! - [`cli`]: the `wafer` command line.
 //! - [`clock`]: injected time.
 
-
 pub mod api;
 pub mod bundled;
 pub mod cli;
@@ -33,4 +32,4 @@ pub mod server;
 pub mod service;
 pub mod store;
 
-pub use server::{run, App};
+pub use server::{App, run};

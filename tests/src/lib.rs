@@ -9,6 +9,7 @@
 //! - `guests`: test-only transform components built from source.
 //! - `e2e/`: the test binary, one module per feature.
 
+pub mod guests;
 pub mod harness;
 
 pub use harness::TestApp;

@@ -35,7 +35,9 @@ impl EntityKey {
     ) -> Result<Self, EntityKeyError> {
         let mut parts = Vec::with_capacity(join_keys.len());
         for key in join_keys {
-            let v = object.get(key).ok_or_else(|| EntityKeyError::Missing(key.clone()))?;
+            let v = object
+                .get(key)
+                .ok_or_else(|| EntityKeyError::Missing(key.clone()))?;
             parts.push(Self::part_from_json(key, v)?);
         }
         Ok(Self::from_parts(&parts))

@@ -16,7 +16,10 @@ pub use job::{Job, JobState};
 pub use registry::{Entity, FeatureGroup, FeatureSpec, Freshness, Producer, Source, SourceField};
 pub use table::{BatchInput, Column, ColumnValues, NamedTable, OnDemandInput, Table};
 pub use time::Timestamp;
-pub use transform::{Descriptor, FieldSpec, ParamSpec, RelatedSeries, TransformKind, TransformSummary, TransformVersion};
+pub use transform::{
+    Descriptor, FieldSpec, ParamSpec, RelatedSeries, TransformKind, TransformSummary,
+    TransformVersion,
+};
 pub use value::{Value, ValueType};
 
 use std::collections::BTreeMap;

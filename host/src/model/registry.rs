@@ -3,8 +3,8 @@
 //! entity exist, does the transform produce these features) lives in
 //! `service::registry`; what one object can check about itself lives here.
 
-use super::value::ValueType;
 use super::Timestamp;
+use super::value::ValueType;
 use serde::{Deserialize, Serialize};
 
 /// Names of registry objects: 1-64 characters of `[A-Za-z0-9_-]`, starting
@@ -13,7 +13,9 @@ pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if ok {
         Ok(())
     } else {
@@ -79,7 +81,10 @@ impl Source {
         for f in &self.fields {
             validate_name("field", &f.name)?;
             if f.name == self.timestamp_field {
-                return Err(format!("field '{}' is the timestamp field; do not list it in fields", f.name));
+                return Err(format!(
+                    "field '{}' is the timestamp field; do not list it in fields",
+                    f.name
+                ));
             }
             if !seen.insert(&f.name) {
                 return Err(format!("field '{}' is listed twice", f.name));
@@ -144,7 +149,8 @@ impl Freshness {
 
     /// How long the online store keeps a value, if at all bounded.
     pub fn online_ttl_seconds(&self) -> Option<u64> {
-        self.online_ttl_seconds.or(self.max_age_seconds.map(|m| m.saturating_mul(2)))
+        self.online_ttl_seconds
+            .or(self.max_age_seconds.map(|m| m.saturating_mul(2)))
     }
 
     pub fn validate(&self) -> Result<(), String> {
@@ -206,16 +212,21 @@ impl Producer {
     pub fn transform(&self) -> Option<(&str, Option<&str>)> {
         match self {
             Producer::Push => None,
-            Producer::Batch { transform, version, .. } | Producer::OnDemand { transform, version, .. } => {
-                Some((transform.as_str(), version.as_deref()))
+            Producer::Batch {
+                transform, version, ..
             }
+            | Producer::OnDemand {
+                transform, version, ..
+            } => Some((transform.as_str(), version.as_deref())),
         }
     }
 
     /// Sources a batch producer reads, `source` first, then `sources`.
     pub fn source_names(&self) -> Vec<String> {
         match self {
-            Producer::Batch { source, sources, .. } => source.iter().chain(sources.iter()).cloned().collect(),
+            Producer::Batch {
+                source, sources, ..
+            } => source.iter().chain(sources.iter()).cloned().collect(),
             _ => Vec::new(),
         }
     }
@@ -308,7 +319,11 @@ mod tests {
 
     #[test]
     fn freshness_status_follows_expected_interval_and_max_age() {
-        let f = Freshness { expected_interval_seconds: Some(3600), max_age_seconds: Some(7200), online_ttl_seconds: None };
+        let f = Freshness {
+            expected_interval_seconds: Some(3600),
+            max_age_seconds: Some(7200),
+            online_ttl_seconds: None,
+        };
         let t = Timestamp::from_secs(1_000_000);
         assert_eq!(f.status(t, t.plus_secs(3600)), FreshnessStatus::Fresh);
         assert_eq!(f.status(t, t.plus_secs(3601)), FreshnessStatus::Stale);

@@ -86,7 +86,10 @@ impl Value {
     /// integral floats for `int64`; JSON `null` is always accepted.
     pub fn from_json(json: &serde_json::Value, ty: ValueType) -> Result<Value, TypeMismatch> {
         use serde_json::Value as J;
-        let mismatch = || TypeMismatch { expected: ty, got: describe_json(json) };
+        let mismatch = || TypeMismatch {
+            expected: ty,
+            got: describe_json(json),
+        };
         Ok(match (ty, json) {
             (_, J::Null) => Value::Null,
             (ValueType::Float64, J::Number(n)) => Value::Float64(n.as_f64().ok_or_else(mismatch)?),
@@ -100,7 +103,10 @@ impl Value {
             (ValueType::Bool, J::Bool(b)) => Value::Bool(*b),
             (ValueType::String, J::String(s)) => Value::String(s.clone()),
             (ValueType::Float64List, J::Array(items)) => Value::Float64List(
-                items.iter().map(|i| i.as_f64().ok_or_else(mismatch)).collect::<Result<_, _>>()?,
+                items
+                    .iter()
+                    .map(|i| i.as_f64().ok_or_else(mismatch))
+                    .collect::<Result<_, _>>()?,
             ),
             (ValueType::StringList, J::Array(items)) => Value::StringList(
                 items
@@ -119,7 +125,10 @@ impl Value {
         if t.is_empty() {
             return Ok(Value::Null);
         }
-        let mismatch = || TypeMismatch { expected: ty, got: format!("'{t}'") };
+        let mismatch = || TypeMismatch {
+            expected: ty,
+            got: format!("'{t}'"),
+        };
         Ok(match ty {
             ValueType::Float64 => Value::Float64(t.parse().map_err(|_| mismatch())?),
             ValueType::Int64 => Value::Int64(t.parse().map_err(|_| mismatch())?),
@@ -130,9 +139,13 @@ impl Value {
             },
             ValueType::String => Value::String(t.to_string()),
             ValueType::Float64List => Value::Float64List(
-                t.split(';').map(|p| p.trim().parse().map_err(|_| mismatch())).collect::<Result<_, _>>()?,
+                t.split(';')
+                    .map(|p| p.trim().parse().map_err(|_| mismatch()))
+                    .collect::<Result<_, _>>()?,
             ),
-            ValueType::StringList => Value::StringList(t.split(';').map(|p| p.trim().to_string()).collect()),
+            ValueType::StringList => {
+                Value::StringList(t.split(';').map(|p| p.trim().to_string()).collect())
+            }
         })
     }
 
@@ -151,7 +164,9 @@ fn describe_json(json: &serde_json::Value) -> String {
         serde_json::Value::Null => "null".into(),
         serde_json::Value::Bool(b) => format!("boolean {b}"),
         serde_json::Value::Number(n) => format!("number {n}"),
-        serde_json::Value::String(s) => format!("string \"{}\"", s.chars().take(40).collect::<String>()),
+        serde_json::Value::String(s) => {
+            format!("string \"{}\"", s.chars().take(40).collect::<String>())
+        }
         serde_json::Value::Array(_) => "an array".into(),
         serde_json::Value::Object(_) => "an object".into(),
     }
@@ -164,12 +179,24 @@ mod tests {
 
     #[test]
     fn json_is_read_against_the_declared_type() {
-        assert_eq!(Value::from_json(&json!(3), ValueType::Float64).unwrap(), Value::Float64(3.0));
-        assert_eq!(Value::from_json(&json!(3.0), ValueType::Int64).unwrap(), Value::Int64(3));
+        assert_eq!(
+            Value::from_json(&json!(3), ValueType::Float64).unwrap(),
+            Value::Float64(3.0)
+        );
+        assert_eq!(
+            Value::from_json(&json!(3.0), ValueType::Int64).unwrap(),
+            Value::Int64(3)
+        );
         assert!(Value::from_json(&json!(3.5), ValueType::Int64).is_err());
         assert!(Value::from_json(&json!("x"), ValueType::Float64).is_err());
-        assert_eq!(Value::from_json(&json!(null), ValueType::Bool).unwrap(), Value::Null);
-        assert_eq!(Value::from_text("1;2.5", ValueType::Float64List).unwrap(), Value::Float64List(vec![1.0, 2.5]));
+        assert_eq!(
+            Value::from_json(&json!(null), ValueType::Bool).unwrap(),
+            Value::Null
+        );
+        assert_eq!(
+            Value::from_text("1;2.5", ValueType::Float64List).unwrap(),
+            Value::Float64List(vec![1.0, 2.5])
+        );
         assert_eq!(Value::from_text("", ValueType::Int64).unwrap(), Value::Null);
     }
 }

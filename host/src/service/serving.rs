@@ -99,16 +99,28 @@ impl Wafer {
             )));
         }
         let (refs, reads) = self.plan_reads(&req)?;
-        let timeout = req.timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_TIMEOUT);
+        let timeout = req
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(DEFAULT_TIMEOUT);
         let deadline = tokio::time::Instant::now() + timeout;
         let now = self.clock().now();
-        let missing = ServedValue { value: Value::Null, status: FreshnessStatus::Missing, event_timestamp: None, age_seconds: None, source: None };
+        let missing = ServedValue {
+            value: Value::Null,
+            status: FreshnessStatus::Missing,
+            event_timestamp: None,
+            age_seconds: None,
+            source: None,
+        };
         let mut results: Vec<EntityResult> = req
             .entities
             .iter()
             .map(|e| EntityResult {
                 entity: e.clone(),
-                features: refs.iter().map(|r| (r.to_string(), missing.clone())).collect(),
+                features: refs
+                    .iter()
+                    .map(|r| (r.to_string(), missing.clone()))
+                    .collect(),
             })
             .collect();
 
@@ -120,29 +132,40 @@ impl Wafer {
                 .iter()
                 .enumerate()
                 .map(|(i, e)| {
-                    EntityKey::from_json(e, join_keys)
-                        .map_err(|err| ServiceError::Invalid(format!("entities[{i}] for group '{}': {err}", group.name)))
+                    EntityKey::from_json(e, join_keys).map_err(|err| {
+                        ServiceError::Invalid(format!(
+                            "entities[{i}] for group '{}': {err}",
+                            group.name
+                        ))
+                    })
                 })
                 .collect::<ServiceResult<Vec<_>>>()?;
             let mut rows = self.online().read(&group.name, &keys).await?;
             let mut sources = vec![ValueSource::Online; keys.len()];
 
-            if req.fallback == Fallback::Compute && matches!(group.producer, Producer::Batch { .. }) {
+            if req.fallback == Fallback::Compute && matches!(group.producer, Producer::Batch { .. })
+            {
                 let stale: Vec<usize> = (0..keys.len())
                     .filter(|&i| match &rows[i] {
                         None => true,
-                        Some(r) => group.freshness.status(r.event_ts, now) == FreshnessStatus::Expired,
+                        Some(r) => {
+                            group.freshness.status(r.event_ts, now) == FreshnessStatus::Expired
+                        }
                     })
                     .collect();
                 for i in stale {
-                    let computed = tokio::time::timeout_at(deadline, self.compute_latest(group, &keys[i])).await;
+                    let computed =
+                        tokio::time::timeout_at(deadline, self.compute_latest(group, &keys[i]))
+                            .await;
                     match computed {
                         Ok(Ok(Some(row))) => {
                             rows[i] = Some(row);
                             sources[i] = ValueSource::Computed;
                         }
                         Ok(Ok(None)) => {}
-                        Ok(Err(e)) => tracing::warn!(group = %group.name, entity = %keys[i], error = %e, "compute on miss failed"),
+                        Ok(Err(e)) => {
+                            tracing::warn!(group = %group.name, entity = %keys[i], error = %e, "compute on miss failed")
+                        }
                         Err(_) => break, // deadline: answer with what we have
                     }
                 }
@@ -154,7 +177,12 @@ impl Wafer {
                 for (pos, feature) in &read.features {
                     let value = row.values.get(feature).cloned().unwrap_or(Value::Null);
                     results[i].features[*pos].1 = if value.is_null() {
-                        ServedValue { event_timestamp: Some(row.event_ts), age_seconds: Some(age(row, now)), source: Some(sources[i]), ..missing.clone() }
+                        ServedValue {
+                            event_timestamp: Some(row.event_ts),
+                            age_seconds: Some(age(row, now)),
+                            source: Some(sources[i]),
+                            ..missing.clone()
+                        }
                     } else {
                         ServedValue {
                             value,
@@ -188,7 +216,9 @@ impl Wafer {
                     unknown.push(r.to_string());
                     for name in self.feature_group_names() {
                         if let Ok(g) = self.feature_group(&name) {
-                            available.extend(g.features.iter().map(|f| format!("{}:{}", g.name, f.name)));
+                            available.extend(
+                                g.features.iter().map(|f| format!("{}:{}", g.name, f.name)),
+                            );
                         }
                     }
                 }
@@ -196,21 +226,32 @@ impl Wafer {
         }
         for name in &req.feature_groups {
             let g = self.feature_group(name)?;
-            refs.extend(g.features.iter().map(|f| FeatureRef { group: g.name.clone(), feature: f.name.clone() }));
+            refs.extend(g.features.iter().map(|f| FeatureRef {
+                group: g.name.clone(),
+                feature: f.name.clone(),
+            }));
         }
         if !unknown.is_empty() {
             available.sort();
             available.dedup();
-            return Err(ServiceError::UnknownFeature { refs: unknown, available });
+            return Err(ServiceError::UnknownFeature {
+                refs: unknown,
+                available,
+            });
         }
         if refs.is_empty() {
-            return Err(ServiceError::Invalid("name at least one feature in \"features\" or group in \"feature_groups\"".into()));
+            return Err(ServiceError::Invalid(
+                "name at least one feature in \"features\" or group in \"feature_groups\"".into(),
+            ));
         }
         let mut reads: Vec<GroupRead> = Vec::new();
         for (pos, r) in refs.iter().enumerate() {
             match reads.iter_mut().find(|g| g.group.name == r.group) {
                 Some(g) => g.features.push((pos, r.feature.clone())),
-                None => reads.push(GroupRead { group: self.feature_group(&r.group)?, features: vec![(pos, r.feature.clone())] }),
+                None => reads.push(GroupRead {
+                    group: self.feature_group(&r.group)?,
+                    features: vec![(pos, r.feature.clone())],
+                }),
             }
         }
         Ok((refs, reads))
@@ -219,21 +260,44 @@ impl Wafer {
     /// Computes a batch group's newest row for one entity from the last
     /// `lookback` source rows (at least the transform's minimum history)
     /// and writes it back to the offline and online stores.
-    async fn compute_latest(&self, group: &FeatureGroup, entity: &EntityKey) -> ServiceResult<Option<FeatureRow>> {
-        let Producer::Batch { transform, version, lookback, .. } = &group.producer else { return Ok(None) };
+    async fn compute_latest(
+        &self,
+        group: &FeatureGroup,
+        entity: &EntityKey,
+    ) -> ServiceResult<Option<FeatureRow>> {
+        let Producer::Batch {
+            transform,
+            version,
+            lookback,
+            ..
+        } = &group.producer
+        else {
+            return Ok(None);
+        };
         let version = self.resolve_version(transform, version.as_deref()).await?;
         let last = (*lookback).max(version.descriptor.min_history);
-        let input = self.batch_input(group, &version, entity, Some(last)).await?;
+        let input = self
+            .batch_input(group, &version, entity, Some(last))
+            .await?;
         if input.sources.first().is_none_or(|s| s.table.rows() == 0) {
             return Ok(None);
         }
         let output = self.invoke_batch(&version, input).await?;
         let now = self.clock().now();
         let rows = super::materialize::rows_from_output(group, entity, &output, now, None);
-        let Some(latest) = rows.into_iter().max_by_key(|r| r.event_ts) else { return Ok(None) };
-        self.offline().write_feature_rows(&group.name, std::slice::from_ref(&latest)).await?;
-        let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
-        self.online().write(&group.name, std::slice::from_ref(&latest), ttl).await?;
+        let Some(latest) = rows.into_iter().max_by_key(|r| r.event_ts) else {
+            return Ok(None);
+        };
+        self.offline()
+            .write_feature_rows(&group.name, std::slice::from_ref(&latest))
+            .await?;
+        let ttl = group
+            .freshness
+            .online_ttl_seconds()
+            .map(Duration::from_secs);
+        self.online()
+            .write(&group.name, std::slice::from_ref(&latest), ttl)
+            .await?;
         Ok(Some(latest))
     }
 }

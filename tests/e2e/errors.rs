@@ -1,0 +1,448 @@
+//! What clients see when things go wrong: the error envelope with its
+//! stable codes, for bad requests and for transforms that misbehave. A
+//! misbehaving transform must fail only its own call and leave the server
+//! serving.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+use wafer_host::demo::technical_group_json;
+use wafer_host::model::Timestamp;
+use wafer_tests::TestApp;
+use wafer_tests::guests::EVIL;
+
+/// Short limits so the sandbox tests answer quickly.
+const CALL_TIMEOUT: Duration = Duration::from_millis(500);
+const MEMORY_BYTES: usize = 32 << 20;
+
+#[track_caller]
+fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, want_code: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["error"]["code"], json!(want_code), "{body}");
+    assert!(
+        !body["error"]["message"].as_str().unwrap_or("").is_empty(),
+        "no message: {body}"
+    );
+}
+
+fn message(body: &Value) -> &str {
+    body["error"]["message"].as_str().unwrap_or("")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_json_is_rejected_with_invalid_json_and_where_it_broke() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app
+        .post_raw(
+            "/v1/features/online",
+            "application/json",
+            "{\"entities\": [",
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_json");
+    assert!(message(&body).contains("line 1"), "no position in {body}");
+
+    let (status, body) = app
+        .post_raw("/v1/sources/prices/rows", "application/json", "{rows: }")
+        .await;
+    assert!(status.is_client_error(), "{status} {body}");
+
+    let put = app
+        .client
+        .put(app.url("/v1/entities/ticker"))
+        .header("content-type", "application/json")
+        .body("{\"join_keys\": [\"ticker\"")
+        .send()
+        .await
+        .expect("request");
+    let status = put.status();
+    let body: Value = put.json().await.expect("JSON error body");
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_json");
+
+    // Well-formed JSON of the wrong shape uses the same code.
+    let (status, body) = app
+        .put_json("/v1/entities/ticker", &json!({"join_keys": "ticker"}))
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_json");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_feature_refs_are_rejected_listing_what_the_group_offers() {
+    let app = TestApp::spawn().await;
+    app.publish_indicators().await;
+    app.register_technical().await;
+
+    let request = json!({"entities": [{"ticker": "AAPL"}], "features": ["technical:sma_20", "technical:sma_21"]});
+    let (status, body) = app.post_json("/v1/features/online", &request).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "unknown_feature");
+    assert_eq!(
+        body["error"]["details"]["unknown"],
+        json!(["technical:sma_21"]),
+        "{body}"
+    );
+    let available: BTreeSet<String> = body["error"]["details"]["available"]
+        .as_array()
+        .expect("details.available")
+        .iter()
+        .map(|v| v.as_str().expect("ref").to_string())
+        .collect();
+    let declared: BTreeSet<String> = technical_group_json()["features"]
+        .as_array()
+        .expect("features")
+        .iter()
+        .map(|f| format!("technical:{}", f["name"].as_str().expect("name")))
+        .collect();
+    assert_eq!(available, declared);
+    assert!(message(&body).contains("technical:sma_21"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_groups_are_a_bad_ref_in_features_and_not_found_elsewhere() {
+    let app = TestApp::spawn().await;
+    app.publish_indicators().await;
+    app.register_technical().await;
+
+    // As a ref, an unknown group is an unknown feature, with what exists.
+    let request = json!({"entities": [{"ticker": "AAPL"}], "features": ["fundamentals:pe_ratio"]});
+    let (status, body) = app.post_json("/v1/features/online", &request).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "unknown_feature");
+    let available = body["error"]["details"]["available"]
+        .as_array()
+        .expect("available");
+    assert!(available.contains(&json!("technical:sma_20")), "{body}");
+
+    // Named as a group, it is a missing resource.
+    let request = json!({"entities": [{"ticker": "AAPL"}], "feature_groups": ["fundamentals"]});
+    let (status, body) = app.post_json("/v1/features/online", &request).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    assert!(message(&body).contains("fundamentals"), "{body}");
+
+    let (status, body) = app
+        .post_json("/v1/materialize", &json!({"feature_group": "fundamentals"}))
+        .await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) = app.get("/v1/feature-groups/fundamentals").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+
+    // A ref that is not group:feature at all.
+    let request = json!({"entities": [{"ticker": "AAPL"}], "features": ["sma_20"]});
+    let (status, body) = app.post_json("/v1/features/online", &request).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_invalid_wasm_is_rejected_with_reason() {
+    let app = TestApp::spawn().await;
+    let (status, body) = app
+        .put_bytes(
+            "/v1/transforms/junk/versions/1.0.0",
+            b"this is not wasm at all",
+        )
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_component");
+
+    // A valid core module is still not a component.
+    let (status, body) = app
+        .put_bytes("/v1/transforms/junk/versions/1.0.0", b"\0asm\x01\0\0\0")
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_component");
+
+    let (status, body) = app
+        .put_bytes("/v1/transforms/junk/versions/1.0.0", b"")
+        .await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_component");
+
+    // Nothing was stored.
+    let (status, body) = app.get("/v1/transforms/junk").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_under_a_version_that_is_not_semantic_is_rejected() {
+    let app = TestApp::spawn().await;
+    for version in ["1.0", "v1.0.0", "latest", "1.0.0.0"] {
+        let (status, body) = app
+            .put_bytes(
+                &format!("/v1/transforms/indicators/versions/{version}"),
+                wafer_host::bundled::INDICATORS,
+            )
+            .await;
+        assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
+        assert!(message(&body).contains(version), "{version}: {body}");
+    }
+    let (status, body) = app.get("/v1/transforms").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["transforms"], json!([]), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_with_an_unknown_column_is_rejected_naming_the_column() {
+    let app = TestApp::spawn().await;
+    app.publish_indicators().await;
+    app.register_technical().await;
+    let csv = "ticker,ts,close,colour\nAAPL,2024-05-01T00:00:00Z,190.5,red\n";
+    let (status, body) = app.post_csv("/v1/sources/prices/rows", csv).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
+    assert!(message(&body).contains("colour"), "{body}");
+
+    let csv = "ticker,ts,close\nAAPL,2024-05-01T00:00:00Z,cheap\n";
+    let (status, body) = app.post_csv("/v1/sources/prices/rows", csv).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
+    assert!(
+        message(&body).contains("close") && message(&body).contains("row 1"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_rows_with_a_wrongly_typed_field_are_rejected_naming_it_and_nothing_is_written() {
+    let app = TestApp::spawn().await;
+    app.publish_indicators().await;
+    app.register_technical().await;
+    app.ingest_prices(&["AAPL"], 30).await;
+
+    let rows = json!({"rows": [
+        {"ticker": "NEWCO", "ts": "2024-05-01T00:00:00Z", "open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 10},
+        {"ticker": "NEWCO", "ts": "2024-05-02T00:00:00Z", "open": 1.0, "high": 1.0, "low": 1.0, "close": "one", "volume": 10}
+    ]});
+    let (status, body) = app.post_json("/v1/sources/prices/rows", &rows).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
+    assert!(
+        message(&body).contains("row 1") && message(&body).contains("close"),
+        "{body}"
+    );
+
+    // The valid first row was not written either: only AAPL has prices.
+    let job = app.materialize_and_wait("technical").await;
+    assert_eq!(job["state"], json!("succeeded"), "{job}");
+    assert_eq!(job["entities_total"], json!(1), "NEWCO has rows: {job}");
+}
+
+/// A server with short limits, the evil guest published as `evil`, and the
+/// `technical` group materialized for AAPL so reads have something to serve.
+async fn sandbox_app() -> TestApp {
+    let app = TestApp::spawn_with(|config| {
+        config.limits.call_timeout = CALL_TIMEOUT;
+        config.limits.memory_bytes = MEMORY_BYTES;
+    })
+    .await;
+    app.publish_and_activate("evil", "0.1.0", EVIL).await;
+    app.setup_technical(&["AAPL"], 60).await;
+    let job = app.materialize_and_wait("technical").await;
+    assert_eq!(job["state"], json!("succeeded"), "{job}");
+    app
+}
+
+fn invoke_body(mode: &str) -> Value {
+    let start = Timestamp::parse("2024-05-01T00:00:00Z").expect("timestamp");
+    let timestamps: Vec<String> = (0..3)
+        .map(|d| start.plus_secs(d * 86_400).to_rfc3339())
+        .collect();
+    json!({"params": {"mode": mode}, "sources": {"s": {"timestamps": timestamps, "columns": {"x": [1.5, -2.0, 4.25]}}}})
+}
+
+async fn invoke(app: &TestApp, mode: &str) -> (StatusCode, Value) {
+    app.post_json("/v1/transforms/evil/invoke", &invoke_body(mode))
+        .await
+}
+
+fn fresh_read() -> Value {
+    json!({"entities": [{"ticker": "AAPL"}], "features": ["technical:sma_20", "technical:rsi_14"], "fallback": "none"})
+}
+
+/// Health answers, a well-behaved call of the same module works, and online
+/// reads are served.
+async fn assert_still_serving(app: &TestApp) {
+    let (status, body) = app.get("/healthz").await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+    let (status, body) = invoke(app, "ok").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["columns"]["x"], json!([3.0, -4.0, 8.5]), "{body}");
+    assert_eq!(
+        body["timestamps"],
+        invoke_body("ok")["sources"]["s"]["timestamps"],
+        "{body}"
+    );
+    let (status, body) = app.post_json("/v1/features/online", &fresh_read()).await;
+    assert_read_served(status, &body);
+}
+
+#[track_caller]
+fn assert_read_served(status: StatusCode, body: &Value) {
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for (name, v) in body["results"][0]["features"]
+        .as_object()
+        .expect("features")
+    {
+        assert_eq!(v["status"], json!("fresh"), "{name}: {v}");
+        assert!(v["value"].is_f64(), "{name}: {v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapping_transform_fails_its_call_with_transform_trapped_and_the_server_keeps_serving() {
+    let app = sandbox_app().await;
+    let (status, body) = invoke(&app, "trap").await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "transform_trapped",
+    );
+    assert!(
+        message(&body).contains("evil"),
+        "the message names the transform: {body}"
+    );
+    assert_still_serving(&app).await;
+
+    let (_, t) = app.get("/v1/transforms/evil").await;
+    let stats = &t["versions"][0]["stats"];
+    assert!(stats["traps"].as_u64().unwrap_or(0) >= 1, "{t}");
+    assert!(stats["errors"].as_u64().unwrap_or(0) >= 1, "{t}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_transform_is_stopped_at_its_deadline_with_transform_timeout() {
+    let app = sandbox_app().await;
+    let started = Instant::now();
+    let (status, body) = invoke(&app, "loop").await;
+    let took = started.elapsed();
+    assert_error(
+        status,
+        &body,
+        StatusCode::GATEWAY_TIMEOUT,
+        "transform_timeout",
+    );
+    assert!(
+        took >= CALL_TIMEOUT,
+        "answered before the deadline ({took:?}): {body}"
+    );
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?} for a {CALL_TIMEOUT:?} deadline"
+    );
+    assert_still_serving(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allocating_transform_hits_its_memory_cap_with_transform_memory_limit() {
+    let app = sandbox_app().await;
+    let (status, body) = invoke(&app, "alloc").await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "transform_memory_limit",
+    );
+    assert_still_serving(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transform_that_returns_an_error_is_reported_as_transform_failed_with_its_message() {
+    let app = sandbox_app().await;
+    let (status, body) = invoke(&app, "error").await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "transform_failed",
+    );
+    // The evil guest's documented refusal.
+    assert!(message(&body).contains("refusing on purpose"), "{body}");
+    assert_still_serving(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_reads_keep_succeeding_while_transforms_loop_and_allocate() {
+    let app = std::sync::Arc::new(sandbox_app().await);
+    let mut misbehaving = tokio::task::JoinSet::new();
+    for mode in ["loop", "alloc", "loop"] {
+        let app = app.clone();
+        misbehaving.spawn(async move { (mode, invoke(&app, mode).await) });
+    }
+
+    let started = Instant::now();
+    let mut reads = 0;
+    // Keep reading for as long as a looping call may run, and then some.
+    while started.elapsed() < CALL_TIMEOUT * 2 || reads < 50 {
+        let (status, body) = app.post_json("/v1/features/online", &fresh_read()).await;
+        assert_read_served(status, &body);
+        reads += 1;
+    }
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let app = app.clone();
+        burst.spawn(async move { app.post_json("/v1/features/online", &fresh_read()).await });
+    }
+    while let Some(done) = burst.join_next().await {
+        let (status, body) = done.expect("read task");
+        assert_read_served(status, &body);
+    }
+
+    while let Some(done) = misbehaving.join_next().await {
+        let (mode, (status, body)) = done.expect("invoke task");
+        let code = if mode == "loop" {
+            "transform_timeout"
+        } else {
+            "transform_memory_limit"
+        };
+        assert_eq!(
+            body["error"]["code"],
+            json!(code),
+            "{mode}: {status} {body}"
+        );
+    }
+    assert_still_serving(&app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_materialize_job_over_a_trapping_transform_ends_failed_with_the_error() {
+    let app = sandbox_app().await;
+    let (status, body) = app
+        .put_json(
+            "/v1/sources/xs",
+            &json!({"entity": "ticker", "timestamp_field": "ts", "fields": [{"name": "x", "type": "float64"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let group = json!({
+        "entity": "ticker",
+        "features": [{"name": "x", "type": "float64"}],
+        "freshness": {"expected_interval_seconds": 3600, "max_age_seconds": 7200},
+        "producer": {"kind": "batch", "transform": "evil", "source": "xs", "lookback": 10, "params": {"mode": "trap"}}
+    });
+    let (status, body) = app.put_json("/v1/feature-groups/doomed", &group).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let csv = "ticker,ts,x\nAAPL,2024-05-01T00:00:00Z,1.0\nAAPL,2024-05-02T00:00:00Z,2.0\nMSFT,2024-05-01T00:00:00Z,3.0\n";
+    let (status, body) = app.post_csv("/v1/sources/xs/rows", csv).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let job = app.materialize_and_wait("doomed").await;
+    assert_eq!(job["state"], json!("failed"), "{job}");
+    assert_eq!(job["rows_written"], json!(0), "{job}");
+    let errors = job["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 2, "one error per entity: {job}");
+    for ticker in ["AAPL", "MSFT"] {
+        assert!(
+            errors.iter().any(|e| e
+                .as_str()
+                .is_some_and(|e| e.contains(ticker) && e.contains("trap"))),
+            "no trap error for {ticker}: {job}"
+        );
+    }
+    let (status, polled) = app
+        .get(&format!("/v1/jobs/{}", job["id"].as_str().expect("id")))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(polled["state"], json!("failed"), "{polled}");
+
+    let (status, body) = app.read_groups(&["AAPL"], &["doomed"], "none").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["results"][0]["features"]["doomed:x"]["status"],
+        json!("missing"),
+        "{body}"
+    );
+    assert_still_serving(&app).await;
+}
