@@ -29,33 +29,15 @@ fn main() {
         let version = guests::package_version(&root.join(manifest_dir(package)).join("Cargo.toml"));
         let file = guests::copy_to_out_dir(&wasm, &format!("{name}.wasm"));
         let ident = name.to_uppercase();
-        writeln!(
-            src,
-            "/// The `{name}` transform ({package} {version}), as a Wasm component."
-        )
-        .unwrap();
-        writeln!(
-            src,
-            "pub const {ident}: &[u8] = include_bytes!({:?});",
-            file.display().to_string()
-        )
-        .unwrap();
-        writeln!(
-            src,
-            "/// The version `{name}` is published under: {package}'s crate version."
-        )
-        .unwrap();
+        writeln!(src, "/// The `{name}` transform ({package} {version}), as a Wasm component.").unwrap();
+        writeln!(src, "pub const {ident}: &[u8] = include_bytes!({:?});", file.display().to_string()).unwrap();
+        writeln!(src, "/// The version `{name}` is published under: {package}'s crate version.").unwrap();
         writeln!(src, "pub const {ident}_VERSION: &str = {version:?};").unwrap();
-        writeln!(
-            all,
-            "    BundledTransform {{ name: {name:?}, version: {ident}_VERSION, bytes: {ident} }},"
-        )
-        .unwrap();
+        writeln!(all, "    BundledTransform {{ name: {name:?}, version: {ident}_VERSION, bytes: {ident} }},").unwrap();
     }
     writeln!(src, "/// Every bundled transform.").unwrap();
     writeln!(src, "pub const ALL: &[BundledTransform] = &[\n{all}];").unwrap();
 
-    let out =
-        std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
+    let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
     std::fs::write(out.join("bundled.rs"), src).expect("write bundled.rs");
 }

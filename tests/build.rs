@@ -13,7 +13,6 @@ fn main() {
          pub const EVIL: &[u8] = include_bytes!({:?});\n",
         evil.display().to_string()
     );
-    let out =
-        std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
+    let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
     std::fs::write(out.join("guests.rs"), src).expect("write guests.rs");
 }

@@ -85,47 +85,31 @@ impl From<wit::Column> for Column {
 impl From<Column> for wit::Column {
     fn from(c: Column) -> Self {
         let (name, values, nulls) = c.into_parts();
-        Self {
-            name,
-            values: values.into(),
-            nulls,
-        }
+        Self { name, values: values.into(), nulls }
     }
 }
 
 impl From<wit::Table> for Table {
     fn from(t: wit::Table) -> Self {
-        Table {
-            timestamps: t.timestamps,
-            columns: t.columns.into_iter().map(Into::into).collect(),
-        }
+        Table { timestamps: t.timestamps, columns: t.columns.into_iter().map(Into::into).collect() }
     }
 }
 
 impl From<Table> for wit::Table {
     fn from(t: Table) -> Self {
-        Self {
-            timestamps: t.timestamps,
-            columns: t.columns.into_iter().map(Into::into).collect(),
-        }
+        Self { timestamps: t.timestamps, columns: t.columns.into_iter().map(Into::into).collect() }
     }
 }
 
 impl From<wit::NamedTable> for NamedTable {
     fn from(t: wit::NamedTable) -> Self {
-        NamedTable {
-            name: t.name,
-            table: t.table.into(),
-        }
+        NamedTable { name: t.name, table: t.table.into() }
     }
 }
 
 impl From<wit::Param> for Param {
     fn from(p: wit::Param) -> Self {
-        Param {
-            name: p.name,
-            value: p.value,
-        }
+        Param { name: p.name, value: p.value }
     }
 }
 
@@ -152,11 +136,7 @@ impl From<wit::OnDemandInput> for OnDemandInput {
 
 impl From<Field> for wit::Field {
     fn from(f: Field) -> Self {
-        Self {
-            name: f.name,
-            value_type: f.value_type.into(),
-            description: f.description,
-        }
+        Self { name: f.name, value_type: f.value_type.into(), description: f.description }
     }
 }
 
@@ -173,11 +153,7 @@ impl From<ParamSpec> for wit::ParamSpec {
 
 impl From<RelatedSeries> for wit::RelatedSeries {
     fn from(r: RelatedSeries) -> Self {
-        Self {
-            name: r.name,
-            source: r.source,
-            entity_param: r.entity_param,
-        }
+        Self { name: r.name, source: r.source, entity_param: r.entity_param }
     }
 }
 

@@ -30,16 +30,8 @@ pub struct Field {
 
 impl Field {
     /// A field.
-    pub fn new(
-        name: impl Into<String>,
-        value_type: ValueType,
-        description: impl Into<String>,
-    ) -> Self {
-        Field {
-            name: name.into(),
-            value_type,
-            description: description.into(),
-        }
+    pub fn new(name: impl Into<String>, value_type: ValueType, description: impl Into<String>) -> Self {
+        Field { name: name.into(), value_type, description: description.into() }
     }
 }
 
@@ -117,12 +109,7 @@ impl Descriptor {
 
     /// Adds an input: a source field (batch) or a `group:feature` (on-demand).
     #[must_use]
-    pub fn input(
-        mut self,
-        name: impl Into<String>,
-        value_type: ValueType,
-        description: impl Into<String>,
-    ) -> Self {
+    pub fn input(mut self, name: impl Into<String>, value_type: ValueType, description: impl Into<String>) -> Self {
         self.inputs.push(Field::new(name, value_type, description));
         self
     }
@@ -135,19 +122,13 @@ impl Descriptor {
         value_type: ValueType,
         description: impl Into<String>,
     ) -> Self {
-        self.request_fields
-            .push(Field::new(name, value_type, description));
+        self.request_fields.push(Field::new(name, value_type, description));
         self
     }
 
     /// Adds an output feature.
     #[must_use]
-    pub fn output(
-        mut self,
-        name: impl Into<String>,
-        value_type: ValueType,
-        description: impl Into<String>,
-    ) -> Self {
+    pub fn output(mut self, name: impl Into<String>, value_type: ValueType, description: impl Into<String>) -> Self {
         self.outputs.push(Field::new(name, value_type, description));
         self
     }
@@ -204,19 +185,11 @@ mod tests {
         let d = Descriptor::batch("beta")
             .input("close", ValueType::Float64, "close")
             .output("beta", ValueType::Float64, "beta")
-            .param(
-                "benchmark",
-                ValueType::Text,
-                Some("SPY"),
-                "benchmark ticker",
-            )
+            .param("benchmark", ValueType::Text, Some("SPY"), "benchmark ticker")
             .related("benchmark", "prices", "benchmark")
             .min_history(253);
         assert_eq!(d.kind, Kind::Batch);
-        assert_eq!(
-            (d.inputs.len(), d.outputs.len(), d.min_history),
-            (1, 1, 253)
-        );
+        assert_eq!((d.inputs.len(), d.outputs.len(), d.min_history), (1, 1, 253));
         assert_eq!(d.params[0].default_value.as_deref(), Some("SPY"));
         assert_eq!(d.related[0].entity_param, "benchmark");
         let d = Descriptor::on_demand("x").request_field("amount", ValueType::Float64, "amount");

@@ -19,18 +19,12 @@ pub struct Param {
 impl Param {
     /// A parameter.
     pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
-        Param {
-            name: name.into(),
-            value: value.into(),
-        }
+        Param { name: name.into(), value: value.into() }
     }
 }
 
 fn find_param<'a>(params: &'a [Param], name: &str) -> Option<&'a str> {
-    params
-        .iter()
-        .find(|p| p.name == name)
-        .map(|p| p.value.as_str())
+    params.iter().find(|p| p.name == name).map(|p| p.value.as_str())
 }
 
 /// The input of a batch call: the history of one entity.
@@ -58,10 +52,7 @@ impl BatchInput {
     /// The first source, whatever it is called. Most transforms read one
     /// source, and the group (not the transform) chooses its name.
     pub fn first_source(&self) -> Result<&Table, String> {
-        self.sources
-            .first()
-            .map(|t| &t.table)
-            .ok_or_else(|| "the input has no source table".to_string())
+        self.sources.first().map(|t| &t.table).ok_or_else(|| "the input has no source table".to_string())
     }
 
     /// The related series called `name` (see [`crate::RelatedSeries`]).
@@ -94,27 +85,17 @@ impl OnDemandInput {
     /// The number of rows: that of the first feature or request column (0
     /// when there are none). The output must have this many rows.
     pub fn rows(&self) -> usize {
-        self.features
-            .iter()
-            .chain(&self.request)
-            .next()
-            .map_or(0, Column::rows)
+        self.features.iter().chain(&self.request).next().map_or(0, Column::rows)
     }
 
     /// The input feature column called `name` (`group:feature`).
     pub fn feature(&self, name: &str) -> Result<&Column, String> {
-        self.features
-            .iter()
-            .find(|c| c.name() == name)
-            .ok_or_else(|| format!("no input feature named `{name}`"))
+        self.features.iter().find(|c| c.name() == name).ok_or_else(|| format!("no input feature named `{name}`"))
     }
 
     /// The request field column called `name`.
     pub fn request(&self, name: &str) -> Result<&Column, String> {
-        self.request
-            .iter()
-            .find(|c| c.name() == name)
-            .ok_or_else(|| format!("no request field named `{name}`"))
+        self.request.iter().find(|c| c.name() == name).ok_or_else(|| format!("no request field named `{name}`"))
     }
 
     /// The value of parameter `name`, if the group set it.
@@ -156,9 +137,6 @@ mod tests {
         };
         assert_eq!(input.rows(), 3);
         assert!(input.request("amount").is_ok());
-        assert_eq!(
-            input.feature("risk:beta").unwrap_err(),
-            "no input feature named `risk:beta`"
-        );
+        assert_eq!(input.feature("risk:beta").unwrap_err(), "no input feature named `risk:beta`");
     }
 }

@@ -26,32 +26,24 @@ pub fn mean(values: &[f64], window: usize) -> Vec<Option<f64>> {
 
 /// Sum of the last `window` values.
 pub fn sum(values: &[f64], window: usize) -> Vec<Option<f64>> {
-    windowed(values, window, |xs, out| {
-        running_sums(xs, window, |i, sum| out[i] = Some(sum))
-    })
+    windowed(values, window, |xs, out| running_sums(xs, window, |i, sum| out[i] = Some(sum)))
 }
 
 /// Smallest of the last `window` values.
 pub fn min(values: &[f64], window: usize) -> Vec<Option<f64>> {
-    windowed(values, window, |xs, out| {
-        extremes(xs, window, out, |a, b| a <= b)
-    })
+    windowed(values, window, |xs, out| extremes(xs, window, out, |a, b| a <= b))
 }
 
 /// Largest of the last `window` values.
 pub fn max(values: &[f64], window: usize) -> Vec<Option<f64>> {
-    windowed(values, window, |xs, out| {
-        extremes(xs, window, out, |a, b| a >= b)
-    })
+    windowed(values, window, |xs, out| extremes(xs, window, out, |a, b| a >= b))
 }
 
 /// Population standard deviation (divisor `window`, numpy's `ddof=0`) of the
 /// last `window` values. Bollinger bands use this one.
 pub fn std_pop(values: &[f64], window: usize) -> Vec<Option<f64>> {
     windowed(values, window, |xs, out| {
-        running_m2(xs, window, |i, m2| {
-            out[i] = Some((m2 / window as f64).sqrt())
-        });
+        running_m2(xs, window, |i, m2| out[i] = Some((m2 / window as f64).sqrt()));
     })
 }
 
@@ -63,9 +55,7 @@ pub fn std_sample(values: &[f64], window: usize) -> Vec<Option<f64>> {
         return vec![None; values.len()];
     }
     windowed(values, window, |xs, out| {
-        running_m2(xs, window, |i, m2| {
-            out[i] = Some((m2 / (window - 1) as f64).sqrt())
-        });
+        running_m2(xs, window, |i, m2| out[i] = Some((m2 / (window - 1) as f64).sqrt()));
     })
 }
 
@@ -91,11 +81,7 @@ pub fn ema(values: &[f64], window: usize) -> Vec<Option<f64>> {
 /// Runs `kernel` on each maximal run of finite values long enough to fill a
 /// window. The kernel gets the run and its slice of the output, and fills
 /// indices `window - 1..`.
-fn windowed(
-    values: &[f64],
-    window: usize,
-    mut kernel: impl FnMut(&[f64], &mut [Option<f64>]),
-) -> Vec<Option<f64>> {
+fn windowed(values: &[f64], window: usize, mut kernel: impl FnMut(&[f64], &mut [Option<f64>])) -> Vec<Option<f64>> {
     let mut out = vec![None; values.len()];
     if window == 0 {
         return out;
@@ -204,16 +190,8 @@ mod tests {
     fn sums_and_means_wait_for_a_full_window() {
         // Windows of 3: 1+2+3 = 6, 2+3+4 = 9, 3+4+5 = 12.
         let xs = [1.0, 2.0, 3.0, 4.0, 5.0];
-        close(
-            &sum(&xs, 3),
-            &[N, N, Some(6.0), Some(9.0), Some(12.0)],
-            1e-12,
-        );
-        close(
-            &mean(&xs, 3),
-            &[N, N, Some(2.0), Some(3.0), Some(4.0)],
-            1e-12,
-        );
+        close(&sum(&xs, 3), &[N, N, Some(6.0), Some(9.0), Some(12.0)], 1e-12);
+        close(&mean(&xs, 3), &[N, N, Some(2.0), Some(3.0), Some(4.0)], 1e-12);
         close(&mean(&xs, 1), &xs.map(Some), 0.0);
     }
 
@@ -232,26 +210,8 @@ mod tests {
         // Windows of 3 over 3 1 4 1 5 9 2 6:
         // [3 1 4] [1 4 1] [4 1 5] [1 5 9] [5 9 2] [9 2 6]
         let xs = [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0];
-        let lows = [
-            N,
-            N,
-            Some(1.0),
-            Some(1.0),
-            Some(1.0),
-            Some(1.0),
-            Some(2.0),
-            Some(2.0),
-        ];
-        let highs = [
-            N,
-            N,
-            Some(4.0),
-            Some(4.0),
-            Some(5.0),
-            Some(9.0),
-            Some(9.0),
-            Some(9.0),
-        ];
+        let lows = [N, N, Some(1.0), Some(1.0), Some(1.0), Some(1.0), Some(2.0), Some(2.0)];
+        let highs = [N, N, Some(4.0), Some(4.0), Some(5.0), Some(9.0), Some(9.0), Some(9.0)];
         assert_eq!(min(&xs, 3), lows);
         assert_eq!(max(&xs, 3), highs);
     }
@@ -262,22 +222,10 @@ mod tests {
         // Population: sqrt(32/8) = 2. Sample: sqrt(32/7).
         let xs = [2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0];
         assert_eq!(std_pop(&xs, 8)[7], Some(2.0));
-        close(
-            &std_sample(&xs, 8)[7..],
-            &[Some((32.0f64 / 7.0).sqrt())],
-            1e-12,
-        );
+        close(&std_sample(&xs, 8)[7..], &[Some((32.0f64 / 7.0).sqrt())], 1e-12);
         // Windows of 2 over 1 3 6: deviations ±1 then ±1.5.
-        close(
-            &std_pop(&[1.0, 3.0, 6.0], 2),
-            &[N, Some(1.0), Some(1.5)],
-            1e-12,
-        );
-        close(
-            &std_sample(&[1.0, 3.0, 6.0], 2),
-            &[N, Some(2f64.sqrt()), Some(4.5f64.sqrt())],
-            1e-12,
-        );
+        close(&std_pop(&[1.0, 3.0, 6.0], 2), &[N, Some(1.0), Some(1.5)], 1e-12);
+        close(&std_sample(&[1.0, 3.0, 6.0], 2), &[N, Some(2f64.sqrt()), Some(4.5f64.sqrt())], 1e-12);
         // A flat window has no spread, exactly.
         assert_eq!(std_pop(&[7.0; 6], 3)[2..], [Some(0.0); 4]);
     }
@@ -285,9 +233,7 @@ mod tests {
     #[test]
     fn sliding_updates_agree_with_recomputing_every_window() {
         // Prices around 100 with small moves: where cancellation would show.
-        let xs: Vec<f64> = (0..500)
-            .map(|i| 100.0 + ((i * 37) % 11) as f64 * 0.37 - (i % 7) as f64 * 0.11)
-            .collect();
+        let xs: Vec<f64> = (0..500).map(|i| 100.0 + ((i * 37) % 11) as f64 * 0.37 - (i % 7) as f64 * 0.11).collect();
         let w = 20;
         let (sums, pops, samples) = (sum(&xs, w), std_pop(&xs, w), std_sample(&xs, w));
         for end in w - 1..xs.len() {
@@ -303,23 +249,11 @@ mod tests {
     #[test]
     fn non_finite_values_are_gaps_that_restart_the_window() {
         let xs = [1.0, 2.0, f64::NAN, 4.0, 5.0, 6.0];
-        close(
-            &mean(&xs, 2),
-            &[N, Some(1.5), N, N, Some(4.5), Some(5.5)],
-            1e-12,
-        );
-        close(
-            &max(&xs, 2),
-            &[N, Some(2.0), N, N, Some(5.0), Some(6.0)],
-            0.0,
-        );
+        close(&mean(&xs, 2), &[N, Some(1.5), N, N, Some(4.5), Some(5.5)], 1e-12);
+        close(&max(&xs, 2), &[N, Some(2.0), N, N, Some(5.0), Some(6.0)], 0.0);
         // The EMA is seeded again after the gap: mean(4, 5) = 4.5, then
         // 4.5 + 2/3 * (6 - 4.5) = 5.5.
-        close(
-            &ema(&xs, 2),
-            &[N, Some(1.5), N, N, Some(4.5), Some(5.5)],
-            1e-12,
-        );
+        close(&ema(&xs, 2), &[N, Some(1.5), N, N, Some(4.5), Some(5.5)], 1e-12);
         close(&sum(&[f64::INFINITY, 1.0, 2.0], 2), &[N, N, Some(3.0)], 0.0);
     }
 
@@ -327,11 +261,7 @@ mod tests {
     fn ema_is_seeded_with_the_mean_of_the_first_window() {
         // alpha = 2/(3+1) = 0.5. Seed at index 2: (1+2+3)/3 = 2.
         // Then 2 + 0.5*(4-2) = 3, and 3 + 0.5*(10-3) = 6.5.
-        close(
-            &ema(&[1.0, 2.0, 3.0, 4.0, 10.0], 3),
-            &[N, N, Some(2.0), Some(3.0), Some(6.5)],
-            1e-12,
-        );
+        close(&ema(&[1.0, 2.0, 3.0, 4.0, 10.0], 3), &[N, N, Some(2.0), Some(3.0), Some(6.5)], 1e-12);
     }
 
     /// StockCharts ChartSchool, "Moving Averages - Simple and Exponential"
@@ -339,28 +269,21 @@ mod tests {
     #[test]
     fn sma_and_ema_reproduce_the_stockcharts_worked_example() {
         let closes = [
-            22.2734, 22.1940, 22.0847, 22.1741, 22.1840, 22.1344, 22.2337, 22.4323, 22.2436,
-            22.2933, 22.1542, 22.3926, 22.3816, 22.6109, 23.3558, 24.0519, 23.7530, 23.8324,
-            23.9516, 23.6338, 23.8225, 23.8722, 23.6537, 23.1870, 23.0976, 23.3260, 22.6805,
-            23.0976, 22.4025, 22.1725,
+            22.2734, 22.1940, 22.0847, 22.1741, 22.1840, 22.1344, 22.2337, 22.4323, 22.2436, 22.2933, 22.1542, 22.3926,
+            22.3816, 22.6109, 23.3558, 24.0519, 23.7530, 23.8324, 23.9516, 23.6338, 23.8225, 23.8722, 23.6537, 23.1870,
+            23.0976, 23.3260, 22.6805, 23.0976, 22.4025, 22.1725,
         ];
         // The published columns are rounded to 2 decimals, hence the tolerance.
         let published_sma = [
-            22.22, 22.21, 22.23, 22.26, 22.31, 22.42, 22.61, 22.77, 22.91, 23.08, 23.21, 23.38,
-            23.53, 23.65, 23.71, 23.69, 23.61, 23.51, 23.43, 23.28, 23.13,
+            22.22, 22.21, 22.23, 22.26, 22.31, 22.42, 22.61, 22.77, 22.91, 23.08, 23.21, 23.38, 23.53, 23.65, 23.71,
+            23.69, 23.61, 23.51, 23.43, 23.28, 23.13,
         ];
         let published_ema = [
-            22.22, 22.21, 22.24, 22.27, 22.33, 22.52, 22.80, 22.97, 23.13, 23.28, 23.34, 23.43,
-            23.51, 23.54, 23.47, 23.40, 23.39, 23.26, 23.23, 23.08, 22.92,
+            22.22, 22.21, 22.24, 22.27, 22.33, 22.52, 22.80, 22.97, 23.13, 23.28, 23.34, 23.43, 23.51, 23.54, 23.47,
+            23.40, 23.39, 23.26, 23.23, 23.08, 22.92,
         ];
         let warmup = [N; 9];
-        let want = |p: &[f64]| {
-            warmup
-                .iter()
-                .copied()
-                .chain(p.iter().map(|&x| Some(x)))
-                .collect::<Vec<_>>()
-        };
+        let want = |p: &[f64]| warmup.iter().copied().chain(p.iter().map(|&x| Some(x))).collect::<Vec<_>>();
         close(&mean(&closes, 10), &want(&published_sma), 0.005 + 1e-9);
         close(&ema(&closes, 10), &want(&published_ema), 0.005 + 1e-9);
         // The first SMA is exact: the ten closes sum to 222.2475.

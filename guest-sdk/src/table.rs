@@ -99,11 +99,7 @@ impl Column {
                 v[row as usize] = f64::NAN;
             }
         }
-        Column {
-            name: name.into(),
-            values,
-            nulls,
-        }
+        Column { name: name.into(), values, nulls }
     }
 
     /// A float column for output. `None` and non-finite values (`NaN`, ±∞)
@@ -122,31 +118,15 @@ impl Column {
                 }
             })
             .collect();
-        Column {
-            name: name.into(),
-            values: Values::Float64(values),
-            nulls,
-        }
+        Column { name: name.into(), values: Values::Float64(values), nulls }
     }
 
     /// A float column from plain values; non-finite values become nulls, as
     /// in [`Column::float64`].
     pub fn from_f64s(name: impl Into<String>, values: Vec<f64>) -> Self {
-        let nulls = values
-            .iter()
-            .enumerate()
-            .filter(|(_, x)| !x.is_finite())
-            .map(|(row, _)| row as u32)
-            .collect();
-        let values = values
-            .into_iter()
-            .map(|x| if x.is_finite() { x } else { f64::NAN })
-            .collect();
-        Column {
-            name: name.into(),
-            values: Values::Float64(values),
-            nulls,
-        }
+        let nulls = values.iter().enumerate().filter(|(_, x)| !x.is_finite()).map(|(row, _)| row as u32).collect();
+        let values = values.into_iter().map(|x| if x.is_finite() { x } else { f64::NAN }).collect();
+        Column { name: name.into(), values: Values::Float64(values), nulls }
     }
 
     /// An integer column; `None` becomes null.
@@ -164,11 +144,7 @@ impl Column {
         Self::from_options(name, values, Values::Text)
     }
 
-    fn from_options<T: Default>(
-        name: impl Into<String>,
-        values: Vec<Option<T>>,
-        wrap: fn(Vec<T>) -> Values,
-    ) -> Self {
+    fn from_options<T: Default>(name: impl Into<String>, values: Vec<Option<T>>, wrap: fn(Vec<T>) -> Values) -> Self {
         let mut nulls = Vec::new();
         let values = values
             .into_iter()
@@ -180,11 +156,7 @@ impl Column {
                 })
             })
             .collect();
-        Column {
-            name: name.into(),
-            values: wrap(values),
-            nulls,
-        }
+        Column { name: name.into(), values: wrap(values), nulls }
     }
 
     /// The column's name (a source field, `group:feature`, or an output).
@@ -267,10 +239,7 @@ pub struct Table {
 impl Table {
     /// An empty table over these timestamps; add columns with [`Table::with`].
     pub fn new(timestamps: Vec<i64>) -> Self {
-        Table {
-            timestamps,
-            columns: Vec::new(),
-        }
+        Table { timestamps, columns: Vec::new() }
     }
 
     /// The table with `column` added, for building output in one expression.
@@ -293,25 +262,15 @@ impl Table {
     /// The floats of column `name` (`NaN` at null rows). The error names the
     /// column and what was wrong, ready to return from a transform with `?`.
     pub fn float64(&self, name: &str) -> Result<&[f64], String> {
-        let column = self
-            .column(name)
-            .ok_or_else(|| format!("no column named `{name}`"))?;
-        column.as_float64().ok_or_else(|| {
-            format!(
-                "column `{name}` is {:?}, expected Float64",
-                column.value_type()
-            )
-        })
+        let column = self.column(name).ok_or_else(|| format!("no column named `{name}`"))?;
+        column.as_float64().ok_or_else(|| format!("column `{name}` is {:?}, expected Float64", column.value_type()))
     }
 
     /// The rows of float column `name` with nulls as `None`; errors as in
     /// [`Table::float64`].
     pub fn float64_options(&self, name: &str) -> Result<Vec<Option<f64>>, String> {
         self.float64(name)?;
-        Ok(self
-            .column(name)
-            .and_then(Column::float64_options)
-            .unwrap_or_default())
+        Ok(self.column(name).and_then(Column::float64_options).unwrap_or_default())
     }
 }
 
@@ -328,10 +287,7 @@ pub struct NamedTable {
 impl NamedTable {
     /// A named table.
     pub fn new(name: impl Into<String>, table: Table) -> Self {
-        NamedTable {
-            name: name.into(),
-            table,
-        }
+        NamedTable { name: name.into(), table }
     }
 }
 
@@ -341,21 +297,9 @@ mod tests {
 
     #[test]
     fn float_output_turns_none_and_non_finite_into_nulls() {
-        let c = Column::float64(
-            "x",
-            vec![
-                Some(1.0),
-                None,
-                Some(f64::NAN),
-                Some(f64::INFINITY),
-                Some(2.0),
-            ],
-        );
+        let c = Column::float64("x", vec![Some(1.0), None, Some(f64::NAN), Some(f64::INFINITY), Some(2.0)]);
         assert_eq!(c.nulls(), &[1, 2, 3]);
-        assert_eq!(
-            c.float64_options().unwrap(),
-            vec![Some(1.0), None, None, None, Some(2.0)]
-        );
+        assert_eq!(c.float64_options().unwrap(), vec![Some(1.0), None, None, None, Some(2.0)]);
         let c = Column::from_f64s("x", vec![1.0, f64::NEG_INFINITY]);
         assert_eq!(c.nulls(), &[1]);
     }
@@ -375,10 +319,7 @@ mod tests {
         let c = Column::int64("n", vec![Some(4), None]);
         assert_eq!((c.as_int64().unwrap(), c.nulls()), (&[4, 0][..], &[1][..]));
         let c = Column::text("t", vec![None, Some("a".into())]);
-        assert_eq!(
-            (c.value_type(), c.nulls(), c.rows()),
-            (ValueType::Text, &[0][..], 2)
-        );
+        assert_eq!((c.value_type(), c.nulls(), c.rows()), (ValueType::Text, &[0][..], 2));
     }
 
     #[test]
@@ -389,9 +330,6 @@ mod tests {
         assert_eq!(t.rows(), 2);
         assert_eq!(t.float64_options("close").unwrap(), vec![Some(1.0), None]);
         assert_eq!(t.float64("open").unwrap_err(), "no column named `open`");
-        assert_eq!(
-            t.float64("volume").unwrap_err(),
-            "column `volume` is Int64, expected Float64"
-        );
+        assert_eq!(t.float64("volume").unwrap_err(), "column `volume` is Int64, expected Float64");
     }
 }

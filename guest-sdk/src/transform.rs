@@ -69,7 +69,7 @@ macro_rules! export {
         const _: () = {
             // The generated export macro takes an identifier, not a type.
             type __WaferExport = $crate::__private::Adapter<$transform>;
-            $crate::bindings::__export_wafer_transform!(__WaferExport with_types_in $crate::bindings);
+    $crate::bindings::__export_wafer_transform!(__WaferExport with_types_in $crate::bindings);
         };
     };
 }

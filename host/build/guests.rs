@@ -37,9 +37,8 @@ const SCRUBBED_ENV: &[&str] = &[
 /// The workspace root: the nearest ancestor of the calling crate whose
 /// `Cargo.toml` has a `[workspace]` table.
 pub fn workspace_root() -> PathBuf {
-    let manifest_dir = PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set by cargo"),
-    );
+    let manifest_dir =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR is set by cargo"));
     manifest_dir
         .ancestors()
         .find(|dir| {
@@ -57,14 +56,7 @@ pub fn build(packages: &[&str]) -> Vec<PathBuf> {
     let root = workspace_root();
     // Directories are scanned recursively. The lock file and workspace
     // manifest hold the SDK's dependency versions and the `guest` profile.
-    for path in [
-        "guest-sdk",
-        "wit",
-        "transforms",
-        "tests/guests",
-        "Cargo.lock",
-        "Cargo.toml",
-    ] {
+    for path in ["guest-sdk", "wit", "transforms", "tests/guests", "Cargo.lock", "Cargo.toml"] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
     let target_dir = root.join("target").join("guests");
@@ -83,9 +75,7 @@ pub fn build(packages: &[&str]) -> Vec<PathBuf> {
     for var in SCRUBBED_ENV {
         cmd.env_remove(var);
     }
-    let output = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run cargo to build guests {packages:?}: {e}"));
+    let output = cmd.output().unwrap_or_else(|e| panic!("cannot run cargo to build guests {packages:?}: {e}"));
     if !output.status.success() {
         panic!(
             "building guest components {packages:?} failed ({}).\n\
@@ -101,11 +91,7 @@ pub fn build(packages: &[&str]) -> Vec<PathBuf> {
         .iter()
         .map(|package| {
             let wasm = out_dir.join(format!("{}.wasm", package.replace('-', "_")));
-            assert!(
-                wasm.is_file(),
-                "cargo built {package} but {} is missing",
-                wasm.display()
-            );
+            assert!(wasm.is_file(), "cargo built {package} but {} is missing", wasm.display());
             wasm
         })
         .collect()
@@ -114,26 +100,19 @@ pub fn build(packages: &[&str]) -> Vec<PathBuf> {
 /// The `version` of the `[package]` in `manifest` (a `Cargo.toml`), read
 /// without a TOML parser so build scripts need no dependencies.
 pub fn package_version(manifest: &Path) -> String {
-    let text = std::fs::read_to_string(manifest)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", manifest.display()));
+    let text = std::fs::read_to_string(manifest).unwrap_or_else(|e| panic!("cannot read {}: {e}", manifest.display()));
     let mut in_package = false;
     for line in text.lines().map(str::trim) {
         if line.starts_with('[') {
             in_package = line == "[package]";
         } else if in_package && let Some(rest) = line.strip_prefix("version") {
             let value = rest.trim_start().strip_prefix('=').map(str::trim);
-            if let Some(v) = value
-                .and_then(|v| v.strip_prefix('"'))
-                .and_then(|v| v.split('"').next())
-            {
+            if let Some(v) = value.and_then(|v| v.strip_prefix('"')).and_then(|v| v.split('"').next()) {
                 return v.to_string();
             }
         }
     }
-    panic!(
-        "no literal `version = \"...\"` in [package] of {}",
-        manifest.display()
-    );
+    panic!("no literal `version = \"...\"` in [package] of {}", manifest.display());
 }
 
 /// Copies `wasm` into `OUT_DIR` as `name` and returns the copy's path, so the
@@ -141,7 +120,6 @@ pub fn package_version(manifest: &Path) -> String {
 pub fn copy_to_out_dir(wasm: &Path, name: &str) -> PathBuf {
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
     let dest = out_dir.join(name);
-    std::fs::copy(wasm, &dest)
-        .unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", wasm.display(), dest.display()));
+    std::fs::copy(wasm, &dest).unwrap_or_else(|e| panic!("cannot copy {} to {}: {e}", wasm.display(), dest.display()));
     dest
 }

@@ -33,8 +33,7 @@ impl ManualClock {
     }
 
     pub fn advance_secs(&self, secs: i64) {
-        self.0
-            .fetch_add(secs * Timestamp::MICROS_PER_SECOND, Ordering::SeqCst);
+        self.0.fetch_add(secs * Timestamp::MICROS_PER_SECOND, Ordering::SeqCst);
     }
 }
 

@@ -23,9 +23,7 @@ pub const DEMO_DAYS: usize = 300;
 /// Daily OHLCV bars for `ticker` as CSV (`ticker,ts,open,high,low,close,volume`),
 /// the last one at `end`.
 pub fn prices_csv(ticker: &str, days: usize, end: Timestamp) -> String {
-    let seed = ticker.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    });
+    let seed = ticker.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
     let mut rng = SmallRng::seed_from_u64(seed);
     let vol = if ticker == "SPY" { 0.010 } else { 0.015 };
     let mut close = 50.0 + rng.r#gen::<f64>() * 250.0;
@@ -40,10 +38,7 @@ pub fn prices_csv(ticker: &str, days: usize, end: Timestamp) -> String {
         let high = open.max(close) * (1.0 + rng.r#gen::<f64>() * 0.005);
         let low = open.min(close) * (1.0 - rng.r#gen::<f64>() * 0.005);
         let volume = 1_000_000 + rng.gen_range(0..4_000_000);
-        let _ = writeln!(
-            out,
-            "{ticker},{ts},{open:.4},{high:.4},{low:.4},{close:.4},{volume}"
-        );
+        let _ = writeln!(out, "{ticker},{ts},{open:.4},{high:.4},{low:.4},{close:.4},{volume}");
     }
     out
 }
@@ -57,9 +52,8 @@ pub async fn load(wafer: &Wafer) -> anyhow::Result<()> {
         wafer.activate_transform(t.name, t.version).await?;
         tracing::info!(transform = t.name, version = t.version, sha256 = %published.version.sha256, "demo: transform published and active");
     }
-    let entity: Entity = serde_json::from_value(
-        json!({"join_keys": ["ticker"], "description": "A listed stock or ETF"}),
-    )?;
+    let entity: Entity =
+        serde_json::from_value(json!({"join_keys": ["ticker"], "description": "A listed stock or ETF"}))?;
     wafer.put_entity("ticker", entity).await?;
     let prices: Source = serde_json::from_value(json!({
         "entity": "ticker", "timestamp_field": "ts",
@@ -76,33 +70,15 @@ pub async fn load(wafer: &Wafer) -> anyhow::Result<()> {
 
     let end = Timestamp::from_secs(wafer.clock().now().micros() / Timestamp::MICROS_PER_SECOND);
     for ticker in DEMO_TICKERS {
-        let written = wafer
-            .ingest_csv("prices", prices_csv(ticker, DEMO_DAYS, end).as_bytes())
-            .await?;
+        let written = wafer.ingest_csv("prices", prices_csv(ticker, DEMO_DAYS, end).as_bytes()).await?;
         tracing::info!(ticker, rows = written, "demo: prices ingested");
     }
     let job = wafer
-        .start_materialize(MaterializeRequest {
-            feature_group: "technical".into(),
-            entities: None,
-            incremental: false,
-        })
+        .start_materialize(MaterializeRequest { feature_group: "technical".into(), entities: None, incremental: false })
         .await?;
-    let job = wafer
-        .jobs()
-        .wait(&job.id)
-        .await?
-        .context("demo job vanished")?;
-    anyhow::ensure!(
-        job.errors.is_empty(),
-        "demo materialization failed: {:?}",
-        job.errors
-    );
-    tracing::info!(
-        rows = job.rows_written,
-        entities = job.entities_done,
-        "demo: technical features materialized"
-    );
+    let job = wafer.jobs().wait(&job.id).await?.context("demo job vanished")?;
+    anyhow::ensure!(job.errors.is_empty(), "demo materialization failed: {:?}", job.errors);
+    tracing::info!(rows = job.rows_written, entities = job.entities_done, "demo: technical features materialized");
     Ok(())
 }
 
@@ -112,27 +88,15 @@ pub fn technical_group_json() -> serde_json::Value {
         ("sma_20", "Mean of the last 20 closes"),
         ("sma_50", "Mean of the last 50 closes"),
         ("sma_200", "Mean of the last 200 closes"),
-        (
-            "ema_12",
-            "12-day EMA, seeded with the SMA of the first 12 closes",
-        ),
-        (
-            "ema_26",
-            "26-day EMA, seeded with the SMA of the first 26 closes",
-        ),
+        ("ema_12", "12-day EMA, seeded with the SMA of the first 12 closes"),
+        ("ema_26", "26-day EMA, seeded with the SMA of the first 26 closes"),
         ("rsi_14", "Wilder's 14-day RSI"),
         ("macd", "ema_12 - ema_26"),
         ("macd_signal", "9-day EMA of macd"),
         ("macd_histogram", "macd - macd_signal"),
-        (
-            "bollinger_upper",
-            "SMA(20) + 2 population std of the last 20 closes",
-        ),
+        ("bollinger_upper", "SMA(20) + 2 population std of the last 20 closes"),
         ("bollinger_middle", "SMA(20)"),
-        (
-            "bollinger_lower",
-            "SMA(20) - 2 population std of the last 20 closes",
-        ),
+        ("bollinger_lower", "SMA(20) - 2 population std of the last 20 closes"),
     ]
     .iter()
     .map(|(n, d)| json!({"name": n, "type": "float64", "description": d}))

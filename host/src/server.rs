@@ -26,27 +26,18 @@ impl App {
         if let Some(url) = &config.database_url
             && !url.starts_with("sqlite:")
         {
-            bail!(
-                "database URL '{}' is not supported by this build; use SQLite (the default)",
-                redact(url)
-            );
+            bail!("database URL '{}' is not supported by this build; use SQLite (the default)", redact(url));
         }
         if let Some(online) = &config.online
             && online != "memory"
         {
-            bail!(
-                "online store '{}' is not supported by this build; use 'memory' (the default)",
-                redact(online)
-            );
+            bail!("online store '{}' is not supported by this build; use 'memory' (the default)", redact(online));
         }
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
         let db_path = config.data_dir.join("wafer.db");
-        let sqlite = Arc::new(
-            SqliteStore::open(&db_path)
-                .await
-                .with_context(|| format!("opening {}", db_path.display()))?,
-        );
+        let sqlite =
+            Arc::new(SqliteStore::open(&db_path).await.with_context(|| format!("opening {}", db_path.display()))?);
         let online = Arc::new(MemoryOnlineStore::new(clock.clone()));
         let runtime = Arc::new(
             WasmRuntime::new(Some(config.data_dir.join("modules")), config.limits.clone())
@@ -80,9 +71,7 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     check_exposure(&app.config, addr)?;
     tracing::info!(%addr, "wafer serving");
-    axum::serve(listener, app.router())
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    axum::serve(listener, app.router()).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }
 

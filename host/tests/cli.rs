@@ -26,24 +26,15 @@ impl Drop for Server {
 /// A port that was free a moment ago. The server binds it itself, so there
 /// is a small race with other processes; retrying would hide real failures.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 /// A command with no ambient configuration from the environment.
 fn wafer() -> Command {
     let mut cmd = Command::new(WAFER);
-    for var in [
-        "WAFER_LISTEN",
-        "WAFER_DATA_DIR",
-        "WAFER_DATABASE_URL",
-        "WAFER_ONLINE",
-        "WAFER_API_TOKENS",
-        "WAFER_SERVER",
-    ] {
+    for var in
+        ["WAFER_LISTEN", "WAFER_DATA_DIR", "WAFER_DATABASE_URL", "WAFER_ONLINE", "WAFER_API_TOKENS", "WAFER_SERVER"]
+    {
         cmd.env_remove(var);
     }
     cmd.env("RUST_LOG", "warn").stdin(Stdio::null());
@@ -53,21 +44,13 @@ fn wafer() -> Command {
 async fn start_server(data_dir: &Path) -> Server {
     let port = free_port();
     let child = wafer()
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
         .arg(data_dir)
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("starting wafer serve");
-    let mut server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
+    let mut server = Server { child, base: format!("http://127.0.0.1:{port}") };
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -79,10 +62,7 @@ async fn start_server(data_dir: &Path) -> Server {
         if let Some(status) = server.child.try_wait().expect("polling the server") {
             panic!("wafer serve exited early with {status}");
         }
-        assert!(
-            Instant::now() < deadline,
-            "wafer serve did not answer /healthz within 30 s"
-        );
+        assert!(Instant::now() < deadline, "wafer serve did not answer /healthz within 30 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -95,11 +75,7 @@ async fn run(args: Vec<String>) -> Output {
 }
 
 fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 
 async fn send(req: reqwest::RequestBuilder) -> Value {
@@ -135,74 +111,39 @@ async fn the_cli_publishes_a_transform_and_materializes_a_group_on_a_served_stor
     .collect();
     let out = run(publish.clone()).await;
     assert!(out.status.success(), "publish failed: {}", text(&out));
-    assert!(
-        text(&out).contains("published indicators@1.0.0"),
-        "{}",
-        text(&out)
-    );
+    assert!(text(&out).contains("published indicators@1.0.0"), "{}", text(&out));
     assert!(text(&out).contains("activated"), "{}", text(&out));
     // Publishing the same file again is fine and says so.
     let again = run(publish).await;
     assert!(again.status.success(), "republish failed: {}", text(&again));
-    assert!(
-        text(&again).contains("already published"),
-        "{}",
-        text(&again)
-    );
+    assert!(text(&again).contains("already published"), "{}", text(&again));
 
     let client = reqwest::Client::new();
-    send(
-        client
-            .put(format!("{base}/v1/entities/ticker"))
-            .json(&json!({"join_keys": ["ticker"]})),
-    )
-    .await;
+    send(client.put(format!("{base}/v1/entities/ticker")).json(&json!({"join_keys": ["ticker"]}))).await;
     let source = json!({"entity": "ticker", "timestamp_field": "ts", "fields": [
         {"name": "open", "type": "float64"}, {"name": "high", "type": "float64"},
         {"name": "low", "type": "float64"}, {"name": "close", "type": "float64"},
         {"name": "volume", "type": "int64"}]});
-    send(
-        client
-            .put(format!("{base}/v1/sources/prices"))
-            .json(&source),
-    )
-    .await;
-    send(
-        client
-            .put(format!("{base}/v1/feature-groups/technical"))
-            .json(&wafer_host::demo::technical_group_json()),
-    )
-    .await;
+    send(client.put(format!("{base}/v1/sources/prices")).json(&source)).await;
+    send(client.put(format!("{base}/v1/feature-groups/technical")).json(&wafer_host::demo::technical_group_json()))
+        .await;
     let end = wafer_host::model::Timestamp::from_secs(chrono::Utc::now().timestamp());
     for ticker in ["AAPL", "MSFT"] {
         let csv = wafer_host::demo::prices_csv(ticker, 230, end);
-        let written = send(
-            client
-                .post(format!("{base}/v1/sources/prices/rows"))
-                .header("content-type", "text/csv")
-                .body(csv),
-        )
-        .await;
+        let written =
+            send(client.post(format!("{base}/v1/sources/prices/rows")).header("content-type", "text/csv").body(csv))
+                .await;
         assert_eq!(written["written"], json!(230));
     }
 
-    let out = run(["materialize", "technical", "--server", &base]
-        .iter()
-        .map(|s| s.to_string())
-        .collect())
-    .await;
+    let out = run(["materialize", "technical", "--server", &base].iter().map(|s| s.to_string()).collect()).await;
     assert!(out.status.success(), "materialize failed: {}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("succeeded"), "{}", text(&out));
     assert!(stdout.contains("2 entities"), "{}", text(&out));
 
     let read = json!({"entities": [{"ticker": "AAPL"}, {"ticker": "MSFT"}], "feature_groups": ["technical"], "fallback": "none"});
-    let body = send(
-        client
-            .post(format!("{base}/v1/features/online"))
-            .json(&read),
-    )
-    .await;
+    let body = send(client.post(format!("{base}/v1/features/online")).json(&read)).await;
     for result in body["results"].as_array().expect("results") {
         let features = result["features"].as_object().expect("features");
         assert_eq!(features.len(), 12, "{result}");
@@ -213,11 +154,7 @@ async fn the_cli_publishes_a_transform_and_materializes_a_group_on_a_served_stor
     }
 
     // A failing client command exits non-zero with the server's reason.
-    let out = run(["materialize", "nosuch", "--server", &base]
-        .iter()
-        .map(|s| s.to_string())
-        .collect())
-    .await;
+    let out = run(["materialize", "nosuch", "--server", &base].iter().map(|s| s.to_string()).collect()).await;
     assert!(!out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("not_found"), "{}", text(&out));
     drop(server);
@@ -227,12 +164,7 @@ async fn the_cli_publishes_a_transform_and_materializes_a_group_on_a_served_stor
 async fn serving_beyond_loopback_without_tokens_is_refused() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let child = wafer()
-        .args([
-            "serve",
-            "--listen",
-            &format!("0.0.0.0:{}", free_port()),
-            "--data-dir",
-        ])
+        .args(["serve", "--listen", &format!("0.0.0.0:{}", free_port()), "--data-dir"])
         .arg(tmp.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -240,19 +172,13 @@ async fn serving_beyond_loopback_without_tokens_is_refused() {
         .expect("starting wafer serve");
     // Should the check be missing, the server keeps running: the guard
     // kills it when the deadline assertion fails.
-    let mut server = Server {
-        child,
-        base: String::new(),
-    };
+    let mut server = Server { child, base: String::new() };
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = server.child.try_wait().expect("polling the server") {
             break status;
         }
-        assert!(
-            Instant::now() < deadline,
-            "wafer serve kept running on 0.0.0.0 without tokens"
-        );
+        assert!(Instant::now() < deadline, "wafer serve kept running on 0.0.0.0 without tokens");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let mut output = String::new();

@@ -20,10 +20,7 @@ const MEMORY_BYTES: usize = 32 << 20;
 fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, want_code: &str) {
     assert_eq!(status, want_status, "{body}");
     assert_eq!(body["error"]["code"], json!(want_code), "{body}");
-    assert!(
-        !body["error"]["message"].as_str().unwrap_or("").is_empty(),
-        "no message: {body}"
-    );
+    assert!(!body["error"]["message"].as_str().unwrap_or("").is_empty(), "no message: {body}");
 }
 
 fn message(body: &Value) -> &str {
@@ -33,19 +30,11 @@ fn message(body: &Value) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_json_is_rejected_with_invalid_json_and_where_it_broke() {
     let app = TestApp::spawn().await;
-    let (status, body) = app
-        .post_raw(
-            "/v1/features/online",
-            "application/json",
-            "{\"entities\": [",
-        )
-        .await;
+    let (status, body) = app.post_raw("/v1/features/online", "application/json", "{\"entities\": [").await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_json");
     assert!(message(&body).contains("line 1"), "no position in {body}");
 
-    let (status, body) = app
-        .post_raw("/v1/sources/prices/rows", "application/json", "{rows: }")
-        .await;
+    let (status, body) = app.post_raw("/v1/sources/prices/rows", "application/json", "{rows: }").await;
     assert!(status.is_client_error(), "{status} {body}");
 
     let put = app
@@ -61,9 +50,7 @@ async fn malformed_json_is_rejected_with_invalid_json_and_where_it_broke() {
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_json");
 
     // Well-formed JSON of the wrong shape uses the same code.
-    let (status, body) = app
-        .put_json("/v1/entities/ticker", &json!({"join_keys": "ticker"}))
-        .await;
+    let (status, body) = app.put_json("/v1/entities/ticker", &json!({"join_keys": "ticker"})).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_json");
 }
 
@@ -76,11 +63,7 @@ async fn unknown_feature_refs_are_rejected_listing_what_the_group_offers() {
     let request = json!({"entities": [{"ticker": "AAPL"}], "features": ["technical:sma_20", "technical:sma_21"]});
     let (status, body) = app.post_json("/v1/features/online", &request).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "unknown_feature");
-    assert_eq!(
-        body["error"]["details"]["unknown"],
-        json!(["technical:sma_21"]),
-        "{body}"
-    );
+    assert_eq!(body["error"]["details"]["unknown"], json!(["technical:sma_21"]), "{body}");
     let available: BTreeSet<String> = body["error"]["details"]["available"]
         .as_array()
         .expect("details.available")
@@ -107,9 +90,7 @@ async fn unknown_groups_are_a_bad_ref_in_features_and_not_found_elsewhere() {
     let request = json!({"entities": [{"ticker": "AAPL"}], "features": ["fundamentals:pe_ratio"]});
     let (status, body) = app.post_json("/v1/features/online", &request).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "unknown_feature");
-    let available = body["error"]["details"]["available"]
-        .as_array()
-        .expect("available");
+    let available = body["error"]["details"]["available"].as_array().expect("available");
     assert!(available.contains(&json!("technical:sma_20")), "{body}");
 
     // Named as a group, it is a missing resource.
@@ -118,9 +99,7 @@ async fn unknown_groups_are_a_bad_ref_in_features_and_not_found_elsewhere() {
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
     assert!(message(&body).contains("fundamentals"), "{body}");
 
-    let (status, body) = app
-        .post_json("/v1/materialize", &json!({"feature_group": "fundamentals"}))
-        .await;
+    let (status, body) = app.post_json("/v1/materialize", &json!({"feature_group": "fundamentals"})).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
     let (status, body) = app.get("/v1/feature-groups/fundamentals").await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
@@ -134,23 +113,14 @@ async fn unknown_groups_are_a_bad_ref_in_features_and_not_found_elsewhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_invalid_wasm_is_rejected_with_reason() {
     let app = TestApp::spawn().await;
-    let (status, body) = app
-        .put_bytes(
-            "/v1/transforms/junk/versions/1.0.0",
-            b"this is not wasm at all",
-        )
-        .await;
+    let (status, body) = app.put_bytes("/v1/transforms/junk/versions/1.0.0", b"this is not wasm at all").await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_component");
 
     // A valid core module is still not a component.
-    let (status, body) = app
-        .put_bytes("/v1/transforms/junk/versions/1.0.0", b"\0asm\x01\0\0\0")
-        .await;
+    let (status, body) = app.put_bytes("/v1/transforms/junk/versions/1.0.0", b"\0asm\x01\0\0\0").await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_component");
 
-    let (status, body) = app
-        .put_bytes("/v1/transforms/junk/versions/1.0.0", b"")
-        .await;
+    let (status, body) = app.put_bytes("/v1/transforms/junk/versions/1.0.0", b"").await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_component");
 
     // Nothing was stored.
@@ -163,10 +133,7 @@ async fn publishing_under_a_version_that_is_not_semantic_is_rejected() {
     let app = TestApp::spawn().await;
     for version in ["1.0", "v1.0.0", "latest", "1.0.0.0"] {
         let (status, body) = app
-            .put_bytes(
-                &format!("/v1/transforms/indicators/versions/{version}"),
-                wafer_host::bundled::INDICATORS,
-            )
+            .put_bytes(&format!("/v1/transforms/indicators/versions/{version}"), wafer_host::bundled::INDICATORS)
             .await;
         assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
         assert!(message(&body).contains(version), "{version}: {body}");
@@ -189,10 +156,7 @@ async fn csv_with_an_unknown_column_is_rejected_naming_the_column() {
     let csv = "ticker,ts,close\nAAPL,2024-05-01T00:00:00Z,cheap\n";
     let (status, body) = app.post_csv("/v1/sources/prices/rows", csv).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
-    assert!(
-        message(&body).contains("close") && message(&body).contains("row 1"),
-        "{body}"
-    );
+    assert!(message(&body).contains("close") && message(&body).contains("row 1"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,10 +172,7 @@ async fn json_rows_with_a_wrongly_typed_field_are_rejected_naming_it_and_nothing
     ]});
     let (status, body) = app.post_json("/v1/sources/prices/rows", &rows).await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
-    assert!(
-        message(&body).contains("row 1") && message(&body).contains("close"),
-        "{body}"
-    );
+    assert!(message(&body).contains("row 1") && message(&body).contains("close"), "{body}");
 
     // The valid first row was not written either: only AAPL has prices.
     let job = app.materialize_and_wait("technical").await;
@@ -236,15 +197,12 @@ async fn sandbox_app() -> TestApp {
 
 fn invoke_body(mode: &str) -> Value {
     let start = Timestamp::parse("2024-05-01T00:00:00Z").expect("timestamp");
-    let timestamps: Vec<String> = (0..3)
-        .map(|d| start.plus_secs(d * 86_400).to_rfc3339())
-        .collect();
+    let timestamps: Vec<String> = (0..3).map(|d| start.plus_secs(d * 86_400).to_rfc3339()).collect();
     json!({"params": {"mode": mode}, "sources": {"s": {"timestamps": timestamps, "columns": {"x": [1.5, -2.0, 4.25]}}}})
 }
 
 async fn invoke(app: &TestApp, mode: &str) -> (StatusCode, Value) {
-    app.post_json("/v1/transforms/evil/invoke", &invoke_body(mode))
-        .await
+    app.post_json("/v1/transforms/evil/invoke", &invoke_body(mode)).await
 }
 
 fn fresh_read() -> Value {
@@ -259,11 +217,7 @@ async fn assert_still_serving(app: &TestApp) {
     let (status, body) = invoke(app, "ok").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["columns"]["x"], json!([3.0, -4.0, 8.5]), "{body}");
-    assert_eq!(
-        body["timestamps"],
-        invoke_body("ok")["sources"]["s"]["timestamps"],
-        "{body}"
-    );
+    assert_eq!(body["timestamps"], invoke_body("ok")["sources"]["s"]["timestamps"], "{body}");
     let (status, body) = app.post_json("/v1/features/online", &fresh_read()).await;
     assert_read_served(status, &body);
 }
@@ -271,10 +225,7 @@ async fn assert_still_serving(app: &TestApp) {
 #[track_caller]
 fn assert_read_served(status: StatusCode, body: &Value) {
     assert_eq!(status, StatusCode::OK, "{body}");
-    for (name, v) in body["results"][0]["features"]
-        .as_object()
-        .expect("features")
-    {
+    for (name, v) in body["results"][0]["features"].as_object().expect("features") {
         assert_eq!(v["status"], json!("fresh"), "{name}: {v}");
         assert!(v["value"].is_f64(), "{name}: {v}");
     }
@@ -284,16 +235,8 @@ fn assert_read_served(status: StatusCode, body: &Value) {
 async fn a_trapping_transform_fails_its_call_with_transform_trapped_and_the_server_keeps_serving() {
     let app = sandbox_app().await;
     let (status, body) = invoke(&app, "trap").await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "transform_trapped",
-    );
-    assert!(
-        message(&body).contains("evil"),
-        "the message names the transform: {body}"
-    );
+    assert_error(status, &body, StatusCode::INTERNAL_SERVER_ERROR, "transform_trapped");
+    assert!(message(&body).contains("evil"), "the message names the transform: {body}");
     assert_still_serving(&app).await;
 
     let (_, t) = app.get("/v1/transforms/evil").await;
@@ -308,20 +251,9 @@ async fn a_looping_transform_is_stopped_at_its_deadline_with_transform_timeout()
     let started = Instant::now();
     let (status, body) = invoke(&app, "loop").await;
     let took = started.elapsed();
-    assert_error(
-        status,
-        &body,
-        StatusCode::GATEWAY_TIMEOUT,
-        "transform_timeout",
-    );
-    assert!(
-        took >= CALL_TIMEOUT,
-        "answered before the deadline ({took:?}): {body}"
-    );
-    assert!(
-        took < Duration::from_secs(5),
-        "took {took:?} for a {CALL_TIMEOUT:?} deadline"
-    );
+    assert_error(status, &body, StatusCode::GATEWAY_TIMEOUT, "transform_timeout");
+    assert!(took >= CALL_TIMEOUT, "answered before the deadline ({took:?}): {body}");
+    assert!(took < Duration::from_secs(5), "took {took:?} for a {CALL_TIMEOUT:?} deadline");
     assert_still_serving(&app).await;
 }
 
@@ -329,12 +261,7 @@ async fn a_looping_transform_is_stopped_at_its_deadline_with_transform_timeout()
 async fn an_allocating_transform_hits_its_memory_cap_with_transform_memory_limit() {
     let app = sandbox_app().await;
     let (status, body) = invoke(&app, "alloc").await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "transform_memory_limit",
-    );
+    assert_error(status, &body, StatusCode::INTERNAL_SERVER_ERROR, "transform_memory_limit");
     assert_still_serving(&app).await;
 }
 
@@ -342,12 +269,7 @@ async fn an_allocating_transform_hits_its_memory_cap_with_transform_memory_limit
 async fn a_transform_that_returns_an_error_is_reported_as_transform_failed_with_its_message() {
     let app = sandbox_app().await;
     let (status, body) = invoke(&app, "error").await;
-    assert_error(
-        status,
-        &body,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "transform_failed",
-    );
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "transform_failed");
     // The evil guest's documented refusal.
     assert!(message(&body).contains("refusing on purpose"), "{body}");
     assert_still_serving(&app).await;
@@ -382,16 +304,8 @@ async fn online_reads_keep_succeeding_while_transforms_loop_and_allocate() {
 
     while let Some(done) = misbehaving.join_next().await {
         let (mode, (status, body)) = done.expect("invoke task");
-        let code = if mode == "loop" {
-            "transform_timeout"
-        } else {
-            "transform_memory_limit"
-        };
-        assert_eq!(
-            body["error"]["code"],
-            json!(code),
-            "{mode}: {status} {body}"
-        );
+        let code = if mode == "loop" { "transform_timeout" } else { "transform_memory_limit" };
+        assert_eq!(body["error"]["code"], json!(code), "{mode}: {status} {body}");
     }
     assert_still_serving(&app).await;
 }
@@ -414,7 +328,8 @@ async fn a_materialize_job_over_a_trapping_transform_ends_failed_with_the_error(
     });
     let (status, body) = app.put_json("/v1/feature-groups/doomed", &group).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let csv = "ticker,ts,x\nAAPL,2024-05-01T00:00:00Z,1.0\nAAPL,2024-05-02T00:00:00Z,2.0\nMSFT,2024-05-01T00:00:00Z,3.0\n";
+    let csv =
+        "ticker,ts,x\nAAPL,2024-05-01T00:00:00Z,1.0\nAAPL,2024-05-02T00:00:00Z,2.0\nMSFT,2024-05-01T00:00:00Z,3.0\n";
     let (status, body) = app.post_csv("/v1/sources/xs/rows", csv).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
@@ -425,24 +340,16 @@ async fn a_materialize_job_over_a_trapping_transform_ends_failed_with_the_error(
     assert_eq!(errors.len(), 2, "one error per entity: {job}");
     for ticker in ["AAPL", "MSFT"] {
         assert!(
-            errors.iter().any(|e| e
-                .as_str()
-                .is_some_and(|e| e.contains(ticker) && e.contains("trap"))),
+            errors.iter().any(|e| e.as_str().is_some_and(|e| e.contains(ticker) && e.contains("trap"))),
             "no trap error for {ticker}: {job}"
         );
     }
-    let (status, polled) = app
-        .get(&format!("/v1/jobs/{}", job["id"].as_str().expect("id")))
-        .await;
+    let (status, polled) = app.get(&format!("/v1/jobs/{}", job["id"].as_str().expect("id"))).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(polled["state"], json!("failed"), "{polled}");
 
     let (status, body) = app.read_groups(&["AAPL"], &["doomed"], "none").await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(
-        body["results"][0]["features"]["doomed:x"]["status"],
-        json!("missing"),
-        "{body}"
-    );
+    assert_eq!(body["results"][0]["features"]["doomed:x"]["status"], json!("missing"), "{body}");
     assert_still_serving(&app).await;
 }

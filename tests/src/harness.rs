@@ -41,24 +41,13 @@ impl TestApp {
     /// A server whose configuration `configure` may adjust (limits, body
     /// size...) before it starts. The data dir is always a fresh temp dir.
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
-        let data_dir = tempfile::Builder::new()
-            .prefix("wafer-test-")
-            .tempdir()
-            .expect("temp data dir");
+        let data_dir = tempfile::Builder::new().prefix("wafer-test-").tempdir().expect("temp data dir");
         let mut config = Config::new(data_dir.path());
         configure(&mut config);
         config.data_dir = data_dir.path().to_path_buf();
         let clock = ManualClock::new(Timestamp::from_datetime(chrono::Utc::now()));
         let (addr, shutdown, task) = start(config.clone(), clock.clone()).await;
-        TestApp {
-            addr,
-            client: client(),
-            clock,
-            config,
-            shutdown: Some(shutdown),
-            task: Some(task),
-            data_dir,
-        }
+        TestApp { addr, client: client(), clock, config, shutdown: Some(shutdown), task: Some(task), data_dir }
     }
 
     /// Shuts the server down gracefully, waits for it to finish and opens
@@ -81,9 +70,7 @@ impl TestApp {
             let result = tokio::time::timeout(std::time::Duration::from_secs(30), task)
                 .await
                 .expect("server did not shut down within 30 s");
-            result
-                .expect("server task panicked")
-                .expect("server returned an error");
+            result.expect("server task panicked").expect("server returned an error");
         }
     }
 
@@ -113,26 +100,13 @@ impl TestApp {
 
     /// PUT raw bytes as `application/wasm` (component uploads).
     pub async fn put_bytes(&self, path: &str, bytes: &[u8]) -> (StatusCode, Value) {
-        let req = self
-            .client
-            .put(self.url(path))
-            .header("content-type", "application/wasm")
-            .body(bytes.to_vec());
+        let req = self.client.put(self.url(path)).header("content-type", "application/wasm").body(bytes.to_vec());
         answer(req.send().await).await
     }
 
     /// POST a body with an explicit content type (malformed JSON, CSV...).
-    pub async fn post_raw(
-        &self,
-        path: &str,
-        content_type: &str,
-        body: impl Into<String>,
-    ) -> (StatusCode, Value) {
-        let req = self
-            .client
-            .post(self.url(path))
-            .header("content-type", content_type)
-            .body(body.into());
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: impl Into<String>) -> (StatusCode, Value) {
+        let req = self.client.post(self.url(path)).header("content-type", content_type).body(body.into());
         answer(req.send().await).await
     }
 
@@ -142,42 +116,24 @@ impl TestApp {
 
     /// Publishes `bytes` as `name@version` and activates it.
     pub async fn publish_and_activate(&self, name: &str, version: &str, bytes: &[u8]) -> Value {
-        let (status, body) = self
-            .put_bytes(&format!("/v1/transforms/{name}/versions/{version}"), bytes)
-            .await;
-        assert!(
-            status.is_success(),
-            "publishing {name}@{version}: {status} {body}"
-        );
-        let (status, activated) = self
-            .post_json(
-                &format!("/v1/transforms/{name}/activate"),
-                &json!({"version": version}),
-            )
-            .await;
-        assert_eq!(
-            status,
-            StatusCode::OK,
-            "activating {name}@{version}: {activated}"
-        );
+        let (status, body) = self.put_bytes(&format!("/v1/transforms/{name}/versions/{version}"), bytes).await;
+        assert!(status.is_success(), "publishing {name}@{version}: {status} {body}");
+        let (status, activated) =
+            self.post_json(&format!("/v1/transforms/{name}/activate"), &json!({"version": version})).await;
+        assert_eq!(status, StatusCode::OK, "activating {name}@{version}: {activated}");
         body
     }
 
     /// The bundled `indicators` transform as `indicators@1.0.0`, active.
     pub async fn publish_indicators(&self) -> Value {
-        self.publish_and_activate("indicators", "1.0.0", wafer_host::bundled::INDICATORS)
-            .await
+        self.publish_and_activate("indicators", "1.0.0", wafer_host::bundled::INDICATORS).await
     }
 
     /// Entity `ticker`, source `prices` (OHLCV) and group `technical`.
     pub async fn register_technical(&self) {
-        let (status, body) = self
-            .put_json("/v1/entities/ticker", &json!({"join_keys": ["ticker"]}))
-            .await;
+        let (status, body) = self.put_json("/v1/entities/ticker", &json!({"join_keys": ["ticker"]})).await;
         assert_eq!(status, StatusCode::OK, "entity: {body}");
-        let (status, body) = self
-            .put_json("/v1/sources/prices", &prices_source_json())
-            .await;
+        let (status, body) = self.put_json("/v1/sources/prices", &prices_source_json()).await;
         assert_eq!(status, StatusCode::OK, "source: {body}");
         let group = wafer_host::demo::technical_group_json();
         let (status, body) = self.put_json("/v1/feature-groups/technical", &group).await;
@@ -188,10 +144,7 @@ impl TestApp {
     /// second, and returns them so tests can compute expectations.
     pub async fn ingest_prices(&self, tickers: &[&str], days: usize) -> Prices {
         let end = whole_second(wafer_host::clock::Clock::now(&self.clock));
-        let mut prices = Prices {
-            end,
-            bars: BTreeMap::new(),
-        };
+        let mut prices = Prices { end, bars: BTreeMap::new() };
         for ticker in tickers {
             let csv = wafer_host::demo::prices_csv(ticker, days, end);
             let (status, body) = self.post_csv("/v1/sources/prices/rows", &csv).await;
@@ -212,23 +165,13 @@ impl TestApp {
 
     /// Materializes `group` and waits for the job; returns the finished job.
     pub async fn materialize_and_wait(&self, group: &str) -> Value {
-        let (status, job) = self
-            .post_json(
-                "/v1/materialize?wait=true",
-                &json!({"feature_group": group}),
-            )
-            .await;
+        let (status, job) = self.post_json("/v1/materialize?wait=true", &json!({"feature_group": group})).await;
         assert_eq!(status, StatusCode::OK, "materializing {group}: {job}");
         job
     }
 
     /// Online read of whole groups for `tickers` with the given fallback.
-    pub async fn read_groups(
-        &self,
-        tickers: &[&str],
-        groups: &[&str],
-        fallback: &str,
-    ) -> (StatusCode, Value) {
+    pub async fn read_groups(&self, tickers: &[&str], groups: &[&str], fallback: &str) -> (StatusCode, Value) {
         let entities: Vec<Value> = tickers.iter().map(|t| json!({"ticker": t})).collect();
         let body = json!({"entities": entities, "feature_groups": groups, "fallback": fallback});
         self.post_json("/v1/features/online", &body).await
@@ -284,12 +227,7 @@ impl Bar {
     pub fn parse_csv(csv: &str) -> Vec<Bar> {
         let mut lines = csv.lines();
         let header: Vec<&str> = lines.next().expect("header").split(',').collect();
-        let col = |name: &str| {
-            header
-                .iter()
-                .position(|h| *h == name)
-                .unwrap_or_else(|| panic!("no column {name}"))
-        };
+        let col = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no column {name}"));
         let (ts, close) = (col("ts"), col("close"));
         lines
             .filter(|l| !l.trim().is_empty())
@@ -323,35 +261,22 @@ pub fn assert_close(actual: f64, expected: f64, rel: f64, what: &str) {
 async fn start(
     config: Config,
     clock: ManualClock,
-) -> (
-    SocketAddr,
-    oneshot::Sender<()>,
-    JoinHandle<Result<(), String>>,
-) {
-    let app = App::open(config, Arc::new(clock))
-        .await
-        .expect("opening the app");
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binding 127.0.0.1:0");
+) -> (SocketAddr, oneshot::Sender<()>, JoinHandle<Result<(), String>>) {
+    let app = App::open(config, Arc::new(clock)).await.expect("opening the app");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding 127.0.0.1:0");
     let addr = listener.local_addr().expect("local addr");
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let shutdown = async move {
             let _ = rx.await;
         };
-        wafer_host::server::serve(app, listener, shutdown)
-            .await
-            .map_err(|e| format!("{e:#}"))
+        wafer_host::server::serve(app, listener, shutdown).await.map_err(|e| format!("{e:#}"))
     });
     (addr, tx, task)
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(60))
-        .build()
-        .expect("HTTP client")
+    reqwest::Client::builder().timeout(std::time::Duration::from_secs(60)).build().expect("HTTP client")
 }
 
 /// Status and JSON body (`Value::Null` for an empty or non-JSON body).

@@ -35,12 +35,7 @@ pub struct Tokens(Arc<Vec<(Role, String)>>);
 
 impl Tokens {
     pub fn new(pairs: &[(String, String)]) -> Tokens {
-        Tokens(Arc::new(
-            pairs
-                .iter()
-                .filter_map(|(r, t)| Some((Role::parse(r)?, t.clone())))
-                .collect(),
-        ))
+        Tokens(Arc::new(pairs.iter().filter_map(|(r, t)| Some((Role::parse(r)?, t.clone()))).collect()))
     }
 
     fn role_of(&self, token: &str) -> Option<Role> {
@@ -64,18 +59,8 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     if matches!(path, "/healthz" | "/readyz" | "/openapi.json" | "/health") {
         return None;
     }
-    let read_posts = [
-        "/v1/features/online",
-        "/v1/features/historical",
-        "/get-online-features",
-        "/v1/enrich",
-    ];
-    let write_posts = [
-        "/v1/features/write",
-        "/v1/materialize",
-        "/push",
-        "/write-to-online-store",
-    ];
+    let read_posts = ["/v1/features/online", "/v1/features/historical", "/get-online-features", "/v1/enrich"];
+    let write_posts = ["/v1/features/write", "/v1/materialize", "/push", "/write-to-online-store"];
     Some(match *method {
         Method::GET | Method::HEAD if path.starts_with("/v1/audit") => Role::Admin,
         Method::GET | Method::HEAD => Role::Read,
@@ -100,9 +85,7 @@ pub async fn require_token(State(tokens): State<Tokens>, req: Request, next: Nex
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match presented.map(|t| tokens.role_of(t)) {
-        None | Some(None) => {
-            ApiError::new("unauthorized", "missing or invalid bearer token").into_response()
-        }
+        None | Some(None) => ApiError::new("unauthorized", "missing or invalid bearer token").into_response(),
         Some(Some(role)) if role < needed => {
             ApiError::new("forbidden", "this token's role may not do that").into_response()
         }
@@ -117,26 +100,11 @@ mod tests {
     #[test]
     fn roles_follow_the_contract() {
         assert_eq!(required_role(&Method::GET, "/healthz"), None);
-        assert_eq!(
-            required_role(&Method::POST, "/v1/features/online"),
-            Some(Role::Read)
-        );
-        assert_eq!(
-            required_role(&Method::POST, "/v1/sources/prices/rows"),
-            Some(Role::Write)
-        );
-        assert_eq!(
-            required_role(&Method::POST, "/v1/materialize"),
-            Some(Role::Write)
-        );
-        assert_eq!(
-            required_role(&Method::PUT, "/v1/transforms/x/versions/1.0.0"),
-            Some(Role::Admin)
-        );
-        assert_eq!(
-            required_role(&Method::PUT, "/v1/entities/ticker"),
-            Some(Role::Admin)
-        );
+        assert_eq!(required_role(&Method::POST, "/v1/features/online"), Some(Role::Read));
+        assert_eq!(required_role(&Method::POST, "/v1/sources/prices/rows"), Some(Role::Write));
+        assert_eq!(required_role(&Method::POST, "/v1/materialize"), Some(Role::Write));
+        assert_eq!(required_role(&Method::PUT, "/v1/transforms/x/versions/1.0.0"), Some(Role::Admin));
+        assert_eq!(required_role(&Method::PUT, "/v1/entities/ticker"), Some(Role::Admin));
         let t = Tokens::new(&[("read".into(), "r".into()), ("admin".into(), "a".into())]);
         assert_eq!(t.role_of("a"), Some(Role::Admin));
         assert_eq!(t.role_of("r"), Some(Role::Read));

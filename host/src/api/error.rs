@@ -22,11 +22,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            code,
-            message: message.into(),
-            details: json!({}),
-        }
+        ApiError { code, message: message.into(), details: json!({}) }
     }
 
     pub fn with_details(mut self, details: serde_json::Value) -> Self {
@@ -37,9 +33,7 @@ impl ApiError {
     /// The status for each stable code.
     pub fn status(&self) -> StatusCode {
         match self.code {
-            "invalid_json" | "invalid_request" | "unknown_feature" | "invalid_component" => {
-                StatusCode::BAD_REQUEST
-            }
+            "invalid_json" | "invalid_request" | "unknown_feature" | "invalid_component" => StatusCode::BAD_REQUEST,
             "unauthorized" => StatusCode::UNAUTHORIZED,
             "forbidden" => StatusCode::FORBIDDEN,
             "not_found" => StatusCode::NOT_FOUND,
@@ -72,8 +66,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let body =
-            json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
+        let body = json!({"error": {"code": self.code, "message": self.message, "details": self.details}});
         (status, axum::Json(body)).into_response()
     }
 }
@@ -83,10 +76,7 @@ impl From<ServiceError> for ApiError {
         match e {
             ServiceError::Invalid(m) => ApiError::invalid(m),
             ServiceError::NotFound { .. } => ApiError::not_found(e.to_string()),
-            ServiceError::UnknownFeature {
-                ref refs,
-                ref available,
-            } => {
+            ServiceError::UnknownFeature { ref refs, ref available } => {
                 let details = json!({"unknown": refs, "available": available});
                 ApiError::new("unknown_feature", e.to_string()).with_details(details)
             }
@@ -102,11 +92,8 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Unavailable { backend, .. } => {
                 tracing::warn!(error = %e, "backend unavailable");
-                ApiError::new(
-                    "unavailable",
-                    format!("{backend} is unavailable; retry shortly"),
-                )
-                .with_details(json!({"backend": backend}))
+                ApiError::new("unavailable", format!("{backend} is unavailable; retry shortly"))
+                    .with_details(json!({"backend": backend}))
             }
             StoreError::Conflict(m) => ApiError::new("conflict", m),
             StoreError::Corrupt(_) => ApiError::internal(&e),
@@ -154,18 +141,15 @@ where
 
 fn json_rejection(r: JsonRejection) -> ApiError {
     match r {
-        JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            "unsupported_media_type",
-            "expected a JSON body with content-type: application/json",
-        ),
-        JsonRejection::JsonSyntaxError(e) => ApiError::new(
-            "invalid_json",
-            format!("malformed JSON: {}", source_text(&e)),
-        ),
-        JsonRejection::JsonDataError(e) => ApiError::new(
-            "invalid_json",
-            format!("invalid request body: {}", source_text(&e)),
-        ),
+        JsonRejection::MissingJsonContentType(_) => {
+            ApiError::new("unsupported_media_type", "expected a JSON body with content-type: application/json")
+        }
+        JsonRejection::JsonSyntaxError(e) => {
+            ApiError::new("invalid_json", format!("malformed JSON: {}", source_text(&e)))
+        }
+        JsonRejection::JsonDataError(e) => {
+            ApiError::new("invalid_json", format!("invalid request body: {}", source_text(&e)))
+        }
         JsonRejection::BytesRejection(e) => {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new("payload_too_large", "request body is too large")

@@ -11,9 +11,6 @@ pub fn router() -> Router<Wafer> {
     Router::new().route("/v1/features/online", post(online))
 }
 
-async fn online(
-    State(w): State<Wafer>,
-    Json(req): Json<OnlineRequest>,
-) -> ApiResult<Json<OnlineResponse>> {
+async fn online(State(w): State<Wafer>, Json(req): Json<OnlineRequest>) -> ApiResult<Json<OnlineResponse>> {
     Ok(Json(w.read_online(req).await?))
 }

@@ -11,10 +11,7 @@ use serde_json::json;
 use std::fmt::Write;
 
 pub fn router() -> Router<Wafer> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
 }
 
 async fn healthz() -> Json<serde_json::Value> {
@@ -39,29 +36,15 @@ async fn readyz(State(w): State<Wafer>) -> impl IntoResponse {
         };
         checks.insert(name.to_string(), json!(status));
     }
-    let code = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        code,
-        Json(json!({"status": if ok { "ready" } else { "unavailable" }, "checks": checks})),
-    )
+    let code = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(json!({"status": if ok { "ready" } else { "unavailable" }, "checks": checks})))
 }
 
 /// Prometheus text: registry sizes and per-transform-version call counters.
 async fn metrics(State(w): State<Wafer>) -> ApiResult<impl IntoResponse> {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP wafer_feature_groups Registered feature groups.\n# TYPE wafer_feature_groups gauge"
-    );
-    let _ = writeln!(
-        out,
-        "wafer_feature_groups {}",
-        w.list_feature_groups().len()
-    );
+    let _ = writeln!(out, "# HELP wafer_feature_groups Registered feature groups.\n# TYPE wafer_feature_groups gauge");
+    let _ = writeln!(out, "wafer_feature_groups {}", w.list_feature_groups().len());
     let _ = writeln!(
         out,
         "# HELP wafer_transform_calls_total Transform calls by version.\n# TYPE wafer_transform_calls_total counter"
@@ -72,11 +55,7 @@ async fn metrics(State(w): State<Wafer>) -> ApiResult<impl IntoResponse> {
             let s = w.transform_stats(v);
             let labels = format!("transform=\"{}\",version=\"{}\"", v.name, v.version);
             let _ = writeln!(out, "wafer_transform_calls_total{{{labels}}} {}", s.calls);
-            let _ = writeln!(
-                errors,
-                "wafer_transform_errors_total{{{labels}}} {}",
-                s.errors
-            );
+            let _ = writeln!(errors, "wafer_transform_errors_total{{{labels}}} {}", s.errors);
         }
     }
     let _ = writeln!(

@@ -30,15 +30,12 @@ async fn write_source_rows(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<Value>> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let written = if content_type.starts_with("text/csv") {
         w.ingest_csv(&name, &body).await?
     } else if content_type.starts_with("application/json") {
-        let parsed: RowsBody = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::new("invalid_json", format!("malformed JSON: {e}")))?;
+        let parsed: RowsBody =
+            serde_json::from_slice(&body).map_err(|e| ApiError::new("invalid_json", format!("malformed JSON: {e}")))?;
         w.ingest_json(&name, &parsed.rows).await?
     } else {
         return Err(ApiError::new(
@@ -56,10 +53,7 @@ struct FeatureWriteBody {
     rows: Vec<FeatureWriteRow>,
 }
 
-async fn write_features(
-    State(w): State<Wafer>,
-    Json(body): Json<FeatureWriteBody>,
-) -> ApiResult<Json<Value>> {
+async fn write_features(State(w): State<Wafer>, Json(body): Json<FeatureWriteBody>) -> ApiResult<Json<Value>> {
     let written = w.write_features(&body.feature_group, body.rows).await?;
     Ok(Json(json!({"written": written})))
 }

@@ -32,28 +32,14 @@ async fn materialize(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let job = w.start_materialize(req).await?;
     if q.wait {
-        let job = w
-            .jobs()
-            .wait(&job.id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("job vanished"))?;
-        return Ok((
-            StatusCode::OK,
-            Json(serde_json::to_value(job).unwrap_or_default()),
-        ));
+        let job = w.jobs().wait(&job.id).await?.ok_or_else(|| ApiError::not_found("job vanished"))?;
+        return Ok((StatusCode::OK, Json(serde_json::to_value(job).unwrap_or_default())));
     }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({"job_id": job.id, "state": job.state})),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(json!({"job_id": job.id, "state": job.state}))))
 }
 
 async fn get_job(State(w): State<Wafer>, Path(id): Path<String>) -> ApiResult<Json<Job>> {
-    let job = w
-        .jobs()
-        .get(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("job '{id}' not found")))?;
+    let job = w.jobs().get(&id).await?.ok_or_else(|| ApiError::not_found(format!("job '{id}' not found")))?;
     Ok(Json(job))
 }
 
@@ -64,9 +50,6 @@ struct ListQuery {
 }
 
 async fn list_jobs(State(w): State<Wafer>, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
-    let jobs = w
-        .jobs()
-        .list(q.feature_group.as_deref(), q.limit.unwrap_or(50).min(1000))
-        .await?;
+    let jobs = w.jobs().list(q.feature_group.as_deref(), q.limit.unwrap_or(50).min(1000)).await?;
     Ok(Json(json!({"jobs": jobs})))
 }

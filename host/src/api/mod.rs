@@ -29,16 +29,10 @@ pub fn router(wafer: Wafer, max_body_bytes: usize, tokens: auth::Tokens) -> Rout
         .merge(openapi::router())
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                "method_not_allowed",
-                "method not allowed on this endpoint; see /openapi.json",
-            )
+            ApiError::new("method_not_allowed", "method not allowed on this endpoint; see /openapi.json")
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(
-            tokens,
-            auth::require_token,
-        ))
+        .layer(axum::middleware::from_fn_with_state(tokens, auth::require_token))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(wafer)
 }

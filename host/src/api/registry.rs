@@ -12,20 +12,11 @@ use serde_json::{Value, json};
 pub fn router() -> Router<Wafer> {
     Router::new()
         .route("/v1/entities", get(list_entities))
-        .route(
-            "/v1/entities/{name}",
-            get(get_entity).put(put_entity).delete(delete_entity),
-        )
+        .route("/v1/entities/{name}", get(get_entity).put(put_entity).delete(delete_entity))
         .route("/v1/sources", get(list_sources))
-        .route(
-            "/v1/sources/{name}",
-            get(get_source).put(put_source).delete(delete_source),
-        )
+        .route("/v1/sources/{name}", get(get_source).put(put_source).delete(delete_source))
         .route("/v1/feature-groups", get(list_groups))
-        .route(
-            "/v1/feature-groups/{name}",
-            get(get_group).put(put_group).delete(delete_group),
-        )
+        .route("/v1/feature-groups/{name}", get(get_group).put(put_group).delete(delete_group))
 }
 
 async fn put_entity(
@@ -78,10 +69,7 @@ async fn put_group(
     Ok(Json((*w.put_feature_group(&name, g).await?).clone()))
 }
 
-async fn get_group(
-    State(w): State<Wafer>,
-    Path(name): Path<String>,
-) -> ApiResult<Json<FeatureGroup>> {
+async fn get_group(State(w): State<Wafer>, Path(name): Path<String>) -> ApiResult<Json<FeatureGroup>> {
     Ok(Json((*w.feature_group(&name)?).clone()))
 }
 

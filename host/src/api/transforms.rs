@@ -3,8 +3,8 @@
 
 use super::error::{ApiError, ApiResult, Json};
 use crate::model::{
-    BatchInput, Column, NamedTable, OnDemandInput, Table, Timestamp, TransformKind,
-    TransformSummary, TransformVersion, Value, ValueType,
+    BatchInput, Column, NamedTable, OnDemandInput, Table, Timestamp, TransformKind, TransformSummary, TransformVersion,
+    Value, ValueType,
 };
 use crate::service::Wafer;
 use axum::Router;
@@ -20,10 +20,7 @@ pub fn router() -> Router<Wafer> {
     Router::new()
         .route("/v1/transforms", get(list))
         .route("/v1/transforms/{name}", get(get_one))
-        .route(
-            "/v1/transforms/{name}/versions/{version}",
-            put(publish).get(get_version),
-        )
+        .route("/v1/transforms/{name}/versions/{version}", put(publish).get(get_version))
         .route("/v1/transforms/{name}/activate", post(activate))
         .route("/v1/transforms/{name}/disable", post(disable))
         .route("/v1/transforms/{name}/rollback", post(rollback))
@@ -37,28 +34,15 @@ async fn publish(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<J>)> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/wasm");
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/wasm");
     if !(ct.starts_with("application/wasm") || ct.starts_with("application/octet-stream")) {
-        return Err(ApiError::new(
-            "unsupported_media_type",
-            "send the component bytes as application/wasm",
-        ));
+        return Err(ApiError::new("unsupported_media_type", "send the component bytes as application/wasm"));
     }
     if body.is_empty() {
-        return Err(ApiError::new(
-            "invalid_component",
-            "empty body; send the component's bytes",
-        ));
+        return Err(ApiError::new("invalid_component", "empty body; send the component's bytes"));
     }
     let published = w.publish_transform(&name, &version, &body).await?;
-    let status = if published.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = if published.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(version_json(&published.version))))
 }
 
@@ -103,9 +87,7 @@ fn summary_json(w: &Wafer, t: &TransformSummary) -> J {
 
 async fn list(State(w): State<Wafer>) -> ApiResult<Json<J>> {
     let all = w.list_transforms().await?;
-    Ok(Json(
-        json!({"transforms": all.iter().map(|t| summary_json(&w, t)).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(json!({"transforms": all.iter().map(|t| summary_json(&w, t)).collect::<Vec<_>>()})))
 }
 
 async fn get_one(State(w): State<Wafer>, Path(name): Path<String>) -> ApiResult<Json<J>> {
@@ -113,10 +95,7 @@ async fn get_one(State(w): State<Wafer>, Path(name): Path<String>) -> ApiResult<
     Ok(Json(summary_json(&w, &t)))
 }
 
-async fn get_version(
-    State(w): State<Wafer>,
-    Path((name, version)): Path<(String, String)>,
-) -> ApiResult<Json<J>> {
+async fn get_version(State(w): State<Wafer>, Path((name, version)): Path<(String, String)>) -> ApiResult<Json<J>> {
     let v = w.resolve_version(&name, Some(&version)).await?;
     Ok(Json(version_json(&v)))
 }
@@ -127,11 +106,7 @@ struct ActivateBody {
     version: String,
 }
 
-async fn activate(
-    State(w): State<Wafer>,
-    Path(name): Path<String>,
-    Json(b): Json<ActivateBody>,
-) -> ApiResult<Json<J>> {
+async fn activate(State(w): State<Wafer>, Path(name): Path<String>, Json(b): Json<ActivateBody>) -> ApiResult<Json<J>> {
     let t = w.activate_transform(&name, &b.version).await?;
     Ok(Json(summary_json(&w, &t)))
 }
@@ -170,30 +145,15 @@ struct InvokeBody {
     params: Map<String, J>,
 }
 
-async fn invoke(
-    State(w): State<Wafer>,
-    Path(name): Path<String>,
-    Json(b): Json<InvokeBody>,
-) -> ApiResult<Json<J>> {
+async fn invoke(State(w): State<Wafer>, Path(name): Path<String>, Json(b): Json<InvokeBody>) -> ApiResult<Json<J>> {
     let version = w.resolve_version(&name, b.version.as_deref()).await?;
     let d = &version.descriptor;
-    let types: BTreeMap<&str, ValueType> = d
-        .inputs
-        .iter()
-        .chain(d.request_fields.iter())
-        .map(|f| (f.name.as_str(), f.value_type))
-        .collect();
+    let types: BTreeMap<&str, ValueType> =
+        d.inputs.iter().chain(d.request_fields.iter()).map(|f| (f.name.as_str(), f.value_type)).collect();
     let params = b
         .params
         .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                v.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string()),
-            )
-        })
+        .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
         .collect::<Vec<_>>();
     let params = with_defaults(params, &version);
     let output = match d.kind {
@@ -229,71 +189,39 @@ fn with_defaults(mut params: Vec<(String, String)>, v: &TransformVersion) -> Vec
     params
 }
 
-fn named_tables(
-    tables: &Map<String, J>,
-    types: &BTreeMap<&str, ValueType>,
-) -> ApiResult<Vec<NamedTable>> {
+fn named_tables(tables: &Map<String, J>, types: &BTreeMap<&str, ValueType>) -> ApiResult<Vec<NamedTable>> {
     let mut out = Vec::new();
     for (name, t) in tables {
         let timestamps = t
             .get("timestamps")
             .and_then(J::as_array)
-            .ok_or_else(|| {
-                ApiError::invalid(format!(
-                    "sources.{name}.timestamps must be an array of timestamps"
-                ))
-            })?
+            .ok_or_else(|| ApiError::invalid(format!("sources.{name}.timestamps must be an array of timestamps")))?
             .iter()
             .map(|v| {
                 v.as_str()
-                    .ok_or_else(|| {
-                        ApiError::invalid(format!("sources.{name}.timestamps holds a non-string"))
-                    })
+                    .ok_or_else(|| ApiError::invalid(format!("sources.{name}.timestamps holds a non-string")))
                     .and_then(|s| Timestamp::parse(s).map_err(|e| ApiError::invalid(e.to_string())))
                     .map(Timestamp::micros)
             })
             .collect::<ApiResult<Vec<i64>>>()?;
-        let cols = t
-            .get("columns")
-            .and_then(J::as_object)
-            .cloned()
-            .unwrap_or_default();
-        let table = Table {
-            timestamps,
-            columns: columns(&cols, types, name)?,
-        };
-        table
-            .check_shape()
-            .map_err(|e| ApiError::invalid(format!("sources.{name}: {e}")))?;
-        out.push(NamedTable {
-            name: name.clone(),
-            table,
-        });
+        let cols = t.get("columns").and_then(J::as_object).cloned().unwrap_or_default();
+        let table = Table { timestamps, columns: columns(&cols, types, name)? };
+        table.check_shape().map_err(|e| ApiError::invalid(format!("sources.{name}: {e}")))?;
+        out.push(NamedTable { name: name.clone(), table });
     }
     Ok(out)
 }
 
 /// JSON arrays as typed columns: the declared type when the transform
 /// declares the column, else inferred from the first non-null value.
-fn columns(
-    cols: &Map<String, J>,
-    types: &BTreeMap<&str, ValueType>,
-    at: &str,
-) -> ApiResult<Vec<Column>> {
+fn columns(cols: &Map<String, J>, types: &BTreeMap<&str, ValueType>, at: &str) -> ApiResult<Vec<Column>> {
     let mut out = Vec::new();
     for (name, values) in cols {
-        let arr = values
-            .as_array()
-            .ok_or_else(|| ApiError::invalid(format!("{at}.{name} must be an array")))?;
-        let ty = types
-            .get(name.as_str())
-            .copied()
-            .unwrap_or_else(|| infer(arr));
+        let arr = values.as_array().ok_or_else(|| ApiError::invalid(format!("{at}.{name} must be an array")))?;
+        let ty = types.get(name.as_str()).copied().unwrap_or_else(|| infer(arr));
         let parsed = arr
             .iter()
-            .map(|v| {
-                Value::from_json(v, ty).map_err(|e| ApiError::invalid(format!("{at}.{name}: {e}")))
-            })
+            .map(|v| Value::from_json(v, ty).map_err(|e| ApiError::invalid(format!("{at}.{name}: {e}"))))
             .collect::<ApiResult<Vec<_>>>()?;
         out.push(Column::from_values(name, ty, parsed.iter()));
     }
@@ -314,17 +242,8 @@ fn table_json(t: &Table) -> J {
     let columns: Map<String, J> = t
         .columns
         .iter()
-        .map(|c| {
-            (
-                c.name.clone(),
-                J::Array((0..c.len()).map(|i| c.value(i).to_json()).collect()),
-            )
-        })
+        .map(|c| (c.name.clone(), J::Array((0..c.len()).map(|i| c.value(i).to_json()).collect())))
         .collect();
-    let timestamps: Vec<String> = t
-        .timestamps
-        .iter()
-        .map(|&ts| Timestamp(ts).to_rfc3339())
-        .collect();
+    let timestamps: Vec<String> = t.timestamps.iter().map(|&ts| Timestamp(ts).to_rfc3339()).collect();
     json!({"timestamps": timestamps, "columns": columns})
 }

@@ -7,10 +7,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .expect("HTTP client")
+    reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("HTTP client")
 }
 
 /// Turns an error envelope into a readable error.
@@ -26,14 +23,10 @@ async fn check(resp: reqwest::Response) -> anyhow::Result<Value> {
 }
 
 pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
-    let bytes =
-        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let bytes = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let base = args.server.trim_end_matches('/');
     let resp = client()
-        .put(format!(
-            "{base}/v1/transforms/{}/versions/{}",
-            args.name, args.version
-        ))
+        .put(format!("{base}/v1/transforms/{}/versions/{}", args.name, args.version))
         .header("content-type", "application/wasm")
         .body(bytes)
         .send()
@@ -43,11 +36,7 @@ pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     let body = check(resp).await?;
     println!(
         "{} {}@{} sha256 {} ({} outputs)",
-        if created {
-            "published"
-        } else {
-            "already published"
-        },
+        if created { "published" } else { "already published" },
         args.name,
         args.version,
         body["sha256"].as_str().unwrap_or("?"),
@@ -78,10 +67,7 @@ pub async fn materialize(args: MaterializeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("connecting to {base}"))?;
     let started = check(resp).await?;
-    let id = started["job_id"]
-        .as_str()
-        .context("no job_id in answer")?
-        .to_string();
+    let id = started["job_id"].as_str().context("no job_id in answer")?.to_string();
     let bar = ProgressBar::new(0);
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} entities ({elapsed})")

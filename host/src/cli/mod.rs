@@ -10,11 +10,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "wafer",
-    version,
-    about = "Feature store with WebAssembly transforms"
-)]
+#[command(name = "wafer", version, about = "Feature store with WebAssembly transforms")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -114,18 +110,11 @@ pub fn parse_tokens(text: &str) -> anyhow::Result<Vec<(String, String)>> {
     text.split(',')
         .filter(|p| !p.trim().is_empty())
         .map(|pair| {
-            let (role, token) = pair
-                .split_once('=')
-                .ok_or_else(|| anyhow::anyhow!("API token '{pair}' must be role=token"))?;
+            let (role, token) =
+                pair.split_once('=').ok_or_else(|| anyhow::anyhow!("API token '{pair}' must be role=token"))?;
             let role = role.trim();
-            anyhow::ensure!(
-                ["read", "write", "admin"].contains(&role),
-                "unknown API token role '{role}'"
-            );
-            anyhow::ensure!(
-                !token.trim().is_empty(),
-                "empty API token for role '{role}'"
-            );
+            anyhow::ensure!(["read", "write", "admin"].contains(&role), "unknown API token role '{role}'");
+            anyhow::ensure!(!token.trim().is_empty(), "empty API token for role '{role}'");
             Ok((role.to_string(), token.trim().to_string()))
         })
         .collect()

@@ -35,9 +35,7 @@ impl EntityKey {
     ) -> Result<Self, EntityKeyError> {
         let mut parts = Vec::with_capacity(join_keys.len());
         for key in join_keys {
-            let v = object
-                .get(key)
-                .ok_or_else(|| EntityKeyError::Missing(key.clone()))?;
+            let v = object.get(key).ok_or_else(|| EntityKeyError::Missing(key.clone()))?;
             parts.push(Self::part_from_json(key, v)?);
         }
         Ok(Self::from_parts(&parts))
@@ -115,10 +113,7 @@ mod tests {
         let keys = vec!["a".to_string(), "b".to_string()];
         let k = EntityKey::from_json(&obj(json!({"b": "y", "a": "x"})), &keys).unwrap();
         assert_eq!(k.parts().collect::<Vec<_>>(), vec!["x", "y"]);
-        assert_eq!(
-            EntityKey::from_json(&obj(json!({"a": "x"})), &keys),
-            Err(EntityKeyError::Missing("b".into()))
-        );
+        assert_eq!(EntityKey::from_json(&obj(json!({"a": "x"})), &keys), Err(EntityKeyError::Missing("b".into())));
         assert_eq!(
             EntityKey::from_json(&obj(json!({"a": 1.5, "b": "y"})), &keys),
             Err(EntityKeyError::BadType("a".into()))

@@ -15,10 +15,9 @@ pub struct FeatureRefError(pub String);
 impl FeatureRef {
     pub fn parse(text: &str) -> Result<Self, FeatureRefError> {
         match text.split_once(':') {
-            Some((g, f)) if !g.is_empty() && !f.is_empty() && !f.contains(':') => Ok(FeatureRef {
-                group: g.to_string(),
-                feature: f.to_string(),
-            }),
+            Some((g, f)) if !g.is_empty() && !f.is_empty() && !f.contains(':') => {
+                Ok(FeatureRef { group: g.to_string(), feature: f.to_string() })
+            }
             _ => Err(FeatureRefError(text.to_string())),
         }
     }
@@ -37,10 +36,7 @@ mod tests {
     #[test]
     fn parses_group_and_feature() {
         let r = FeatureRef::parse("technical:sma_20").unwrap();
-        assert_eq!(
-            (r.group.as_str(), r.feature.as_str()),
-            ("technical", "sma_20")
-        );
+        assert_eq!((r.group.as_str(), r.feature.as_str()), ("technical", "sma_20"));
         assert_eq!(r.to_string(), "technical:sma_20");
         for bad in ["sma_20", ":x", "x:", "a:b:c"] {
             assert!(FeatureRef::parse(bad).is_err(), "{bad}");

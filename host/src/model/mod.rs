@@ -17,8 +17,7 @@ pub use registry::{Entity, FeatureGroup, FeatureSpec, Freshness, Producer, Sourc
 pub use table::{BatchInput, Column, ColumnValues, NamedTable, OnDemandInput, Table};
 pub use time::Timestamp;
 pub use transform::{
-    Descriptor, FieldSpec, ParamSpec, RelatedSeries, TransformKind, TransformSummary,
-    TransformVersion,
+    Descriptor, FieldSpec, ParamSpec, RelatedSeries, TransformKind, TransformSummary, TransformVersion,
 };
 pub use value::{Value, ValueType};
 

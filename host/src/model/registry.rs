@@ -13,15 +13,11 @@ pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "{kind} name '{name}' is invalid: use 1-64 letters, digits, '_' or '-', starting with a letter"
-        ))
+        Err(format!("{kind} name '{name}' is invalid: use 1-64 letters, digits, '_' or '-', starting with a letter"))
     }
 }
 
@@ -81,10 +77,7 @@ impl Source {
         for f in &self.fields {
             validate_name("field", &f.name)?;
             if f.name == self.timestamp_field {
-                return Err(format!(
-                    "field '{}' is the timestamp field; do not list it in fields",
-                    f.name
-                ));
+                return Err(format!("field '{}' is the timestamp field; do not list it in fields", f.name));
             }
             if !seen.insert(&f.name) {
                 return Err(format!("field '{}' is listed twice", f.name));
@@ -149,17 +142,14 @@ impl Freshness {
 
     /// How long the online store keeps a value, if at all bounded.
     pub fn online_ttl_seconds(&self) -> Option<u64> {
-        self.online_ttl_seconds
-            .or(self.max_age_seconds.map(|m| m.saturating_mul(2)))
+        self.online_ttl_seconds.or(self.max_age_seconds.map(|m| m.saturating_mul(2)))
     }
 
     pub fn validate(&self) -> Result<(), String> {
         if let (Some(e), Some(m)) = (self.expected_interval_seconds, self.max_age_seconds)
             && e > m
         {
-            return Err(format!(
-                "freshness.expected_interval_seconds ({e}) must not exceed max_age_seconds ({m})"
-            ));
+            return Err(format!("freshness.expected_interval_seconds ({e}) must not exceed max_age_seconds ({m})"));
         }
         Ok(())
     }
@@ -181,7 +171,9 @@ pub enum Producer {
         source: Option<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         sources: Vec<String>,
-        /// Source rows per entity the transform sees for the latest row.
+        /// Source rows of history the group needs per entity. The transform
+        /// is given the entity's whole history (never less than this when it
+        /// exists); rows with less history than a feature needs are null.
         #[serde(default = "default_lookback")]
         lookback: u32,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,21 +204,16 @@ impl Producer {
     pub fn transform(&self) -> Option<(&str, Option<&str>)> {
         match self {
             Producer::Push => None,
-            Producer::Batch {
-                transform, version, ..
+            Producer::Batch { transform, version, .. } | Producer::OnDemand { transform, version, .. } => {
+                Some((transform.as_str(), version.as_deref()))
             }
-            | Producer::OnDemand {
-                transform, version, ..
-            } => Some((transform.as_str(), version.as_deref())),
         }
     }
 
     /// Sources a batch producer reads, `source` first, then `sources`.
     pub fn source_names(&self) -> Vec<String> {
         match self {
-            Producer::Batch {
-                source, sources, ..
-            } => source.iter().chain(sources.iter()).cloned().collect(),
+            Producer::Batch { source, sources, .. } => source.iter().chain(sources.iter()).cloned().collect(),
             _ => Vec::new(),
         }
     }
@@ -319,11 +306,8 @@ mod tests {
 
     #[test]
     fn freshness_status_follows_expected_interval_and_max_age() {
-        let f = Freshness {
-            expected_interval_seconds: Some(3600),
-            max_age_seconds: Some(7200),
-            online_ttl_seconds: None,
-        };
+        let f =
+            Freshness { expected_interval_seconds: Some(3600), max_age_seconds: Some(7200), online_ttl_seconds: None };
         let t = Timestamp::from_secs(1_000_000);
         assert_eq!(f.status(t, t.plus_secs(3600)), FreshnessStatus::Fresh);
         assert_eq!(f.status(t, t.plus_secs(3601)), FreshnessStatus::Stale);

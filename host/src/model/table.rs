@@ -53,11 +53,7 @@ pub struct Column {
 impl Column {
     /// Builds a typed column from values. Nulls, and values of another type
     /// that cannot be converted, become null rows.
-    pub fn from_values<'a>(
-        name: &str,
-        ty: ValueType,
-        values: impl IntoIterator<Item = &'a Value>,
-    ) -> Column {
+    pub fn from_values<'a>(name: &str, ty: ValueType, values: impl IntoIterator<Item = &'a Value>) -> Column {
         let mut nulls = Vec::new();
         macro_rules! collect {
             ($variant:ident, $default:expr, $pick:expr) => {{
@@ -97,11 +93,7 @@ impl Column {
                 _ => None,
             }),
         };
-        Column {
-            name: name.to_string(),
-            values,
-            nulls,
-        }
+        Column { name: name.to_string(), values, nulls }
     }
 
     pub fn len(&self) -> usize {
@@ -126,12 +118,8 @@ impl Column {
             ColumnValues::Int64(v) => v.get(row).map_or(Value::Null, |x| Value::Int64(*x)),
             ColumnValues::Bool(v) => v.get(row).map_or(Value::Null, |x| Value::Bool(*x)),
             ColumnValues::Text(v) => v.get(row).map_or(Value::Null, |x| Value::String(x.clone())),
-            ColumnValues::Float64List(v) => v
-                .get(row)
-                .map_or(Value::Null, |x| Value::Float64List(x.clone())),
-            ColumnValues::TextList(v) => v
-                .get(row)
-                .map_or(Value::Null, |x| Value::StringList(x.clone())),
+            ColumnValues::Float64List(v) => v.get(row).map_or(Value::Null, |x| Value::Float64List(x.clone())),
+            ColumnValues::TextList(v) => v.get(row).map_or(Value::Null, |x| Value::StringList(x.clone())),
         }
     }
 }
@@ -157,11 +145,7 @@ impl Table {
         let n = self.rows();
         for c in &self.columns {
             if c.len() != n {
-                return Err(format!(
-                    "column '{}' has {} rows, expected {n}",
-                    c.name,
-                    c.len()
-                ));
+                return Err(format!("column '{}' has {} rows, expected {n}", c.name, c.len()));
             }
             if c.nulls.iter().any(|&i| i as usize >= n) {
                 return Err(format!("column '{}' lists a null row past its end", c.name));
@@ -209,10 +193,7 @@ mod tests {
         assert_eq!(c.value(0), Value::Float64(1.5));
         assert_eq!(c.value(1), Value::Null);
         assert_eq!(c.value(2), Value::Float64(2.0));
-        let t = Table {
-            timestamps: vec![1, 2],
-            columns: vec![c],
-        };
+        let t = Table { timestamps: vec![1, 2], columns: vec![c] };
         assert!(t.check_shape().unwrap_err().contains("3 rows, expected 2"));
     }
 }

@@ -32,10 +32,7 @@ impl Timestamp {
     }
 
     pub fn plus_secs(self, secs: i64) -> Timestamp {
-        Timestamp(
-            self.0
-                .saturating_add(secs.saturating_mul(Self::MICROS_PER_SECOND)),
-        )
+        Timestamp(self.0.saturating_add(secs.saturating_mul(Self::MICROS_PER_SECOND)))
     }
 
     /// Parses RFC 3339 (any offset, converted to UTC), `YYYY-MM-DD HH:MM:SS`
@@ -67,8 +64,7 @@ impl Timestamp {
 
     /// RFC 3339 in UTC with a `Z`, with fractional seconds only when present.
     pub fn to_rfc3339(self) -> String {
-        self.to_datetime()
-            .to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        self.to_datetime().to_rfc3339_opts(SecondsFormat::AutoSi, true)
     }
 }
 
@@ -100,10 +96,7 @@ mod tests {
         let z = Timestamp::parse("2024-05-01T13:00:00Z").unwrap();
         assert_eq!(Timestamp::parse("2024-05-01T15:00:00+02:00").unwrap(), z);
         assert_eq!(Timestamp::parse("2024-05-01 13:00:00").unwrap(), z);
-        assert_eq!(
-            Timestamp::parse("2024-05-01").unwrap().plus_secs(13 * 3600),
-            z
-        );
+        assert_eq!(Timestamp::parse("2024-05-01").unwrap().plus_secs(13 * 3600), z);
         assert_eq!(z.0, 1_714_568_400_000_000);
         assert_eq!(z.to_rfc3339(), "2024-05-01T13:00:00Z");
         assert!(Timestamp::parse("yesterday").is_err());

@@ -89,17 +89,10 @@ pub fn validate_version(v: &str) -> Result<(), String> {
     let core = v.split(['-', '+']).next().unwrap_or("");
     let parts: Vec<&str> = core.split('.').collect();
     let ok = parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
         && v.len() <= 64
-        && v.chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("version '{v}' is not semantic (X.Y.Z)"))
-    }
+        && v.chars().all(|c| c.is_ascii_alphanumeric() || ".-+".contains(c));
+    if ok { Ok(()) } else { Err(format!("version '{v}' is not semantic (X.Y.Z)")) }
 }
 
 #[cfg(test)]

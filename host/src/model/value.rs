@@ -86,10 +86,7 @@ impl Value {
     /// integral floats for `int64`; JSON `null` is always accepted.
     pub fn from_json(json: &serde_json::Value, ty: ValueType) -> Result<Value, TypeMismatch> {
         use serde_json::Value as J;
-        let mismatch = || TypeMismatch {
-            expected: ty,
-            got: describe_json(json),
-        };
+        let mismatch = || TypeMismatch { expected: ty, got: describe_json(json) };
         Ok(match (ty, json) {
             (_, J::Null) => Value::Null,
             (ValueType::Float64, J::Number(n)) => Value::Float64(n.as_f64().ok_or_else(mismatch)?),
@@ -102,17 +99,11 @@ impl Value {
             },
             (ValueType::Bool, J::Bool(b)) => Value::Bool(*b),
             (ValueType::String, J::String(s)) => Value::String(s.clone()),
-            (ValueType::Float64List, J::Array(items)) => Value::Float64List(
-                items
-                    .iter()
-                    .map(|i| i.as_f64().ok_or_else(mismatch))
-                    .collect::<Result<_, _>>()?,
-            ),
+            (ValueType::Float64List, J::Array(items)) => {
+                Value::Float64List(items.iter().map(|i| i.as_f64().ok_or_else(mismatch)).collect::<Result<_, _>>()?)
+            }
             (ValueType::StringList, J::Array(items)) => Value::StringList(
-                items
-                    .iter()
-                    .map(|i| i.as_str().map(str::to_string).ok_or_else(mismatch))
-                    .collect::<Result<_, _>>()?,
+                items.iter().map(|i| i.as_str().map(str::to_string).ok_or_else(mismatch)).collect::<Result<_, _>>()?,
             ),
             _ => return Err(mismatch()),
         })
@@ -125,10 +116,7 @@ impl Value {
         if t.is_empty() {
             return Ok(Value::Null);
         }
-        let mismatch = || TypeMismatch {
-            expected: ty,
-            got: format!("'{t}'"),
-        };
+        let mismatch = || TypeMismatch { expected: ty, got: format!("'{t}'") };
         Ok(match ty {
             ValueType::Float64 => Value::Float64(t.parse().map_err(|_| mismatch())?),
             ValueType::Int64 => Value::Int64(t.parse().map_err(|_| mismatch())?),
@@ -139,13 +127,9 @@ impl Value {
             },
             ValueType::String => Value::String(t.to_string()),
             ValueType::Float64List => Value::Float64List(
-                t.split(';')
-                    .map(|p| p.trim().parse().map_err(|_| mismatch()))
-                    .collect::<Result<_, _>>()?,
+                t.split(';').map(|p| p.trim().parse().map_err(|_| mismatch())).collect::<Result<_, _>>()?,
             ),
-            ValueType::StringList => {
-                Value::StringList(t.split(';').map(|p| p.trim().to_string()).collect())
-            }
+            ValueType::StringList => Value::StringList(t.split(';').map(|p| p.trim().to_string()).collect()),
         })
     }
 
@@ -179,24 +163,12 @@ mod tests {
 
     #[test]
     fn json_is_read_against_the_declared_type() {
-        assert_eq!(
-            Value::from_json(&json!(3), ValueType::Float64).unwrap(),
-            Value::Float64(3.0)
-        );
-        assert_eq!(
-            Value::from_json(&json!(3.0), ValueType::Int64).unwrap(),
-            Value::Int64(3)
-        );
+        assert_eq!(Value::from_json(&json!(3), ValueType::Float64).unwrap(), Value::Float64(3.0));
+        assert_eq!(Value::from_json(&json!(3.0), ValueType::Int64).unwrap(), Value::Int64(3));
         assert!(Value::from_json(&json!(3.5), ValueType::Int64).is_err());
         assert!(Value::from_json(&json!("x"), ValueType::Float64).is_err());
-        assert_eq!(
-            Value::from_json(&json!(null), ValueType::Bool).unwrap(),
-            Value::Null
-        );
-        assert_eq!(
-            Value::from_text("1;2.5", ValueType::Float64List).unwrap(),
-            Value::Float64List(vec![1.0, 2.5])
-        );
+        assert_eq!(Value::from_json(&json!(null), ValueType::Bool).unwrap(), Value::Null);
+        assert_eq!(Value::from_text("1;2.5", ValueType::Float64List).unwrap(), Value::Float64List(vec![1.0, 2.5]));
         assert_eq!(Value::from_text("", ValueType::Int64).unwrap(), Value::Null);
     }
 }

@@ -38,18 +38,11 @@ fn values_from_wit(v: wit::Values) -> ColumnValues {
 }
 
 pub(crate) fn column_to_wit(c: &model::Column) -> wit::Column {
-    wit::Column {
-        name: c.name.clone(),
-        values: values_to_wit(&c.values),
-        nulls: c.nulls.clone(),
-    }
+    wit::Column { name: c.name.clone(), values: values_to_wit(&c.values), nulls: c.nulls.clone() }
 }
 
 pub(crate) fn table_to_wit(t: &model::Table) -> wit::Table {
-    wit::Table {
-        timestamps: t.timestamps.clone(),
-        columns: t.columns.iter().map(column_to_wit).collect(),
-    }
+    wit::Table { timestamps: t.timestamps.clone(), columns: t.columns.iter().map(column_to_wit).collect() }
 }
 
 pub(crate) fn table_from_wit(t: wit::Table) -> model::Table {
@@ -58,33 +51,17 @@ pub(crate) fn table_from_wit(t: wit::Table) -> model::Table {
         columns: t
             .columns
             .into_iter()
-            .map(|c| model::Column {
-                name: c.name,
-                values: values_from_wit(c.values),
-                nulls: c.nulls,
-            })
+            .map(|c| model::Column { name: c.name, values: values_from_wit(c.values), nulls: c.nulls })
             .collect(),
     }
 }
 
 fn params_to_wit(params: &[(String, String)]) -> Vec<wit::Param> {
-    params
-        .iter()
-        .map(|(name, value)| wit::Param {
-            name: name.clone(),
-            value: value.clone(),
-        })
-        .collect()
+    params.iter().map(|(name, value)| wit::Param { name: name.clone(), value: value.clone() }).collect()
 }
 
 fn named_to_wit(tables: &[model::NamedTable]) -> Vec<wit::NamedTable> {
-    tables
-        .iter()
-        .map(|t| wit::NamedTable {
-            name: t.name.clone(),
-            table: table_to_wit(&t.table),
-        })
-        .collect()
+    tables.iter().map(|t| wit::NamedTable { name: t.name.clone(), table: table_to_wit(&t.table) }).collect()
 }
 
 pub(crate) fn batch_input_to_wit(i: &model::BatchInput) -> wit::BatchInput {
@@ -116,11 +93,7 @@ fn type_from_wit(t: wit::ValueType) -> ValueType {
 }
 
 fn field_from_wit(f: wit::Field) -> model::FieldSpec {
-    model::FieldSpec {
-        name: f.name,
-        value_type: type_from_wit(f.value_type),
-        description: f.description,
-    }
+    model::FieldSpec { name: f.name, value_type: type_from_wit(f.value_type), description: f.description }
 }
 
 pub(crate) fn descriptor_from_wit(d: wit::Descriptor) -> model::Descriptor {
@@ -146,11 +119,7 @@ pub(crate) fn descriptor_from_wit(d: wit::Descriptor) -> model::Descriptor {
         related: d
             .related
             .into_iter()
-            .map(|r| model::RelatedSeries {
-                name: r.name,
-                source: r.source,
-                entity_param: r.entity_param,
-            })
+            .map(|r| model::RelatedSeries { name: r.name, source: r.source, entity_param: r.entity_param })
             .collect(),
         description: d.description,
     }

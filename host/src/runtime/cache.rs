@@ -27,14 +27,10 @@ impl ModuleCache {
     pub fn new(dir: Option<PathBuf>, engine: &Engine) -> Result<Self, RuntimeError> {
         let dir = dir.map(|d| d.join(super::engine::compatibility_key(engine)));
         if let Some(d) = &dir {
-            std::fs::create_dir_all(d).map_err(|e| {
-                RuntimeError::Internal(format!("creating module cache {}: {e}", d.display()))
-            })?;
+            std::fs::create_dir_all(d)
+                .map_err(|e| RuntimeError::Internal(format!("creating module cache {}: {e}", d.display())))?;
         }
-        Ok(ModuleCache {
-            dir,
-            loaded: DashMap::new(),
-        })
+        Ok(ModuleCache { dir, loaded: DashMap::new() })
     }
 
     pub fn get(&self, sha256: &str) -> Option<Arc<Loaded>> {
@@ -49,12 +45,7 @@ impl ModuleCache {
 
     /// Compiles `bytes`, or loads the compilation cached on disk. Blocking:
     /// call from a blocking thread.
-    pub fn compile(
-        &self,
-        engine: &Engine,
-        sha256: &str,
-        bytes: &[u8],
-    ) -> Result<Component, RuntimeError> {
+    pub fn compile(&self, engine: &Engine, sha256: &str, bytes: &[u8]) -> Result<Component, RuntimeError> {
         let path = self.dir.as_ref().map(|d| d.join(format!("{sha256}.cwasm")));
         if let Some(path) = &path
             && path.exists()
@@ -66,16 +57,13 @@ impl ModuleCache {
                 }
             }
         }
-        let compiled = engine
-            .precompile_component(bytes)
-            .map_err(|e| RuntimeError::InvalidComponent(format!("{e:#}")))?;
+        let compiled =
+            engine.precompile_component(bytes).map_err(|e| RuntimeError::InvalidComponent(format!("{e:#}")))?;
         if let Some(path) = &path {
             // Write to a temporary name and rename, so a crash mid-write
             // never leaves a truncated file under the real name.
             let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            if let Err(e) =
-                std::fs::write(&tmp, &compiled).and_then(|_| std::fs::rename(&tmp, path))
-            {
+            if let Err(e) = std::fs::write(&tmp, &compiled).and_then(|_| std::fs::rename(&tmp, path)) {
                 tracing::warn!(path = %path.display(), error = %e, "could not cache compiled module");
                 let _ = std::fs::remove_file(&tmp);
             }
@@ -99,6 +87,5 @@ fn deserialize_cached(engine: &Engine, path: &Path) -> wasmtime::Result<Componen
 fn from_own_compilation(engine: &Engine, compiled: &[u8]) -> Result<Component, RuntimeError> {
     // SAFETY: `compiled` was just produced by `precompile_component` on this
     // same engine.
-    unsafe { Component::deserialize(engine, compiled) }
-        .map_err(|e| RuntimeError::Internal(format!("{e:#}")))
+    unsafe { Component::deserialize(engine, compiled) }.map_err(|e| RuntimeError::Internal(format!("{e:#}")))
 }

@@ -51,8 +51,7 @@ pub(crate) fn build_engine(limits: &Limits) -> Result<Engine, RuntimeError> {
         Ok(engine) => Ok(engine),
         Err(e) => {
             tracing::warn!(error = %e, "pooling allocator unavailable; using on-demand instance allocation");
-            Engine::new(&base_config())
-                .map_err(|e| RuntimeError::Internal(format!("creating the Wasm engine: {e:#}")))
+            Engine::new(&base_config()).map_err(|e| RuntimeError::Internal(format!("creating the Wasm engine: {e:#}")))
         }
     }
 }

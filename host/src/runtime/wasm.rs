@@ -24,14 +24,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 /// environment or arguments, closed stdin, stdout/stderr captured. Sockets
 /// and HTTP are not linked at all, so a component importing them is refused
 /// at publish time.
-const ALLOWED_IMPORTS: [&str; 6] = [
-    "wafer:transform/",
-    "wasi:cli/",
-    "wasi:io/",
-    "wasi:clocks/",
-    "wasi:random/",
-    "wasi:filesystem/",
-];
+const ALLOWED_IMPORTS: [&str; 6] =
+    ["wafer:transform/", "wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:filesystem/"];
 
 /// Per-store state: WASI context, the memory limiter and the log budget.
 pub(crate) struct State {
@@ -43,10 +37,7 @@ pub(crate) struct State {
 
 impl WasiView for State {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
     }
 }
 
@@ -68,12 +59,7 @@ struct MemoryLimiter {
 }
 
 impl ResourceLimiter for MemoryLimiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.max_bytes {
             self.denied = true;
             return Ok(false);
@@ -81,12 +67,7 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -166,16 +147,7 @@ impl WasmRuntime {
             .map_err(|e| RuntimeError::Internal(format!("linking the log import: {e:#}")))?;
         let cache = ModuleCache::new(cache_dir, &engine)?;
         let permits = Semaphore::new(limits.max_concurrent_calls.max(1));
-        Ok(WasmRuntime {
-            inner: Arc::new(Inner {
-                engine,
-                linker,
-                cache,
-                limits,
-                permits,
-                stats: DashMap::new(),
-            }),
-        })
+        Ok(WasmRuntime { inner: Arc::new(Inner { engine, linker, cache, limits, permits, stats: DashMap::new() }) })
     }
 
     pub fn limits(&self) -> &Limits {
@@ -184,12 +156,7 @@ impl WasmRuntime {
 
     /// Runs `call` on a blocking thread in a fresh store with the deadline
     /// and memory cap, waiting for a free instance slot first.
-    async fn run(
-        &self,
-        id: &ModuleId,
-        loaded: Arc<Loaded>,
-        call: Call,
-    ) -> Result<CallOutput, RuntimeError> {
+    async fn run(&self, id: &ModuleId, loaded: Arc<Loaded>, call: Call) -> Result<CallOutput, RuntimeError> {
         let limits = &self.inner.limits;
         let _permit = tokio::time::timeout(limits.call_timeout, self.inner.permits.acquire())
             .await
@@ -198,10 +165,9 @@ impl WasmRuntime {
         let inner = self.inner.clone();
         let module = id.to_string();
         let started = Instant::now();
-        let result =
-            tokio::task::spawn_blocking(move || inner.call_blocking(&module, &loaded.pre, call))
-                .await
-                .map_err(|e| RuntimeError::Internal(format!("transform call task failed: {e}")))?;
+        let result = tokio::task::spawn_blocking(move || inner.call_blocking(&module, &loaded.pre, call))
+            .await
+            .map_err(|e| RuntimeError::Internal(format!("transform call task failed: {e}")))?;
         self.record(id, started, &result);
         result
     }
@@ -217,9 +183,7 @@ impl WasmRuntime {
             Err(e) => {
                 c.stats.errors += 1;
                 match e {
-                    RuntimeError::Trap { .. } | RuntimeError::MemoryLimit { .. } => {
-                        c.stats.traps += 1
-                    }
+                    RuntimeError::Trap { .. } | RuntimeError::MemoryLimit { .. } => c.stats.traps += 1,
                     RuntimeError::Timeout { .. } => c.stats.timeouts += 1,
                     _ => {}
                 }
@@ -228,10 +192,7 @@ impl WasmRuntime {
     }
 
     fn loaded(&self, id: &ModuleId) -> Result<Arc<Loaded>, RuntimeError> {
-        self.inner
-            .cache
-            .get(&id.sha256)
-            .ok_or_else(|| RuntimeError::NotLoaded(id.to_string()))
+        self.inner.cache.get(&id.sha256).ok_or_else(|| RuntimeError::NotLoaded(id.to_string()))
     }
 }
 
@@ -241,30 +202,15 @@ enum CallOutput {
 }
 
 impl Inner {
-    fn call_blocking(
-        &self,
-        module: &str,
-        pre: &ComponentPre<State>,
-        call: Call,
-    ) -> Result<CallOutput, RuntimeError> {
+    fn call_blocking(&self, module: &str, pre: &ComponentPre<State>, call: Call) -> Result<CallOutput, RuntimeError> {
         let stdout = MemoryOutputPipe::new(self.limits.log_bytes_per_call);
         let stderr = MemoryOutputPipe::new(self.limits.log_bytes_per_call);
-        let wasi = WasiCtx::builder()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build();
+        let wasi = WasiCtx::builder().stdout(stdout.clone()).stderr(stderr.clone()).build();
         let state = State {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter {
-                max_bytes: self.limits.memory_bytes,
-                denied: false,
-            },
-            log: LogSink {
-                module: module.to_string(),
-                budget: self.limits.log_bytes_per_call,
-                dropped: 0,
-            },
+            limiter: MemoryLimiter { max_bytes: self.limits.memory_bytes, denied: false },
+            log: LogSink { module: module.to_string(), budget: self.limits.log_bytes_per_call, dropped: 0 },
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -275,9 +221,9 @@ impl Inner {
             let instance = pre.instantiate(&mut store)?;
             let t = instance.wafer_transform_transform();
             Ok(match &call {
-                Call::Describe => Ok(CallOutput::Descriptor(bindings::descriptor_from_wit(
-                    t.call_describe(&mut store)?,
-                ))),
+                Call::Describe => {
+                    Ok(CallOutput::Descriptor(bindings::descriptor_from_wit(t.call_describe(&mut store)?)))
+                }
                 Call::Batch(input) => t
                     .call_batch(&mut store, &bindings::batch_input_to_wit(input))?
                     .map(|table| CallOutput::Table(bindings::table_from_wit(table))),
@@ -291,10 +237,7 @@ impl Inner {
         let denied = store.data().limiter.denied;
         match result {
             Ok(Ok(output)) => Ok(output),
-            Ok(Err(message)) => Err(RuntimeError::Guest {
-                module: module.to_string(),
-                message,
-            }),
+            Ok(Err(message)) => Err(RuntimeError::Guest { module: module.to_string(), message }),
             Err(err) => Err(self.classify(module, err, denied, &stderr)),
         }
     }
@@ -309,36 +252,18 @@ impl Inner {
     ) -> RuntimeError {
         let module = module.to_string();
         if memory_denied {
-            return RuntimeError::MemoryLimit {
-                module,
-                limit_bytes: self.limits.memory_bytes,
-            };
+            return RuntimeError::MemoryLimit { module, limit_bytes: self.limits.memory_bytes };
         }
         match err.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => RuntimeError::Timeout {
-                module,
-                limit: self.limits.call_timeout,
-            },
+            Some(Trap::Interrupt) => RuntimeError::Timeout { module, limit: self.limits.call_timeout },
             Some(trap) => {
                 // A Rust guest prints its panic message to stderr before
                 // trapping; that line says far more than the trap code.
-                let tail = String::from_utf8_lossy(&stderr.contents())
-                    .trim()
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-                    .to_string();
-                let message = if tail.is_empty() {
-                    trap.to_string()
-                } else {
-                    format!("{trap}: {tail}")
-                };
+                let tail = String::from_utf8_lossy(&stderr.contents()).trim().lines().last().unwrap_or("").to_string();
+                let message = if tail.is_empty() { trap.to_string() } else { format!("{trap}: {tail}") };
                 RuntimeError::Trap { module, message }
             }
-            None => RuntimeError::Trap {
-                module,
-                message: format!("{err:#}"),
-            },
+            None => RuntimeError::Trap { module, message: format!("{err:#}") },
         }
     }
 }
@@ -355,9 +280,7 @@ fn forward_output(module: &str, stream: &str, pipe: &MemoryOutputPipe) {
 
 /// Names the first import outside [`ALLOWED_IMPORTS`], if any.
 fn disallowed_import<'a>(imports: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    imports
-        .into_iter()
-        .find(|name| !ALLOWED_IMPORTS.iter().any(|p| name.starts_with(p)))
+    imports.into_iter().find(|name| !ALLOWED_IMPORTS.iter().any(|p| name.starts_with(p)))
 }
 
 /// Publish-time checks of what the component says about itself.
@@ -383,25 +306,15 @@ fn check_output(
     expected_rows: Option<usize>,
     limits: &Limits,
 ) -> Result<(), RuntimeError> {
-    let bad = |message: String| RuntimeError::BadOutput {
-        module: module.to_string(),
-        message,
-    };
+    let bad = |message: String| RuntimeError::BadOutput { module: module.to_string(), message };
     let rows = expected_rows.unwrap_or(table.rows());
     if expected_rows.is_none() {
         table.check_shape().map_err(bad)?;
     } else if let Some(c) = table.columns.iter().find(|c| c.len() != rows) {
-        return Err(bad(format!(
-            "column '{}' has {} rows, expected one per input row ({rows})",
-            c.name,
-            c.len()
-        )));
+        return Err(bad(format!("column '{}' has {} rows, expected one per input row ({rows})", c.name, c.len())));
     }
     if rows > limits.output_rows {
-        return Err(bad(format!(
-            "{rows} rows, over the limit of {}",
-            limits.output_rows
-        )));
+        return Err(bad(format!("{rows} rows, over the limit of {}", limits.output_rows)));
     }
     for c in &table.columns {
         match descriptor.output(&c.name) {
@@ -417,10 +330,7 @@ fn check_output(
             Some(_) => {}
         }
         if c.nulls.iter().any(|&i| i as usize >= rows) || c.nulls.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(bad(format!(
-                "column '{}' lists null rows out of range or out of order",
-                c.name
-            )));
+            return Err(bad(format!("column '{}' lists null rows out of range or out of order", c.name)));
         }
     }
     Ok(())
@@ -434,10 +344,7 @@ impl TransformRuntime for WasmRuntime {
         }
         let limit = self.inner.limits.module_bytes;
         if bytes.len() > limit {
-            return Err(RuntimeError::ModuleTooLarge {
-                size: bytes.len(),
-                limit,
-            });
+            return Err(RuntimeError::ModuleTooLarge { size: bytes.len(), limit });
         }
         match bytes.get(..8) {
             Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
@@ -447,63 +354,43 @@ impl TransformRuntime for WasmRuntime {
             }
             Some([0, b'a', b's', b'm', ..]) => {}
             _ => {
-                return Err(RuntimeError::InvalidComponent(
-                    "not a WebAssembly binary (no \\0asm header)".into(),
-                ));
+                return Err(RuntimeError::InvalidComponent("not a WebAssembly binary (no \\0asm header)".into()));
             }
         }
         let inner = self.inner.clone();
         let (sha, owned) = (id.sha256.clone(), bytes.to_vec());
-        let pre =
-            tokio::task::spawn_blocking(move || -> Result<ComponentPre<State>, RuntimeError> {
-                let component = inner.cache.compile(&inner.engine, &sha, &owned)?;
-                let ty = component.component_type();
-                let imports: Vec<String> = ty
-                    .imports(&inner.engine)
-                    .map(|(name, _)| name.to_string())
-                    .collect();
-                if let Some(bad) = disallowed_import(imports.iter().map(String::as_str)) {
-                    return Err(RuntimeError::InvalidComponent(format!(
-                        "imports '{bad}', which the sandbox does not provide (allowed: {})",
-                        ALLOWED_IMPORTS.join("*, ")
-                    )));
-                }
-                let instance_pre = inner.linker.instantiate_pre(&component).map_err(|e| {
-                    RuntimeError::InvalidComponent(format!("cannot be linked: {e:#}"))
-                })?;
-                ComponentPre::new(instance_pre).map_err(|e| {
-                    RuntimeError::InvalidComponent(format!(
-                        "does not export the wafer:transform@0.1.0 interface: {e:#}"
-                    ))
-                })
+        let pre = tokio::task::spawn_blocking(move || -> Result<ComponentPre<State>, RuntimeError> {
+            let component = inner.cache.compile(&inner.engine, &sha, &owned)?;
+            let ty = component.component_type();
+            let imports: Vec<String> = ty.imports(&inner.engine).map(|(name, _)| name.to_string()).collect();
+            if let Some(bad) = disallowed_import(imports.iter().map(String::as_str)) {
+                return Err(RuntimeError::InvalidComponent(format!(
+                    "imports '{bad}', which the sandbox does not provide (allowed: {})",
+                    ALLOWED_IMPORTS.join("*, ")
+                )));
+            }
+            let instance_pre = inner
+                .linker
+                .instantiate_pre(&component)
+                .map_err(|e| RuntimeError::InvalidComponent(format!("cannot be linked: {e:#}")))?;
+            ComponentPre::new(instance_pre).map_err(|e| {
+                RuntimeError::InvalidComponent(format!("does not export the wafer:transform@0.1.0 interface: {e:#}"))
             })
-            .await
-            .map_err(|e| RuntimeError::Internal(format!("compile task failed: {e}")))??;
+        })
+        .await
+        .map_err(|e| RuntimeError::Internal(format!("compile task failed: {e}")))??;
 
-        let probe = Arc::new(Loaded {
-            pre,
-            descriptor: placeholder_descriptor(),
-        });
+        let probe = Arc::new(Loaded { pre, descriptor: placeholder_descriptor() });
         let descriptor = match self.run(id, probe.clone(), Call::Describe).await {
             Ok(CallOutput::Descriptor(d)) => d,
             Ok(CallOutput::Table(_)) => unreachable!("describe returns a descriptor"),
             Err(e) => {
-                return Err(RuntimeError::InvalidComponent(format!(
-                    "describe failed: {e}"
-                )));
+                return Err(RuntimeError::InvalidComponent(format!("describe failed: {e}")));
             }
         };
         validate_descriptor(&descriptor).map_err(RuntimeError::InvalidComponent)?;
-        let pre = Arc::try_unwrap(probe)
-            .map_err(|_| RuntimeError::Internal("probe still shared".into()))?
-            .pre;
-        self.inner.cache.insert(
-            &id.sha256,
-            Loaded {
-                pre,
-                descriptor: descriptor.clone(),
-            },
-        );
+        let pre = Arc::try_unwrap(probe).map_err(|_| RuntimeError::Internal("probe still shared".into()))?.pre;
+        self.inner.cache.insert(&id.sha256, Loaded { pre, descriptor: descriptor.clone() });
         Ok(descriptor)
     }
 
@@ -514,10 +401,7 @@ impl TransformRuntime for WasmRuntime {
     async fn batch(&self, id: &ModuleId, input: BatchInput) -> Result<Table, RuntimeError> {
         let loaded = self.loaded(id)?;
         if loaded.descriptor.kind != TransformKind::Batch {
-            return Err(RuntimeError::Guest {
-                module: id.to_string(),
-                message: "not a batch transform".into(),
-            });
+            return Err(RuntimeError::Guest { module: id.to_string(), message: "not a batch transform".into() });
         }
         let descriptor = loaded.descriptor.clone();
         match self.run(id, loaded, Call::Batch(input)).await? {
@@ -531,23 +415,11 @@ impl TransformRuntime for WasmRuntime {
 
     async fn on_demand(&self, id: &ModuleId, input: OnDemandInput) -> Result<Table, RuntimeError> {
         let loaded = self.loaded(id)?;
-        let rows = input
-            .features
-            .iter()
-            .chain(input.request.iter())
-            .map(|c| c.len())
-            .max()
-            .unwrap_or(0);
+        let rows = input.features.iter().chain(input.request.iter()).map(|c| c.len()).max().unwrap_or(0);
         let descriptor = loaded.descriptor.clone();
         match self.run(id, loaded, Call::OnDemand(input)).await? {
             CallOutput::Table(t) => {
-                check_output(
-                    &id.to_string(),
-                    &descriptor,
-                    &t,
-                    Some(rows),
-                    &self.inner.limits,
-                )?;
+                check_output(&id.to_string(), &descriptor, &t, Some(rows), &self.inner.limits)?;
                 Ok(t)
             }
             CallOutput::Descriptor(_) => unreachable!("on-demand returns a table"),
@@ -555,11 +427,7 @@ impl TransformRuntime for WasmRuntime {
     }
 
     fn stats(&self, id: &ModuleId) -> CallStats {
-        self.inner
-            .stats
-            .get(id)
-            .map(|c| c.lock().expect("stats lock").stats.clone())
-            .unwrap_or_default()
+        self.inner.stats.get(id).map(|c| c.lock().expect("stats lock").stats.clone()).unwrap_or_default()
     }
 }
 
@@ -583,17 +451,11 @@ mod tests {
 
     #[test]
     fn only_sandbox_imports_are_allowed() {
-        assert_eq!(
-            disallowed_import(["wasi:cli/stdout@0.2.6", "wafer:transform/log@0.1.0"]),
-            None
-        );
+        assert_eq!(disallowed_import(["wasi:cli/stdout@0.2.6", "wafer:transform/log@0.1.0"]), None);
         assert_eq!(
             disallowed_import(["wasi:io/streams@0.2.6", "wasi:sockets/tcp@0.2.6"]),
             Some("wasi:sockets/tcp@0.2.6")
         );
-        assert_eq!(
-            disallowed_import(["wasi:http/outgoing-handler@0.2.6"]),
-            Some("wasi:http/outgoing-handler@0.2.6")
-        );
+        assert_eq!(disallowed_import(["wasi:http/outgoing-handler@0.2.6"]), Some("wasi:http/outgoing-handler@0.2.6"));
     }
 }

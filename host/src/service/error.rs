@@ -15,10 +15,7 @@ pub enum ServiceError {
     /// Feature refs that name no feature; `available` lists what the
     /// groups involved do offer, so the caller can correct the request.
     #[error("unknown feature {}", refs.join(", "))]
-    UnknownFeature {
-        refs: Vec<String>,
-        available: Vec<String>,
-    },
+    UnknownFeature { refs: Vec<String>, available: Vec<String> },
     /// The change conflicts with what exists (e.g. a version published with
     /// different bytes, or a definition still in use).
     #[error("{0}")]
@@ -33,9 +30,6 @@ pub type ServiceResult<T> = Result<T, ServiceError>;
 
 impl ServiceError {
     pub fn not_found(kind: &'static str, name: impl Into<String>) -> Self {
-        ServiceError::NotFound {
-            kind,
-            name: name.into(),
-        }
+        ServiceError::NotFound { kind, name: name.into() }
     }
 }

@@ -22,20 +22,14 @@ pub struct FeatureWriteRow {
 
 impl Wafer {
     /// Validates and writes JSON source rows; returns how many were written.
-    pub async fn ingest_json(
-        &self,
-        source_name: &str,
-        rows: &[serde_json::Value],
-    ) -> ServiceResult<u64> {
+    pub async fn ingest_json(&self, source_name: &str, rows: &[serde_json::Value]) -> ServiceResult<u64> {
         let source = self.source(source_name)?;
         let join_keys = self.entity(&source.entity)?.join_keys.clone();
         let mut parsed = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
-            let obj = row
-                .as_object()
-                .ok_or_else(|| ServiceError::Invalid(format!("row {i}: expected a JSON object")))?;
-            parsed
-                .push(source_row_from_json(&source, &join_keys, obj).map_err(|e| row_error(i, e))?);
+            let obj =
+                row.as_object().ok_or_else(|| ServiceError::Invalid(format!("row {i}: expected a JSON object")))?;
+            parsed.push(source_row_from_json(&source, &join_keys, obj).map_err(|e| row_error(i, e))?);
         }
         self.write_source_rows(&source, parsed).await
     }
@@ -45,13 +39,8 @@ impl Wafer {
     pub async fn ingest_csv(&self, source_name: &str, body: &[u8]) -> ServiceResult<u64> {
         let source = self.source(source_name)?;
         let join_keys = self.entity(&source.entity)?.join_keys.clone();
-        let mut reader = csv::ReaderBuilder::new()
-            .trim(csv::Trim::All)
-            .from_reader(body);
-        let headers = reader
-            .headers()
-            .map_err(|e| ServiceError::Invalid(format!("CSV header: {e}")))?
-            .clone();
+        let mut reader = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(body);
+        let headers = reader.headers().map_err(|e| ServiceError::Invalid(format!("CSV header: {e}")))?.clone();
         enum Col {
             Key(usize),
             Ts,
@@ -73,27 +62,19 @@ impl Wafer {
                 )));
             });
         }
-        for required in join_keys
-            .iter()
-            .chain(std::iter::once(&source.timestamp_field))
-        {
+        for required in join_keys.iter().chain(std::iter::once(&source.timestamp_field)) {
             if !headers.iter().any(|h| h == required) {
-                return Err(ServiceError::Invalid(format!(
-                    "CSV header lacks required column '{required}'"
-                )));
+                return Err(ServiceError::Invalid(format!("CSV header lacks required column '{required}'")));
             }
         }
         let mut parsed = Vec::new();
         for (i, record) in reader.records().enumerate() {
-            let record =
-                record.map_err(|e| ServiceError::Invalid(format!("CSV row {}: {e}", i + 1)))?;
+            let record = record.map_err(|e| ServiceError::Invalid(format!("CSV row {}: {e}", i + 1)))?;
             let mut parts = vec![String::new(); join_keys.len()];
             let mut ts = None;
             let mut values = BTreeMap::new();
             for ((col, cell), name) in cols.iter().zip(record.iter()).zip(headers.iter()) {
-                let at = |msg: String| {
-                    ServiceError::Invalid(format!("CSV row {}, column '{name}': {msg}", i + 1))
-                };
+                let at = |msg: String| ServiceError::Invalid(format!("CSV row {}, column '{name}': {msg}", i + 1));
                 match col {
                     Col::Key(k) => {
                         if cell.is_empty() {
@@ -103,21 +84,12 @@ impl Wafer {
                     }
                     Col::Ts => ts = Some(Timestamp::parse(cell).map_err(|e| at(e.to_string()))?),
                     Col::Field(ty) => {
-                        values.insert(
-                            name.to_string(),
-                            Value::from_text(cell, *ty).map_err(|e| at(e.to_string()))?,
-                        );
+                        values.insert(name.to_string(), Value::from_text(cell, *ty).map_err(|e| at(e.to_string()))?);
                     }
                 }
             }
-            let ts = ts.ok_or_else(|| {
-                ServiceError::Invalid(format!("CSV row {}: missing timestamp", i + 1))
-            })?;
-            parsed.push(SourceRow {
-                entity: EntityKey::from_parts(&parts),
-                ts,
-                values,
-            });
+            let ts = ts.ok_or_else(|| ServiceError::Invalid(format!("CSV row {}: missing timestamp", i + 1)))?;
+            parsed.push(SourceRow { entity: EntityKey::from_parts(&parts), ts, values });
         }
         self.write_source_rows(&source, parsed).await
     }
@@ -126,19 +98,12 @@ impl Wafer {
         if rows.is_empty() {
             return Ok(0);
         }
-        Ok(self
-            .offline()
-            .write_source_rows(&source.name, &rows)
-            .await?)
+        Ok(self.offline().write_source_rows(&source.name, &rows).await?)
     }
 
     /// Writes pushed feature rows: offline first (durable), then the online
     /// store, which keeps the newest event time per entity.
-    pub async fn write_features(
-        &self,
-        group_name: &str,
-        rows: Vec<FeatureWriteRow>,
-    ) -> ServiceResult<u64> {
+    pub async fn write_features(&self, group_name: &str, rows: Vec<FeatureWriteRow>) -> ServiceResult<u64> {
         let group = self.feature_group(group_name)?;
         if matches!(group.producer, Producer::OnDemand { .. }) {
             return Err(ServiceError::Invalid(format!(
@@ -149,22 +114,14 @@ impl Wafer {
         let now = self.clock().now();
         let mut parsed = Vec::with_capacity(rows.len());
         for (i, row) in rows.into_iter().enumerate() {
-            let entity = EntityKey::from_json(&row.entity, &join_keys)
-                .map_err(|e| row_error(i, e.to_string()))?;
+            let entity = EntityKey::from_json(&row.entity, &join_keys).map_err(|e| row_error(i, e.to_string()))?;
             let mut values = BTreeMap::new();
             for (name, json) in &row.values {
-                let spec = group
-                    .feature(name)
-                    .ok_or_else(|| ServiceError::UnknownFeature {
-                        refs: vec![format!("{group_name}:{name}")],
-                        available: group
-                            .features
-                            .iter()
-                            .map(|f| format!("{group_name}:{}", f.name))
-                            .collect(),
-                    })?;
-                let v = Value::from_json(json, spec.value_type)
-                    .map_err(|e| row_error(i, format!("'{name}': {e}")))?;
+                let spec = group.feature(name).ok_or_else(|| ServiceError::UnknownFeature {
+                    refs: vec![format!("{group_name}:{name}")],
+                    available: group.features.iter().map(|f| format!("{group_name}:{}", f.name)).collect(),
+                })?;
+                let v = Value::from_json(json, spec.value_type).map_err(|e| row_error(i, format!("'{name}': {e}")))?;
                 values.insert(name.clone(), v);
             }
             parsed.push(FeatureRow {
@@ -177,14 +134,8 @@ impl Wafer {
         if parsed.is_empty() {
             return Ok(0);
         }
-        let written = self
-            .offline()
-            .write_feature_rows(group_name, &parsed)
-            .await?;
-        let ttl = group
-            .freshness
-            .online_ttl_seconds()
-            .map(Duration::from_secs);
+        let written = self.offline().write_feature_rows(group_name, &parsed).await?;
+        let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
         self.online().write(group_name, &parsed, ttl).await?;
         Ok(written)
     }
@@ -199,16 +150,10 @@ fn source_row_from_json(
     let ts = match obj.get(&source.timestamp_field) {
         Some(serde_json::Value::String(s)) => Timestamp::parse(s).map_err(|e| e.to_string())?,
         Some(_) => {
-            return Err(format!(
-                "'{}' must be an RFC 3339 string",
-                source.timestamp_field
-            ));
+            return Err(format!("'{}' must be an RFC 3339 string", source.timestamp_field));
         }
         None => {
-            return Err(format!(
-                "missing timestamp field '{}'",
-                source.timestamp_field
-            ));
+            return Err(format!("missing timestamp field '{}'", source.timestamp_field));
         }
     };
     let mut values = BTreeMap::new();
@@ -216,28 +161,16 @@ fn source_row_from_json(
         if join_keys.contains(name) || *name == source.timestamp_field {
             continue;
         }
-        let field = source.field(name).ok_or_else(|| {
-            format!(
-                "unknown field '{name}'; source '{}' has: {}",
-                source.name,
-                field_list(source)
-            )
-        })?;
-        values.insert(
-            name.clone(),
-            Value::from_json(json, field.value_type).map_err(|e| format!("'{name}': {e}"))?,
-        );
+        let field = source
+            .field(name)
+            .ok_or_else(|| format!("unknown field '{name}'; source '{}' has: {}", source.name, field_list(source)))?;
+        values.insert(name.clone(), Value::from_json(json, field.value_type).map_err(|e| format!("'{name}': {e}"))?);
     }
     Ok(SourceRow { entity, ts, values })
 }
 
 fn field_list(source: &Source) -> String {
-    source
-        .fields
-        .iter()
-        .map(|f| f.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
+    source.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
 fn row_error(i: usize, msg: impl std::fmt::Display) -> ServiceError {

@@ -17,24 +17,12 @@ pub struct JobTracker {
 
 impl JobTracker {
     pub fn new(registry: Arc<dyn Registry>) -> Self {
-        JobTracker {
-            registry,
-            live: DashMap::new(),
-        }
+        JobTracker { registry, live: DashMap::new() }
     }
 
     /// Registers a queued job and persists it.
-    pub async fn create(
-        &self,
-        feature_group: &str,
-        incremental: bool,
-        now: Timestamp,
-    ) -> ServiceResult<Job> {
-        let id = format!(
-            "job-{}-{:08x}",
-            now.to_datetime().format("%Y%m%dT%H%M%S"),
-            rand::random::<u32>()
-        );
+    pub async fn create(&self, feature_group: &str, incremental: bool, now: Timestamp) -> ServiceResult<Job> {
+        let id = format!("job-{}-{:08x}", now.to_datetime().format("%Y%m%dT%H%M%S"), rand::random::<u32>());
         let job = Job {
             id: id.clone(),
             feature_group: feature_group.to_string(),
@@ -73,11 +61,7 @@ impl JobTracker {
     /// Marks the job finished, persists it and wakes waiters.
     pub async fn finish(&self, id: &str, now: Timestamp) -> ServiceResult<Job> {
         self.update(id, |j| {
-            j.state = if j.errors.is_empty() {
-                JobState::Succeeded
-            } else {
-                JobState::Failed
-            };
+            j.state = if j.errors.is_empty() { JobState::Succeeded } else { JobState::Failed };
             j.finished_at = Some(now);
         });
         self.persist(id).await?;

@@ -9,8 +9,8 @@
 
 use super::{ServiceError, ServiceResult, Wafer};
 use crate::model::{
-    BatchInput, Column, EntityKey, FeatureGroup, FeatureRow, Job, NamedTable, Producer, SourceRow,
-    Table, Timestamp, TransformVersion,
+    BatchInput, Column, EntityKey, FeatureGroup, FeatureRow, Job, NamedTable, Producer, SourceRow, Table, Timestamp,
+    TransformVersion,
 };
 use crate::store::SourceRange;
 use serde::Deserialize;
@@ -60,10 +60,7 @@ impl Wafer {
     /// Validates the request, queues the job and starts it in the background.
     pub async fn start_materialize(&self, req: MaterializeRequest) -> ServiceResult<Job> {
         let group = self.feature_group(&req.feature_group)?;
-        let Producer::Batch {
-            transform, version, ..
-        } = &group.producer
-        else {
+        let Producer::Batch { transform, version, .. } = &group.producer else {
             return Err(ServiceError::Invalid(format!(
                 "feature group '{}' is not produced by a batch transform; only batch groups are materialized",
                 group.name
@@ -74,30 +71,16 @@ impl Wafer {
         let join_keys = self.entity(&group.entity)?.join_keys.clone();
         let first_source = group.producer.source_names().remove(0);
         let mut entities = match &req.entities {
-            Some(list) => list
-                .iter()
-                .map(|v| entity_key_from_json(v, &join_keys))
-                .collect::<ServiceResult<Vec<_>>>()?,
-            None => self
-                .offline()
-                .source_entities(&first_source)
-                .await?
-                .into_iter()
-                .map(|(k, _)| k)
-                .collect(),
+            Some(list) => {
+                list.iter().map(|v| entity_key_from_json(v, &join_keys)).collect::<ServiceResult<Vec<_>>>()?
+            }
+            None => self.offline().source_entities(&first_source).await?.into_iter().map(|(k, _)| k).collect(),
         };
         let mut after = HashMap::new();
         if req.incremental {
-            let newest: HashMap<EntityKey, Timestamp> = self
-                .offline()
-                .source_entities(&first_source)
-                .await?
-                .into_iter()
-                .collect();
-            let latest = self
-                .offline()
-                .latest_feature_rows(&group.name, &entities)
-                .await?;
+            let newest: HashMap<EntityKey, Timestamp> =
+                self.offline().source_entities(&first_source).await?.into_iter().collect();
+            let latest = self.offline().latest_feature_rows(&group.name, &entities).await?;
             let mut keep = Vec::new();
             for (key, row) in entities.into_iter().zip(latest) {
                 match (row, newest.get(&key)) {
@@ -111,28 +94,19 @@ impl Wafer {
             }
             entities = keep;
         }
-        let job = self
-            .jobs()
-            .create(&group.name, req.incremental, self.clock().now())
-            .await?;
+        let job = self.jobs().create(&group.name, req.incremental, self.clock().now()).await?;
         let transform_label = format!("{}@{}", version.name, version.version);
         let total = entities.len() as u64;
         self.jobs().update(&job.id, |j| {
             j.entities_total = total;
             j.transform = Some(transform_label);
         });
-        let plan = Plan {
-            group,
-            version,
-            entities,
-            after,
-        };
+        let plan = Plan { group, version, entities, after };
         let this = self.clone();
         let id = job.id.clone();
         tokio::spawn(async move {
             if let Err(e) = this.run_materialize(&id, plan).await {
-                this.jobs()
-                    .update(&id, |j| j.errors.push(format!("job failed: {e}")));
+                this.jobs().update(&id, |j| j.errors.push(format!("job failed: {e}")));
             }
             if let Err(e) = this.jobs().finish(&id, this.clock().now()).await {
                 tracing::error!(job = %id, error = %e, "could not record finished job");
@@ -160,13 +134,8 @@ impl Wafer {
         let queue = Arc::new(std::sync::Mutex::new(plan.entities.clone().into_iter()));
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..PARALLEL_ENTITIES {
-            let (this, plan, queue, tx, id) = (
-                self.clone(),
-                plan.clone(),
-                queue.clone(),
-                tx.clone(),
-                job_id.to_string(),
-            );
+            let (this, plan, queue, tx, id) =
+                (self.clone(), plan.clone(), queue.clone(), tx.clone(), job_id.to_string());
             workers.spawn(async move {
                 loop {
                     let next = queue.lock().expect("queue lock").next();
@@ -187,9 +156,7 @@ impl Wafer {
         }
         drop(tx);
         while workers.join_next().await.is_some() {}
-        writer
-            .await
-            .map_err(|e| ServiceError::Invalid(format!("writer task failed: {e}")))?
+        writer.await.map_err(|e| ServiceError::Invalid(format!("writer task failed: {e}")))?
     }
 
     /// Reads one entity's inputs and runs the transform on them.
@@ -199,71 +166,42 @@ impl Wafer {
         entity: &EntityKey,
         created: Timestamp,
     ) -> ServiceResult<Vec<FeatureRow>> {
-        let input = self
-            .batch_input(&plan.group, &plan.version, entity, None)
-            .await?;
+        let input = self.batch_input(&plan.group, &plan.version, entity).await?;
         let output = self.invoke_batch(&plan.version, input).await?;
         let after = plan.after.get(entity).copied();
-        Ok(rows_from_output(
-            &plan.group,
-            entity,
-            &output,
-            created,
-            after,
-        ))
+        Ok(rows_from_output(&plan.group, entity, &output, created, after))
     }
 
-    /// Builds a batch transform's input for one entity: every source of the
-    /// group (all history up to `until`), and the related series the
-    /// transform declared, with the group's params.
+    /// Builds a batch transform's input for one entity: the whole history
+    /// of every source of the group, and of the related series the transform
+    /// declared, with the group's params. Every path (full and incremental
+    /// runs, compute-on-miss) passes the same history, so each produces the
+    /// same value for the same row.
     pub(crate) async fn batch_input(
         &self,
         group: &FeatureGroup,
         version: &TransformVersion,
         entity: &EntityKey,
-        last: Option<u32>,
     ) -> ServiceResult<BatchInput> {
         let params = params_with_defaults(group, version);
         let mut sources = Vec::new();
         for name in group.producer.source_names() {
-            let range = SourceRange { last, until: None };
+            let range = SourceRange::default();
             let rows = self.offline().read_source(&name, entity, range).await?;
-            sources.push(NamedTable {
-                table: self.source_table(&name, &rows)?,
-                name,
-            });
+            sources.push(NamedTable { table: self.source_table(&name, &rows)?, name });
         }
         let mut related = Vec::new();
         for r in &version.descriptor.related {
-            let key = params
-                .iter()
-                .find(|(k, _)| *k == r.entity_param)
-                .map(|(_, v)| v.clone())
-                .ok_or_else(|| {
-                    ServiceError::Invalid(format!(
-                        "transform {}@{} needs param '{}' naming the entity of its '{}' series",
-                        version.name, version.version, r.entity_param, r.name
-                    ))
-                })?;
-            let rows = self
-                .offline()
-                .read_source(
-                    &r.source,
-                    &EntityKey(key),
-                    SourceRange { last, until: None },
-                )
-                .await?;
-            related.push(NamedTable {
-                table: self.source_table(&r.source, &rows)?,
-                name: r.name.clone(),
-            });
+            let key = params.iter().find(|(k, _)| *k == r.entity_param).map(|(_, v)| v.clone()).ok_or_else(|| {
+                ServiceError::Invalid(format!(
+                    "transform {}@{} needs param '{}' naming the entity of its '{}' series",
+                    version.name, version.version, r.entity_param, r.name
+                ))
+            })?;
+            let rows = self.offline().read_source(&r.source, &EntityKey(key), SourceRange::default()).await?;
+            related.push(NamedTable { table: self.source_table(&r.source, &rows)?, name: r.name.clone() });
         }
-        Ok(BatchInput {
-            entity: entity.to_string(),
-            sources,
-            related,
-            params,
-        })
+        Ok(BatchInput { entity: entity.to_string(), sources, related, params })
     }
 
     /// Source rows as a table with one typed column per source field.
@@ -275,17 +213,10 @@ impl Wafer {
             .iter()
             .map(|f| {
                 let null = crate::model::Value::Null;
-                Column::from_values(
-                    &f.name,
-                    f.value_type,
-                    rows.iter().map(|r| r.values.get(&f.name).unwrap_or(&null)),
-                )
+                Column::from_values(&f.name, f.value_type, rows.iter().map(|r| r.values.get(&f.name).unwrap_or(&null)))
             })
             .collect();
-        Ok(Table {
-            timestamps,
-            columns,
-        })
+        Ok(Table { timestamps, columns })
     }
 
     /// Batches produced rows into large offline writes, then writes each
@@ -297,10 +228,7 @@ impl Wafer {
         group: &FeatureGroup,
         mut rx: mpsc::Receiver<Produced>,
     ) -> ServiceResult<()> {
-        let ttl = group
-            .freshness
-            .online_ttl_seconds()
-            .map(Duration::from_secs);
+        let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
         let mut last_persist = std::time::Instant::now();
         let mut pending: Vec<Produced> = Vec::new();
         let mut pending_rows = 0usize;
@@ -322,18 +250,10 @@ impl Wafer {
                 }
             }
             if !pending.is_empty() && (done || pending_rows >= WRITE_BATCH_ROWS || rx.is_empty()) {
-                let rows: Vec<FeatureRow> = pending
-                    .iter()
-                    .flat_map(|p| p.rows.iter().cloned())
-                    .collect();
-                let written = self
-                    .offline()
-                    .write_feature_rows(&group.name, &rows)
-                    .await?;
-                let latest: Vec<FeatureRow> = pending
-                    .iter()
-                    .filter_map(|p| p.rows.iter().max_by_key(|r| r.event_ts).cloned())
-                    .collect();
+                let rows: Vec<FeatureRow> = pending.iter().flat_map(|p| p.rows.iter().cloned()).collect();
+                let written = self.offline().write_feature_rows(&group.name, &rows).await?;
+                let latest: Vec<FeatureRow> =
+                    pending.iter().filter_map(|p| p.rows.iter().max_by_key(|r| r.event_ts).cloned()).collect();
                 self.online().write(&group.name, &latest, ttl).await?;
                 let entities = pending.len() as u64;
                 self.jobs().update(job_id, |j| {
@@ -364,11 +284,8 @@ pub(crate) fn rows_from_output(
     created: Timestamp,
     after: Option<Timestamp>,
 ) -> Vec<FeatureRow> {
-    let columns: Vec<(&str, Option<&Column>)> = group
-        .features
-        .iter()
-        .map(|f| (f.name.as_str(), output.column(&f.name)))
-        .collect();
+    let columns: Vec<(&str, Option<&Column>)> =
+        group.features.iter().map(|f| (f.name.as_str(), output.column(&f.name))).collect();
     let mut rows = Vec::with_capacity(output.rows());
     for (i, &ts) in output.timestamps.iter().enumerate() {
         let event_ts = Timestamp(ts);
@@ -383,12 +300,7 @@ pub(crate) fn rows_from_output(
             values.insert(name.to_string(), v);
         }
         if any {
-            rows.push(FeatureRow {
-                entity: entity.clone(),
-                event_ts,
-                created,
-                values,
-            });
+            rows.push(FeatureRow { entity: entity.clone(), event_ts, created, values });
         }
     }
     rows
@@ -408,10 +320,7 @@ fn params_with_defaults(group: &FeatureGroup, version: &TransformVersion) -> Vec
 }
 
 /// An entity given as a bare key (single join key) or an object of keys.
-pub fn entity_key_from_json(
-    v: &serde_json::Value,
-    join_keys: &[String],
-) -> ServiceResult<EntityKey> {
+pub fn entity_key_from_json(v: &serde_json::Value, join_keys: &[String]) -> ServiceResult<EntityKey> {
     match v {
         serde_json::Value::Object(obj) => {
             EntityKey::from_json(obj, join_keys).map_err(|e| ServiceError::Invalid(e.to_string()))
@@ -419,10 +328,9 @@ pub fn entity_key_from_json(
         other if join_keys.len() == 1 => EntityKey::part_from_json(&join_keys[0], other)
             .map(|p| EntityKey::from_parts(&[p]))
             .map_err(|e| ServiceError::Invalid(e.to_string())),
-        _ => Err(ServiceError::Invalid(format!(
-            "entity {v} must be an object of join keys ({})",
-            join_keys.join(", ")
-        ))),
+        _ => {
+            Err(ServiceError::Invalid(format!("entity {v} must be an object of join keys ({})", join_keys.join(", "))))
+        }
     }
 }
 

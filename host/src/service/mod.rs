@@ -122,27 +122,15 @@ impl Wafer {
     }
 
     pub fn entity(&self, name: &str) -> ServiceResult<Arc<Entity>> {
-        self.inner
-            .entities
-            .get(name)
-            .map(|e| e.clone())
-            .ok_or_else(|| ServiceError::not_found("entity", name))
+        self.inner.entities.get(name).map(|e| e.clone()).ok_or_else(|| ServiceError::not_found("entity", name))
     }
 
     pub fn source(&self, name: &str) -> ServiceResult<Arc<Source>> {
-        self.inner
-            .sources
-            .get(name)
-            .map(|e| e.clone())
-            .ok_or_else(|| ServiceError::not_found("source", name))
+        self.inner.sources.get(name).map(|e| e.clone()).ok_or_else(|| ServiceError::not_found("source", name))
     }
 
     pub fn feature_group(&self, name: &str) -> ServiceResult<Arc<FeatureGroup>> {
-        self.inner
-            .groups
-            .get(name)
-            .map(|e| e.clone())
-            .ok_or_else(|| ServiceError::not_found("feature group", name))
+        self.inner.groups.get(name).map(|e| e.clone()).ok_or_else(|| ServiceError::not_found("feature group", name))
     }
 
     pub fn feature_group_names(&self) -> Vec<String> {

@@ -26,22 +26,13 @@ impl Wafer {
     }
 
     pub fn list_entities(&self) -> Vec<Arc<Entity>> {
-        sorted(
-            self.inner
-                .entities
-                .iter()
-                .map(|e| e.value().clone())
-                .collect(),
-            |e| &e.name,
-        )
+        sorted(self.inner.entities.iter().map(|e| e.value().clone()).collect(), |e| &e.name)
     }
 
     pub async fn delete_entity(&self, name: &str) -> ServiceResult<()> {
         self.entity(name)?;
         if let Some(user) = self.entity_in_use(name) {
-            return Err(ServiceError::Conflict(format!(
-                "entity '{name}' is used by {user}; delete that first"
-            )));
+            return Err(ServiceError::Conflict(format!("entity '{name}' is used by {user}; delete that first")));
         }
         self.registry().delete_entity(name).await?;
         self.inner.entities.remove(name);
@@ -52,11 +43,7 @@ impl Wafer {
         if let Some(s) = self.inner.sources.iter().find(|s| s.entity == name) {
             return Some(format!("source '{}'", s.name));
         }
-        self.inner
-            .groups
-            .iter()
-            .find(|g| g.entity == name)
-            .map(|g| format!("feature group '{}'", g.name))
+        self.inner.groups.iter().find(|g| g.entity == name).map(|g| format!("feature group '{}'", g.name))
     }
 
     pub async fn put_source(&self, name: &str, mut source: Source) -> ServiceResult<Arc<Source>> {
@@ -78,24 +65,12 @@ impl Wafer {
     }
 
     pub fn list_sources(&self) -> Vec<Arc<Source>> {
-        sorted(
-            self.inner
-                .sources
-                .iter()
-                .map(|e| e.value().clone())
-                .collect(),
-            |s| &s.name,
-        )
+        sorted(self.inner.sources.iter().map(|e| e.value().clone()).collect(), |s| &s.name)
     }
 
     pub async fn delete_source(&self, name: &str) -> ServiceResult<()> {
         self.source(name)?;
-        if let Some(g) = self
-            .inner
-            .groups
-            .iter()
-            .find(|g| g.producer.source_names().iter().any(|s| s == name))
-        {
+        if let Some(g) = self.inner.groups.iter().find(|g| g.producer.source_names().iter().any(|s| s == name)) {
             return Err(ServiceError::Conflict(format!(
                 "source '{name}' is read by feature group '{}'; delete that first",
                 g.name
@@ -107,11 +82,7 @@ impl Wafer {
         Ok(())
     }
 
-    pub async fn put_feature_group(
-        &self,
-        name: &str,
-        mut group: FeatureGroup,
-    ) -> ServiceResult<Arc<FeatureGroup>> {
+    pub async fn put_feature_group(&self, name: &str, mut group: FeatureGroup) -> ServiceResult<Arc<FeatureGroup>> {
         group.name = name.to_string();
         group.validate().map_err(ServiceError::Invalid)?;
         self.entity(&group.entity)?;
@@ -156,11 +127,7 @@ impl Wafer {
                         "transform {transform}@{} does not produce '{}'; it produces: {}",
                         version.version,
                         f.name,
-                        d.outputs
-                            .iter()
-                            .map(|o| o.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        d.outputs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>().join(", ")
                     )));
                 }
                 Some(o) if o.value_type != f.value_type => {
@@ -188,14 +155,7 @@ impl Wafer {
     }
 
     pub fn list_feature_groups(&self) -> Vec<Arc<FeatureGroup>> {
-        sorted(
-            self.inner
-                .groups
-                .iter()
-                .map(|e| e.value().clone())
-                .collect(),
-            |g| &g.name,
-        )
+        sorted(self.inner.groups.iter().map(|e| e.value().clone()).collect(), |g| &g.name)
     }
 
     /// Deletes the definition and its data (offline history and online

@@ -1,10 +1,12 @@
 //! Online reads: the latest value of each requested feature per entity,
 //! with its freshness status, event time, age and where it came from.
 //!
-//! Values come from the online store. On a miss (or an expired value) a
-//! batch group can be computed on demand from the offline source when the
-//! request allows it (`fallback: compute`, the default), within the
-//! request's deadline; what is computed is written back. What cannot be
+//! Values come from the online store. On a miss (or an expired value) the
+//! offline store's latest row is used when it is newer (`source: offline`,
+//! and it is put back online); if that too is missing or expired, a batch
+//! group can be computed on demand from the offline source when the request
+//! allows it (`fallback: compute`, the default), within the request's
+//! deadline; what is computed is written back. What cannot be
 //! answered in time is reported `missing`, never an error.
 
 use super::{ServiceError, ServiceResult, Wafer};
@@ -99,10 +101,7 @@ impl Wafer {
             )));
         }
         let (refs, reads) = self.plan_reads(&req)?;
-        let timeout = req
-            .timeout_ms
-            .map(Duration::from_millis)
-            .unwrap_or(DEFAULT_TIMEOUT);
+        let timeout = req.timeout_ms.map(Duration::from_millis).unwrap_or(DEFAULT_TIMEOUT);
         let deadline = tokio::time::Instant::now() + timeout;
         let now = self.clock().now();
         let missing = ServedValue {
@@ -117,10 +116,7 @@ impl Wafer {
             .iter()
             .map(|e| EntityResult {
                 entity: e.clone(),
-                features: refs
-                    .iter()
-                    .map(|r| (r.to_string(), missing.clone()))
-                    .collect(),
+                features: refs.iter().map(|r| (r.to_string(), missing.clone())).collect(),
             })
             .collect();
 
@@ -133,30 +129,46 @@ impl Wafer {
                 .enumerate()
                 .map(|(i, e)| {
                     EntityKey::from_json(e, join_keys).map_err(|err| {
-                        ServiceError::Invalid(format!(
-                            "entities[{i}] for group '{}': {err}",
-                            group.name
-                        ))
+                        ServiceError::Invalid(format!("entities[{i}] for group '{}': {err}", group.name))
                     })
                 })
                 .collect::<ServiceResult<Vec<_>>>()?;
             let mut rows = self.online().read(&group.name, &keys).await?;
             let mut sources = vec![ValueSource::Online; keys.len()];
+            let expired_or_missing = |row: &Option<FeatureRow>| match row {
+                None => true,
+                Some(r) => group.freshness.status(r.event_ts, now) == FreshnessStatus::Expired,
+            };
 
-            if req.fallback == Fallback::Compute && matches!(group.producer, Producer::Batch { .. })
-            {
-                let stale: Vec<usize> = (0..keys.len())
-                    .filter(|&i| match &rows[i] {
-                        None => true,
-                        Some(r) => {
-                            group.freshness.status(r.event_ts, now) == FreshnessStatus::Expired
+            // Online misses: the offline store's latest row, if newer, is
+            // served (and put back online). This is what refills an
+            // in-process online store after a restart.
+            let misses: Vec<usize> = (0..keys.len()).filter(|&i| expired_or_missing(&rows[i])).collect();
+            if !misses.is_empty() {
+                let wanted: Vec<EntityKey> = misses.iter().map(|&i| keys[i].clone()).collect();
+                if let Ok(latest) =
+                    tokio::time::timeout_at(deadline, self.offline().latest_feature_rows(&group.name, &wanted)).await
+                {
+                    let mut refill = Vec::new();
+                    for (&i, row) in misses.iter().zip(latest?) {
+                        let Some(row) = row else { continue };
+                        if rows[i].as_ref().is_none_or(|old| row.event_ts > old.event_ts) {
+                            refill.push(row.clone());
+                            rows[i] = Some(row);
+                            sources[i] = ValueSource::Offline;
                         }
-                    })
-                    .collect();
+                    }
+                    if !refill.is_empty() {
+                        let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
+                        self.online().write(&group.name, &refill, ttl).await?;
+                    }
+                }
+            }
+
+            if req.fallback == Fallback::Compute && matches!(group.producer, Producer::Batch { .. }) {
+                let stale: Vec<usize> = (0..keys.len()).filter(|&i| expired_or_missing(&rows[i])).collect();
                 for i in stale {
-                    let computed =
-                        tokio::time::timeout_at(deadline, self.compute_latest(group, &keys[i]))
-                            .await;
+                    let computed = tokio::time::timeout_at(deadline, self.compute_latest(group, &keys[i])).await;
                     match computed {
                         Ok(Ok(Some(row))) => {
                             rows[i] = Some(row);
@@ -216,9 +228,7 @@ impl Wafer {
                     unknown.push(r.to_string());
                     for name in self.feature_group_names() {
                         if let Ok(g) = self.feature_group(&name) {
-                            available.extend(
-                                g.features.iter().map(|f| format!("{}:{}", g.name, f.name)),
-                            );
+                            available.extend(g.features.iter().map(|f| format!("{}:{}", g.name, f.name)));
                         }
                     }
                 }
@@ -226,18 +236,12 @@ impl Wafer {
         }
         for name in &req.feature_groups {
             let g = self.feature_group(name)?;
-            refs.extend(g.features.iter().map(|f| FeatureRef {
-                group: g.name.clone(),
-                feature: f.name.clone(),
-            }));
+            refs.extend(g.features.iter().map(|f| FeatureRef { group: g.name.clone(), feature: f.name.clone() }));
         }
         if !unknown.is_empty() {
             available.sort();
             available.dedup();
-            return Err(ServiceError::UnknownFeature {
-                refs: unknown,
-                available,
-            });
+            return Err(ServiceError::UnknownFeature { refs: unknown, available });
         }
         if refs.is_empty() {
             return Err(ServiceError::Invalid(
@@ -248,37 +252,24 @@ impl Wafer {
         for (pos, r) in refs.iter().enumerate() {
             match reads.iter_mut().find(|g| g.group.name == r.group) {
                 Some(g) => g.features.push((pos, r.feature.clone())),
-                None => reads.push(GroupRead {
-                    group: self.feature_group(&r.group)?,
-                    features: vec![(pos, r.feature.clone())],
-                }),
+                None => reads
+                    .push(GroupRead { group: self.feature_group(&r.group)?, features: vec![(pos, r.feature.clone())] }),
             }
         }
         Ok((refs, reads))
     }
 
-    /// Computes a batch group's newest row for one entity from the last
-    /// `lookback` source rows (at least the transform's minimum history)
-    /// and writes it back to the offline and online stores.
-    async fn compute_latest(
-        &self,
-        group: &FeatureGroup,
-        entity: &EntityKey,
-    ) -> ServiceResult<Option<FeatureRow>> {
-        let Producer::Batch {
-            transform,
-            version,
-            lookback,
-            ..
-        } = &group.producer
-        else {
+    /// Computes a batch group's newest row for one entity and writes it back
+    /// to the offline and online stores. The transform sees the entity's
+    /// whole source history, exactly as in materialization, so a computed
+    /// value equals the materialized one (recursive indicators such as EMAs
+    /// depend on where their series starts).
+    async fn compute_latest(&self, group: &FeatureGroup, entity: &EntityKey) -> ServiceResult<Option<FeatureRow>> {
+        let Producer::Batch { transform, version, .. } = &group.producer else {
             return Ok(None);
         };
         let version = self.resolve_version(transform, version.as_deref()).await?;
-        let last = (*lookback).max(version.descriptor.min_history);
-        let input = self
-            .batch_input(group, &version, entity, Some(last))
-            .await?;
+        let input = self.batch_input(group, &version, entity).await?;
         if input.sources.first().is_none_or(|s| s.table.rows() == 0) {
             return Ok(None);
         }
@@ -288,16 +279,9 @@ impl Wafer {
         let Some(latest) = rows.into_iter().max_by_key(|r| r.event_ts) else {
             return Ok(None);
         };
-        self.offline()
-            .write_feature_rows(&group.name, std::slice::from_ref(&latest))
-            .await?;
-        let ttl = group
-            .freshness
-            .online_ttl_seconds()
-            .map(Duration::from_secs);
-        self.online()
-            .write(&group.name, std::slice::from_ref(&latest), ttl)
-            .await?;
+        self.offline().write_feature_rows(&group.name, std::slice::from_ref(&latest)).await?;
+        let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
+        self.online().write(&group.name, std::slice::from_ref(&latest), ttl).await?;
         Ok(Some(latest))
     }
 }

@@ -20,32 +20,20 @@ impl Wafer {
     /// Validates and stores a new version. Publishing the same bytes again
     /// is a no-op; different bytes under an existing version is a conflict,
     /// because versions are immutable.
-    pub async fn publish_transform(
-        &self,
-        name: &str,
-        version: &str,
-        bytes: &[u8],
-    ) -> ServiceResult<Published> {
+    pub async fn publish_transform(&self, name: &str, version: &str, bytes: &[u8]) -> ServiceResult<Published> {
         validate_name("transform", name).map_err(ServiceError::Invalid)?;
         validate_version(version).map_err(ServiceError::Invalid)?;
         let sha256 = hex::encode(Sha256::digest(bytes));
         if let Some(existing) = self.registry().get_transform_version(name, version).await? {
             if existing.sha256 == sha256 {
-                return Ok(Published {
-                    version: existing,
-                    created: false,
-                });
+                return Ok(Published { version: existing, created: false });
             }
             return Err(ServiceError::Conflict(format!(
                 "{name}@{version} already exists with different bytes (sha256 {}); versions are immutable, publish a new version",
                 existing.sha256
             )));
         }
-        let id = ModuleId {
-            name: name.to_string(),
-            version: version.to_string(),
-            sha256: sha256.clone(),
-        };
+        let id = ModuleId { name: name.to_string(), version: version.to_string(), sha256: sha256.clone() };
         let descriptor = self.runtime().load(&id, bytes).await?;
         let record = TransformVersion {
             name: name.to_string(),
@@ -55,38 +43,17 @@ impl Wafer {
             descriptor,
             created_at: self.clock().now(),
         };
-        let created = self
-            .registry()
-            .insert_transform_version(&record, bytes)
-            .await?
-            == VersionInsert::Created;
+        let created = self.registry().insert_transform_version(&record, bytes).await? == VersionInsert::Created;
         tracing::info!(transform = %id, sha256 = %record.sha256, "published transform version");
-        Ok(Published {
-            version: record,
-            created,
-        })
+        Ok(Published { version: record, created })
     }
 
-    pub async fn activate_transform(
-        &self,
-        name: &str,
-        version: &str,
-    ) -> ServiceResult<TransformSummary> {
-        if self
-            .registry()
-            .get_transform_version(name, version)
-            .await?
-            .is_none()
-        {
+    pub async fn activate_transform(&self, name: &str, version: &str) -> ServiceResult<TransformSummary> {
+        if self.registry().get_transform_version(name, version).await?.is_none() {
             self.transform(name).await?;
-            return Err(ServiceError::not_found(
-                "transform version",
-                format!("{name}@{version}"),
-            ));
+            return Err(ServiceError::not_found("transform version", format!("{name}@{version}")));
         }
-        self.registry()
-            .set_active_version(name, Some(version))
-            .await?;
+        self.registry().set_active_version(name, Some(version)).await?;
         tracing::info!(transform = name, version, "activated transform version");
         self.transform(name).await
     }
@@ -102,18 +69,13 @@ impl Wafer {
     pub async fn rollback_transform(&self, name: &str) -> ServiceResult<TransformSummary> {
         let t = self.transform(name).await?;
         let previous = t.previous_version.ok_or_else(|| {
-            ServiceError::Conflict(format!(
-                "transform '{name}' has no previously active version to roll back to"
-            ))
+            ServiceError::Conflict(format!("transform '{name}' has no previously active version to roll back to"))
         })?;
         self.activate_transform(name, &previous).await
     }
 
     pub async fn transform(&self, name: &str) -> ServiceResult<TransformSummary> {
-        self.registry()
-            .get_transform(name)
-            .await?
-            .ok_or_else(|| ServiceError::not_found("transform", name))
+        self.registry().get_transform(name).await?.ok_or_else(|| ServiceError::not_found("transform", name))
     }
 
     pub async fn list_transforms(&self) -> ServiceResult<Vec<TransformSummary>> {
@@ -125,11 +87,7 @@ impl Wafer {
     }
 
     /// The version a producer runs: the pinned one, else the active one.
-    pub async fn resolve_version(
-        &self,
-        name: &str,
-        pinned: Option<&str>,
-    ) -> ServiceResult<TransformVersion> {
+    pub async fn resolve_version(&self, name: &str, pinned: Option<&str>) -> ServiceResult<TransformVersion> {
         let version = match pinned {
             Some(v) => v.to_string(),
             None => {
@@ -145,9 +103,7 @@ impl Wafer {
         self.registry()
             .get_transform_version(name, &version)
             .await?
-            .ok_or_else(|| {
-                ServiceError::not_found("transform version", format!("{name}@{version}"))
-            })
+            .ok_or_else(|| ServiceError::not_found("transform version", format!("{name}@{version}")))
     }
 
     /// Makes sure the version's module is compiled in this process (after a
@@ -156,44 +112,25 @@ impl Wafer {
     pub async fn ensure_loaded(&self, version: &TransformVersion) -> ServiceResult<ModuleId> {
         let id = module_id(version);
         if !self.runtime().is_loaded(&version.sha256) {
-            let bytes = self
-                .registry()
-                .get_module(&version.sha256)
-                .await?
-                .ok_or_else(|| {
-                    ServiceError::not_found(
-                        "transform module",
-                        format!("{id} (sha256 {})", version.sha256),
-                    )
-                })?;
+            let bytes = self.registry().get_module(&version.sha256).await?.ok_or_else(|| {
+                ServiceError::not_found("transform module", format!("{id} (sha256 {})", version.sha256))
+            })?;
             self.runtime().load(&id, &bytes).await?;
         }
         Ok(id)
     }
 
-    pub async fn invoke_batch(
-        &self,
-        version: &TransformVersion,
-        input: BatchInput,
-    ) -> ServiceResult<Table> {
+    pub async fn invoke_batch(&self, version: &TransformVersion, input: BatchInput) -> ServiceResult<Table> {
         let id = self.ensure_loaded(version).await?;
         Ok(self.runtime().batch(&id, input).await?)
     }
 
-    pub async fn invoke_on_demand(
-        &self,
-        version: &TransformVersion,
-        input: OnDemandInput,
-    ) -> ServiceResult<Table> {
+    pub async fn invoke_on_demand(&self, version: &TransformVersion, input: OnDemandInput) -> ServiceResult<Table> {
         let id = self.ensure_loaded(version).await?;
         Ok(self.runtime().on_demand(&id, input).await?)
     }
 }
 
 pub fn module_id(version: &TransformVersion) -> ModuleId {
-    ModuleId {
-        name: version.name.clone(),
-        version: version.version.clone(),
-        sha256: version.sha256.clone(),
-    }
+    ModuleId { name: version.name.clone(), version: version.version.clone(), sha256: version.sha256.clone() }
 }

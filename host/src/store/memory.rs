@@ -42,10 +42,7 @@ pub struct MemoryOnlineStore {
 
 impl MemoryOnlineStore {
     pub fn new(clock: SharedClock) -> Self {
-        MemoryOnlineStore {
-            groups: DashMap::new(),
-            clock,
-        }
+        MemoryOnlineStore { groups: DashMap::new(), clock }
     }
 
     /// Removes every expired entry; returns how many were removed.
@@ -87,12 +84,7 @@ fn expiry(now: Timestamp, ttl: Option<Duration>) -> Option<Timestamp> {
 
 #[async_trait]
 impl OnlineStore for MemoryOnlineStore {
-    async fn write(
-        &self,
-        group: &str,
-        rows: &[FeatureRow],
-        ttl: Option<Duration>,
-    ) -> StoreResult<()> {
+    async fn write(&self, group: &str, rows: &[FeatureRow], ttl: Option<Duration>) -> StoreResult<()> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -106,10 +98,7 @@ impl OnlineStore for MemoryOnlineStore {
             match map.get_mut(&row.entity) {
                 Some(mut entry) => {
                     if entry.is_superseded_by(row, now) {
-                        *entry = Entry {
-                            row: row.clone(),
-                            expires_at,
-                        };
+                        *entry = Entry { row: row.clone(), expires_at };
                     }
                 }
                 None => {
@@ -118,27 +107,17 @@ impl OnlineStore for MemoryOnlineStore {
                     map.entry(row.entity.clone())
                         .and_modify(|entry| {
                             if entry.is_superseded_by(row, now) {
-                                *entry = Entry {
-                                    row: row.clone(),
-                                    expires_at,
-                                };
+                                *entry = Entry { row: row.clone(), expires_at };
                             }
                         })
-                        .or_insert_with(|| Entry {
-                            row: row.clone(),
-                            expires_at,
-                        });
+                        .or_insert_with(|| Entry { row: row.clone(), expires_at });
                 }
             }
         }
         Ok(())
     }
 
-    async fn read(
-        &self,
-        group: &str,
-        entities: &[EntityKey],
-    ) -> StoreResult<Vec<Option<FeatureRow>>> {
+    async fn read(&self, group: &str, entities: &[EntityKey]) -> StoreResult<Vec<Option<FeatureRow>>> {
         let Some(map) = self.group(group) else {
             return Ok(vec![None; entities.len()]);
         };
@@ -204,96 +183,38 @@ mod tests {
     #[tokio::test]
     async fn an_older_event_never_overwrites_a_newer_one() {
         let (_clock, store) = store();
-        store
-            .write("g", &[row("AAPL", 20, 20, 2.0)], None)
-            .await
-            .unwrap();
-        store
-            .write("g", &[row("AAPL", 10, 99, 1.0)], None)
-            .await
-            .unwrap();
-        assert_eq!(
-            store.read("g", &[key("AAPL")]).await.unwrap(),
-            vec![Some(row("AAPL", 20, 20, 2.0))]
-        );
+        store.write("g", &[row("AAPL", 20, 20, 2.0)], None).await.unwrap();
+        store.write("g", &[row("AAPL", 10, 99, 1.0)], None).await.unwrap();
+        assert_eq!(store.read("g", &[key("AAPL")]).await.unwrap(), vec![Some(row("AAPL", 20, 20, 2.0))]);
         // Within one batch too.
-        store
-            .write(
-                "g",
-                &[row("MSFT", 30, 30, 3.0), row("MSFT", 25, 40, 4.0)],
-                None,
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            store.read("g", &[key("MSFT")]).await.unwrap(),
-            vec![Some(row("MSFT", 30, 30, 3.0))]
-        );
-        store
-            .write("g", &[row("AAPL", 21, 21, 5.0)], None)
-            .await
-            .unwrap();
-        assert_eq!(
-            store.read("g", &[key("AAPL")]).await.unwrap(),
-            vec![Some(row("AAPL", 21, 21, 5.0))]
-        );
+        store.write("g", &[row("MSFT", 30, 30, 3.0), row("MSFT", 25, 40, 4.0)], None).await.unwrap();
+        assert_eq!(store.read("g", &[key("MSFT")]).await.unwrap(), vec![Some(row("MSFT", 30, 30, 3.0))]);
+        store.write("g", &[row("AAPL", 21, 21, 5.0)], None).await.unwrap();
+        assert_eq!(store.read("g", &[key("AAPL")]).await.unwrap(), vec![Some(row("AAPL", 21, 21, 5.0))]);
     }
 
     #[tokio::test]
     async fn a_correction_of_the_same_event_wins_only_when_created_later() {
         let (_clock, store) = store();
-        store
-            .write("g", &[row("AAPL", 20, 30, 1.0)], None)
-            .await
-            .unwrap();
-        store
-            .write("g", &[row("AAPL", 20, 25, 2.0)], None)
-            .await
-            .unwrap();
-        assert_eq!(
-            store.read("g", &[key("AAPL")]).await.unwrap(),
-            vec![Some(row("AAPL", 20, 30, 1.0))]
-        );
-        store
-            .write("g", &[row("AAPL", 20, 31, 3.0)], None)
-            .await
-            .unwrap();
-        assert_eq!(
-            store.read("g", &[key("AAPL")]).await.unwrap(),
-            vec![Some(row("AAPL", 20, 31, 3.0))]
-        );
+        store.write("g", &[row("AAPL", 20, 30, 1.0)], None).await.unwrap();
+        store.write("g", &[row("AAPL", 20, 25, 2.0)], None).await.unwrap();
+        assert_eq!(store.read("g", &[key("AAPL")]).await.unwrap(), vec![Some(row("AAPL", 20, 30, 1.0))]);
+        store.write("g", &[row("AAPL", 20, 31, 3.0)], None).await.unwrap();
+        assert_eq!(store.read("g", &[key("AAPL")]).await.unwrap(), vec![Some(row("AAPL", 20, 31, 3.0))]);
     }
 
     #[tokio::test]
     async fn reads_are_aligned_with_the_requested_entities_and_groups_are_separate() {
         let (_clock, store) = store();
-        store
-            .write("a", &[row("X", 1, 1, 1.0), row("Y", 1, 1, 2.0)], None)
-            .await
-            .unwrap();
-        store
-            .write("b", &[row("X", 1, 1, 9.0)], None)
-            .await
-            .unwrap();
-        let got = store
-            .read("a", &[key("Y"), key("Z"), key("X")])
-            .await
-            .unwrap();
-        assert_eq!(
-            got,
-            vec![Some(row("Y", 1, 1, 2.0)), None, Some(row("X", 1, 1, 1.0))]
-        );
-        assert_eq!(
-            store.read("missing", &[key("X"), key("Y")]).await.unwrap(),
-            vec![None, None]
-        );
+        store.write("a", &[row("X", 1, 1, 1.0), row("Y", 1, 1, 2.0)], None).await.unwrap();
+        store.write("b", &[row("X", 1, 1, 9.0)], None).await.unwrap();
+        let got = store.read("a", &[key("Y"), key("Z"), key("X")]).await.unwrap();
+        assert_eq!(got, vec![Some(row("Y", 1, 1, 2.0)), None, Some(row("X", 1, 1, 1.0))]);
+        assert_eq!(store.read("missing", &[key("X"), key("Y")]).await.unwrap(), vec![None, None]);
 
         store.delete_group("a").await.unwrap();
         assert_eq!(store.read("a", &[key("X")]).await.unwrap(), vec![None]);
-        assert_eq!(
-            store.read("b", &[key("X")]).await.unwrap(),
-            vec![Some(row("X", 1, 1, 9.0))]
-        );
+        assert_eq!(store.read("b", &[key("X")]).await.unwrap(), vec![Some(row("X", 1, 1, 9.0))]);
         assert_eq!(store.summary(), "in-process (dashmap)");
     }
 
@@ -301,18 +222,8 @@ mod tests {
     async fn entries_expire_after_their_ttl_on_the_injected_clock() {
         let (clock, store) = store();
         let ttl = Some(Duration::from_secs(60));
-        store
-            .write(
-                "g",
-                &[row("AAPL", 20, 20, 1.0), row("MSFT", 20, 20, 2.0)],
-                ttl,
-            )
-            .await
-            .unwrap();
-        store
-            .write("g", &[row("KEEP", 20, 20, 3.0)], None)
-            .await
-            .unwrap();
+        store.write("g", &[row("AAPL", 20, 20, 1.0), row("MSFT", 20, 20, 2.0)], ttl).await.unwrap();
+        store.write("g", &[row("KEEP", 20, 20, 3.0)], None).await.unwrap();
         clock.advance_secs(59);
         assert!(store.read("g", &[key("AAPL")]).await.unwrap()[0].is_some());
 
@@ -326,18 +237,9 @@ mod tests {
         assert_eq!(store.len(), 1);
 
         // Once expired, even an older event may take the slot again.
-        store
-            .write("g", &[row("AAPL", 20, 20, 1.0)], ttl)
-            .await
-            .unwrap();
+        store.write("g", &[row("AAPL", 20, 20, 1.0)], ttl).await.unwrap();
         clock.advance_secs(61);
-        store
-            .write("g", &[row("AAPL", 10, 10, 4.0)], ttl)
-            .await
-            .unwrap();
-        assert_eq!(
-            store.read("g", &[key("AAPL")]).await.unwrap(),
-            vec![Some(row("AAPL", 10, 10, 4.0))]
-        );
+        store.write("g", &[row("AAPL", 10, 10, 4.0)], ttl).await.unwrap();
+        assert_eq!(store.read("g", &[key("AAPL")]).await.unwrap(), vec![Some(row("AAPL", 10, 10, 4.0))]);
     }
 }

@@ -13,8 +13,7 @@ pub mod memory;
 pub mod sqlite;
 
 use crate::model::{
-    Entity, EntityKey, FeatureGroup, FeatureRow, Job, Source, SourceRow, Timestamp,
-    TransformSummary, TransformVersion,
+    Entity, EntityKey, FeatureGroup, FeatureRow, Job, Source, SourceRow, Timestamp, TransformSummary, TransformVersion,
 };
 use async_trait::async_trait;
 use std::time::Duration;
@@ -24,10 +23,7 @@ use std::time::Duration;
 pub enum StoreError {
     /// The backend could not be reached or failed; retrying may succeed.
     #[error("{backend} is unavailable: {message}")]
-    Unavailable {
-        backend: &'static str,
-        message: String,
-    },
+    Unavailable { backend: &'static str, message: String },
     /// The write conflicts with what is stored (e.g. different bytes for an
     /// existing transform version).
     #[error("{0}")]
@@ -79,16 +75,8 @@ pub trait Registry: Send + Sync {
 
     /// Stores a version and its module bytes (by sha256) in one transaction.
     /// Same name+version with a different sha256 -> `StoreError::Conflict`.
-    async fn insert_transform_version(
-        &self,
-        version: &TransformVersion,
-        module: &[u8],
-    ) -> StoreResult<VersionInsert>;
-    async fn get_transform_version(
-        &self,
-        name: &str,
-        version: &str,
-    ) -> StoreResult<Option<TransformVersion>>;
+    async fn insert_transform_version(&self, version: &TransformVersion, module: &[u8]) -> StoreResult<VersionInsert>;
+    async fn get_transform_version(&self, name: &str, version: &str) -> StoreResult<Option<TransformVersion>>;
     async fn get_module(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>>;
     async fn get_transform(&self, name: &str) -> StoreResult<Option<TransformSummary>>;
     async fn list_transforms(&self) -> StoreResult<Vec<TransformSummary>>;
@@ -111,12 +99,7 @@ pub trait OfflineStore: Send + Sync {
     /// Returns the number of rows written.
     async fn write_source_rows(&self, source: &str, rows: &[SourceRow]) -> StoreResult<u64>;
     /// One entity's rows in ascending ts.
-    async fn read_source(
-        &self,
-        source: &str,
-        entity: &EntityKey,
-        range: SourceRange,
-    ) -> StoreResult<Vec<SourceRow>>;
+    async fn read_source(&self, source: &str, entity: &EntityKey, range: SourceRange) -> StoreResult<Vec<SourceRow>>;
     /// Entities with at least one row in the source, with their newest ts.
     async fn source_entities(&self, source: &str) -> StoreResult<Vec<(EntityKey, Timestamp)>>;
     async fn delete_source_rows(&self, source: &str) -> StoreResult<()>;
@@ -124,11 +107,7 @@ pub trait OfflineStore: Send + Sync {
     async fn write_feature_rows(&self, group: &str, rows: &[FeatureRow]) -> StoreResult<u64>;
     /// The latest row per entity (max event time, then max created), `None`
     /// where the entity has none. Output is aligned with `entities`.
-    async fn latest_feature_rows(
-        &self,
-        group: &str,
-        entities: &[EntityKey],
-    ) -> StoreResult<Vec<Option<FeatureRow>>>;
+    async fn latest_feature_rows(&self, group: &str, entities: &[EntityKey]) -> StoreResult<Vec<Option<FeatureRow>>>;
     async fn delete_feature_rows(&self, group: &str) -> StoreResult<()>;
 
     async fn ping(&self) -> StoreResult<()>;
@@ -140,18 +119,9 @@ pub trait OnlineStore: Send + Sync {
     /// Stores rows, keeping per entity the row with the newest event time (a
     /// row older than the stored one is ignored). `ttl` bounds how long the
     /// row is kept.
-    async fn write(
-        &self,
-        group: &str,
-        rows: &[FeatureRow],
-        ttl: Option<Duration>,
-    ) -> StoreResult<()>;
+    async fn write(&self, group: &str, rows: &[FeatureRow], ttl: Option<Duration>) -> StoreResult<()>;
     /// Aligned with `entities`; `None` for a miss.
-    async fn read(
-        &self,
-        group: &str,
-        entities: &[EntityKey],
-    ) -> StoreResult<Vec<Option<FeatureRow>>>;
+    async fn read(&self, group: &str, entities: &[EntityKey]) -> StoreResult<Vec<Option<FeatureRow>>>;
     async fn delete_group(&self, group: &str) -> StoreResult<()>;
     async fn ping(&self) -> StoreResult<()>;
     /// One line for the startup log, e.g. "in-process (dashmap)".

@@ -17,15 +17,13 @@
 use super::{OfflineStore, Registry, SourceRange, StoreError, StoreResult, VersionInsert};
 use crate::clock::{Clock, SystemClock};
 use crate::model::{
-    Descriptor, Entity, EntityKey, FeatureGroup, FeatureRow, Job, JobState, Source, SourceRow,
-    Timestamp, TransformSummary, TransformVersion, Value,
+    Descriptor, Entity, EntityKey, FeatureGroup, FeatureRow, Job, JobState, Source, SourceRow, Timestamp,
+    TransformSummary, TransformVersion, Value,
 };
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::Duration;
@@ -60,9 +58,9 @@ impl SqliteStore {
     /// schema up to date.
     pub async fn open(path: &Path) -> StoreResult<Self> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(dir).await.map_err(|e| {
-                unavailable(format!("cannot create directory {}: {e}", dir.display()))
-            })?;
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| unavailable(format!("cannot create directory {}: {e}", dir.display())))?;
         }
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -77,10 +75,7 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await
             .map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
-        MIGRATOR
-            .run(&writer)
-            .await
-            .map_err(|e| unavailable(format!("migrating {} failed: {e}", path.display())))?;
+        MIGRATOR.run(&writer).await.map_err(|e| unavailable(format!("migrating {} failed: {e}", path.display())))?;
         let readers = SqlitePoolOptions::new()
             .max_connections(READER_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(30))
@@ -98,10 +93,7 @@ impl SqliteStore {
     }
 
     async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Sqlite>> {
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(db_err)
+        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
     }
 
     async fn put_spec<T: Serialize>(&self, table: &str, name: &str, value: &T) -> StoreResult<()> {
@@ -111,49 +103,27 @@ impl SqliteStore {
              ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at"
         );
         let mut tx = self.begin().await?;
-        sqlx::query(&sql)
-            .bind(name)
-            .bind(spec)
-            .bind(now_micros())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        sqlx::query(&sql).bind(name).bind(spec).bind(now_micros()).execute(&mut *tx).await.map_err(db_err)?;
         tx.commit().await.map_err(db_err)
     }
 
-    async fn get_spec<T: DeserializeOwned + Named>(
-        &self,
-        table: &str,
-        name: &str,
-    ) -> StoreResult<Option<T>> {
+    async fn get_spec<T: DeserializeOwned + Named>(&self, table: &str, name: &str) -> StoreResult<Option<T>> {
         let sql = format!("SELECT spec FROM {table} WHERE name = ?1");
-        let spec: Option<String> = sqlx::query_scalar(&sql)
-            .bind(name)
-            .fetch_optional(&self.readers)
-            .await
-            .map_err(db_err)?;
+        let spec: Option<String> =
+            sqlx::query_scalar(&sql).bind(name).fetch_optional(&self.readers).await.map_err(db_err)?;
         spec.map(|s| from_spec(table, name, &s)).transpose()
     }
 
     async fn list_specs<T: DeserializeOwned + Named>(&self, table: &str) -> StoreResult<Vec<T>> {
         let sql = format!("SELECT name, spec FROM {table} ORDER BY name");
-        let rows: Vec<(String, String)> = sqlx::query_as(&sql)
-            .fetch_all(&self.readers)
-            .await
-            .map_err(db_err)?;
-        rows.iter()
-            .map(|(name, spec)| from_spec(table, name, spec))
-            .collect()
+        let rows: Vec<(String, String)> = sqlx::query_as(&sql).fetch_all(&self.readers).await.map_err(db_err)?;
+        rows.iter().map(|(name, spec)| from_spec(table, name, spec)).collect()
     }
 
     async fn delete_spec(&self, table: &str, name: &str) -> StoreResult<bool> {
         let sql = format!("DELETE FROM {table} WHERE name = ?1");
         let mut tx = self.begin().await?;
-        let done = sqlx::query(&sql)
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let done = sqlx::query(&sql).bind(name).execute(&mut *tx).await.map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(done.rows_affected() > 0)
     }
@@ -194,8 +164,7 @@ named!(Entity, Source, FeatureGroup);
 /// The object as a client would PUT it: its JSON without `name`, which is the
 /// row's key (and which the model types refuse to deserialize).
 fn spec_json<T: Serialize>(value: &T) -> StoreResult<String> {
-    let mut json = serde_json::to_value(value)
-        .map_err(|e| StoreError::Corrupt(format!("cannot encode spec: {e}")))?;
+    let mut json = serde_json::to_value(value).map_err(|e| StoreError::Corrupt(format!("cannot encode spec: {e}")))?;
     if let Some(object) = json.as_object_mut() {
         object.remove("name");
     }
@@ -203,9 +172,8 @@ fn spec_json<T: Serialize>(value: &T) -> StoreResult<String> {
 }
 
 fn from_spec<T: DeserializeOwned + Named>(table: &str, name: &str, spec: &str) -> StoreResult<T> {
-    let mut value: T = serde_json::from_str(spec).map_err(|e| {
-        StoreError::Corrupt(format!("{table} row '{name}' has an unreadable spec: {e}"))
-    })?;
+    let mut value: T = serde_json::from_str(spec)
+        .map_err(|e| StoreError::Corrupt(format!("{table} row '{name}' has an unreadable spec: {e}")))?;
     value.set_name(name.to_string());
     Ok(value)
 }
@@ -223,10 +191,7 @@ struct VersionRow {
 impl VersionRow {
     fn into_version(self) -> StoreResult<TransformVersion> {
         let descriptor: Descriptor = serde_json::from_str(&self.descriptor).map_err(|e| {
-            StoreError::Corrupt(format!(
-                "descriptor of {}@{} is unreadable: {e}",
-                self.name, self.version
-            ))
+            StoreError::Corrupt(format!("descriptor of {}@{} is unreadable: {e}", self.name, self.version))
         })?;
         Ok(TransformVersion {
             name: self.name,
@@ -269,8 +234,7 @@ fn job_state_name(state: JobState) -> &'static str {
 }
 
 fn job_from_spec(spec: &str) -> StoreResult<Job> {
-    serde_json::from_str(spec)
-        .map_err(|e| StoreError::Corrupt(format!("job record is unreadable: {e}")))
+    serde_json::from_str(spec).map_err(|e| StoreError::Corrupt(format!("job record is unreadable: {e}")))
 }
 
 #[async_trait]
@@ -314,27 +278,19 @@ impl Registry for SqliteStore {
         self.delete_spec("feature_groups", name).await
     }
 
-    async fn insert_transform_version(
-        &self,
-        v: &TransformVersion,
-        module: &[u8],
-    ) -> StoreResult<VersionInsert> {
-        debug_assert_eq!(
-            v.sha256,
-            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(module))
-        );
+    async fn insert_transform_version(&self, v: &TransformVersion, module: &[u8]) -> StoreResult<VersionInsert> {
+        debug_assert_eq!(v.sha256, hex::encode(<sha2::Sha256 as sha2::Digest>::digest(module)));
         let descriptor = serde_json::to_string(&v.descriptor)
             .map_err(|e| StoreError::Corrupt(format!("cannot encode descriptor: {e}")))?;
         let size = i64::try_from(v.size_bytes).unwrap_or(i64::MAX);
         let mut tx = self.begin().await?;
-        let existing: Option<String> = sqlx::query_scalar(
-            "SELECT sha256 FROM transform_versions WHERE name = ?1 AND version = ?2",
-        )
-        .bind(&v.name)
-        .bind(&v.version)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        let existing: Option<String> =
+            sqlx::query_scalar("SELECT sha256 FROM transform_versions WHERE name = ?1 AND version = ?2")
+                .bind(&v.name)
+                .bind(&v.version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
         match existing {
             Some(sha) if sha == v.sha256 => return Ok(VersionInsert::AlreadyExists),
             Some(sha) => {
@@ -377,11 +333,7 @@ impl Registry for SqliteStore {
         Ok(VersionInsert::Created)
     }
 
-    async fn get_transform_version(
-        &self,
-        name: &str,
-        version: &str,
-    ) -> StoreResult<Option<TransformVersion>> {
+    async fn get_transform_version(&self, name: &str, version: &str) -> StoreResult<Option<TransformVersion>> {
         let row: Option<VersionRow> = sqlx::query_as(
             "SELECT name, version, sha256, size_bytes, descriptor, created_at FROM transform_versions \
              WHERE name = ?1 AND version = ?2",
@@ -403,25 +355,23 @@ impl Registry for SqliteStore {
     }
 
     async fn get_transform(&self, name: &str) -> StoreResult<Option<TransformSummary>> {
-        let row: Option<TransformRow> = sqlx::query_as(
-            "SELECT name, active_version, previous_version, status FROM transforms WHERE name = ?1",
-        )
-        .bind(name)
-        .fetch_optional(&self.readers)
-        .await
-        .map_err(db_err)?;
+        let row: Option<TransformRow> =
+            sqlx::query_as("SELECT name, active_version, previous_version, status FROM transforms WHERE name = ?1")
+                .bind(name)
+                .fetch_optional(&self.readers)
+                .await
+                .map_err(db_err)?;
         let Some(row) = row else { return Ok(None) };
         let versions = self.versions_of(Some(name)).await?;
         Ok(Some(row.into_summary(versions)))
     }
 
     async fn list_transforms(&self) -> StoreResult<Vec<TransformSummary>> {
-        let rows: Vec<TransformRow> = sqlx::query_as(
-            "SELECT name, active_version, previous_version, status FROM transforms ORDER BY name",
-        )
-        .fetch_all(&self.readers)
-        .await
-        .map_err(db_err)?;
+        let rows: Vec<TransformRow> =
+            sqlx::query_as("SELECT name, active_version, previous_version, status FROM transforms ORDER BY name")
+                .fetch_all(&self.readers)
+                .await
+                .map_err(db_err)?;
         let mut by_name: HashMap<String, Vec<TransformVersion>> = HashMap::new();
         for v in self.versions_of(None).await? {
             by_name.entry(v.name.clone()).or_default().push(v);
@@ -441,32 +391,26 @@ impl Registry for SqliteStore {
     /// `Conflict` (callers check existence first to answer 404).
     async fn set_active_version(&self, name: &str, version: Option<&str>) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let current: Option<(Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT active_version, previous_version FROM transforms WHERE name = ?1",
-        )
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let Some((active, previous)) = current else {
-            return Err(StoreError::Conflict(format!(
-                "transform '{name}' does not exist"
-            )));
-        };
-        let (new_active, new_previous, status) = match version {
-            Some(v) => {
-                let exists: Option<i64> = sqlx::query_scalar(
-                    "SELECT 1 FROM transform_versions WHERE name = ?1 AND version = ?2",
-                )
+        let current: Option<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT active_version, previous_version FROM transforms WHERE name = ?1")
                 .bind(name)
-                .bind(v)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db_err)?;
+        let Some((active, previous)) = current else {
+            return Err(StoreError::Conflict(format!("transform '{name}' does not exist")));
+        };
+        let (new_active, new_previous, status) = match version {
+            Some(v) => {
+                let exists: Option<i64> =
+                    sqlx::query_scalar("SELECT 1 FROM transform_versions WHERE name = ?1 AND version = ?2")
+                        .bind(name)
+                        .bind(v)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
                 if exists.is_none() {
-                    return Err(StoreError::Conflict(format!(
-                        "transform '{name}' has no version {v}"
-                    )));
+                    return Err(StoreError::Conflict(format!("transform '{name}' has no version {v}")));
                 }
                 let new_previous = match active {
                     Some(a) if a != v => Some(a),
@@ -498,8 +442,7 @@ impl Registry for SqliteStore {
     }
 
     async fn save_job(&self, job: &Job) -> StoreResult<()> {
-        let spec = serde_json::to_string(job)
-            .map_err(|e| StoreError::Corrupt(format!("cannot encode job: {e}")))?;
+        let spec = serde_json::to_string(job).map_err(|e| StoreError::Corrupt(format!("cannot encode job: {e}")))?;
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO jobs (id, feature_group, state, spec, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
@@ -528,27 +471,28 @@ impl Registry for SqliteStore {
 
     async fn list_jobs(&self, feature_group: Option<&str>, limit: u32) -> StoreResult<Vec<Job>> {
         let specs: Vec<String> = match feature_group {
-            Some(group) => sqlx::query_scalar(
-                "SELECT spec FROM jobs WHERE feature_group = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2",
-            )
-            .bind(group)
-            .bind(i64::from(limit))
-            .fetch_all(&self.readers)
-            .await,
-            None => sqlx::query_scalar("SELECT spec FROM jobs ORDER BY created_at DESC, id DESC LIMIT ?1")
+            Some(group) => {
+                sqlx::query_scalar(
+                    "SELECT spec FROM jobs WHERE feature_group = ?1 ORDER BY created_at DESC, id DESC LIMIT ?2",
+                )
+                .bind(group)
                 .bind(i64::from(limit))
                 .fetch_all(&self.readers)
-                .await,
+                .await
+            }
+            None => {
+                sqlx::query_scalar("SELECT spec FROM jobs ORDER BY created_at DESC, id DESC LIMIT ?1")
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.readers)
+                    .await
+            }
         }
         .map_err(db_err)?;
         specs.iter().map(|s| job_from_spec(s)).collect()
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.readers)
-            .await
-            .map_err(db_err)?;
+        sqlx::query("SELECT 1").execute(&self.readers).await.map_err(db_err)?;
         Ok(())
     }
 }
@@ -560,8 +504,7 @@ impl Registry for SqliteStore {
 /// rows of `columns` parameters each.
 fn multi_row_sql(table_and_columns: &str, columns: usize, rows: usize, tail: &str) -> String {
     let row = format!("({})", vec!["?"; columns].join(","));
-    let mut sql =
-        String::with_capacity(32 + table_and_columns.len() + tail.len() + rows * (row.len() + 1));
+    let mut sql = String::with_capacity(32 + table_and_columns.len() + tail.len() + rows * (row.len() + 1));
     sql.push_str("INSERT INTO ");
     sql.push_str(table_and_columns);
     sql.push_str(" VALUES ");
@@ -582,8 +525,7 @@ const SOURCE_UPSERT: &str = "ON CONFLICT (source, entity_key, ts) DO UPDATE \
      SET values_json = excluded.values_json, ingested_at = excluded.ingested_at \
      WHERE source_rows.values_json <> excluded.values_json";
 
-const FEATURE_INSERT: &str =
-    "feature_rows (group_name, entity_key, event_ts, created_ts, values_json)";
+const FEATURE_INSERT: &str = "feature_rows (group_name, entity_key, event_ts, created_ts, values_json)";
 const FEATURE_COLUMNS: usize = 5;
 const FEATURE_UPSERT: &str = "ON CONFLICT (group_name, entity_key, event_ts, created_ts) DO UPDATE \
      SET values_json = excluded.values_json WHERE feature_rows.values_json <> excluded.values_json";
@@ -591,11 +533,7 @@ const FEATURE_UPSERT: &str = "ON CONFLICT (group_name, entity_key, event_ts, cre
 /// Rows per statement with `columns` parameters per row.
 const fn chunk_rows(columns: usize) -> usize {
     let max = MAX_PARAMS / columns;
-    if ROWS_PER_INSERT < max {
-        ROWS_PER_INSERT
-    } else {
-        max
-    }
+    if ROWS_PER_INSERT < max { ROWS_PER_INSERT } else { max }
 }
 
 /// Whether to keep a chunk's prepared statement in the connection's cache:
@@ -606,8 +544,7 @@ fn cache_statement(rows: usize, chunk: usize) -> bool {
 }
 
 fn values_json(values: &BTreeMap<String, Value>) -> StoreResult<String> {
-    serde_json::to_string(values)
-        .map_err(|e| StoreError::Corrupt(format!("cannot encode values: {e}")))
+    serde_json::to_string(values).map_err(|e| StoreError::Corrupt(format!("cannot encode values: {e}")))
 }
 
 fn values_from_json(text: &str) -> StoreResult<BTreeMap<String, Value>> {
@@ -759,10 +696,7 @@ impl OfflineStore for SqliteStore {
             return Ok(0);
         }
         // Encode before taking the writer, so the lock is held for SQL only.
-        let encoded = rows
-            .iter()
-            .map(|r| values_json(&r.values))
-            .collect::<StoreResult<Vec<_>>>()?;
+        let encoded = rows.iter().map(|r| values_json(&r.values)).collect::<StoreResult<Vec<_>>>()?;
         const CHUNK: usize = chunk_rows(SOURCE_COLUMNS);
         let ingested_at = now_micros();
         let mut tx = self.begin().await?;
@@ -775,18 +709,13 @@ impl OfflineStore for SqliteStore {
                 }
                 &full_sql
             } else {
-                partial_sql =
-                    multi_row_sql(SOURCE_INSERT, SOURCE_COLUMNS, rows.len(), SOURCE_UPSERT);
+                partial_sql = multi_row_sql(SOURCE_INSERT, SOURCE_COLUMNS, rows.len(), SOURCE_UPSERT);
                 &partial_sql
             };
             let mut query = sqlx::query(sql).persistent(cache_statement(rows.len(), CHUNK));
             for (row, values) in rows.iter().zip(values) {
-                query = query
-                    .bind(source)
-                    .bind(row.entity.as_str())
-                    .bind(row.ts.0)
-                    .bind(values.as_str())
-                    .bind(ingested_at);
+                query =
+                    query.bind(source).bind(row.entity.as_str()).bind(row.ts.0).bind(values.as_str()).bind(ingested_at);
             }
             query.execute(&mut *tx).await.map_err(db_err)?;
         }
@@ -794,12 +723,7 @@ impl OfflineStore for SqliteStore {
         Ok(rows.len() as u64)
     }
 
-    async fn read_source(
-        &self,
-        source: &str,
-        entity: &EntityKey,
-        range: SourceRange,
-    ) -> StoreResult<Vec<SourceRow>> {
+    async fn read_source(&self, source: &str, entity: &EntityKey, range: SourceRange) -> StoreResult<Vec<SourceRow>> {
         let until = range.until.map_or(i64::MAX, |t| t.0);
         let mut rows: Vec<(i64, String)> = match range.last {
             Some(n) => sqlx::query_as(
@@ -829,11 +753,7 @@ impl OfflineStore for SqliteStore {
         }
         rows.into_iter()
             .map(|(ts, values)| {
-                Ok(SourceRow {
-                    entity: entity.clone(),
-                    ts: Timestamp(ts),
-                    values: values_from_json(&values)?,
-                })
+                Ok(SourceRow { entity: entity.clone(), ts: Timestamp(ts), values: values_from_json(&values)? })
             })
             .collect()
     }
@@ -846,10 +766,7 @@ impl OfflineStore for SqliteStore {
         .fetch_all(&self.readers)
         .await
         .map_err(db_err)?;
-        Ok(rows
-            .into_iter()
-            .map(|(k, ts)| (EntityKey(k), Timestamp(ts)))
-            .collect())
+        Ok(rows.into_iter().map(|(k, ts)| (EntityKey(k), Timestamp(ts))).collect())
     }
 
     async fn delete_source_rows(&self, source: &str) -> StoreResult<()> {
@@ -866,10 +783,7 @@ impl OfflineStore for SqliteStore {
         if rows.is_empty() {
             return Ok(0);
         }
-        let encoded = rows
-            .iter()
-            .map(|r| values_json(&r.values))
-            .collect::<StoreResult<Vec<_>>>()?;
+        let encoded = rows.iter().map(|r| values_json(&r.values)).collect::<StoreResult<Vec<_>>>()?;
         const CHUNK: usize = chunk_rows(FEATURE_COLUMNS);
         let mut tx = self.begin().await?;
         let mut full_sql = String::new();
@@ -877,13 +791,11 @@ impl OfflineStore for SqliteStore {
             let partial_sql;
             let sql = if rows.len() == CHUNK {
                 if full_sql.is_empty() {
-                    full_sql =
-                        multi_row_sql(FEATURE_INSERT, FEATURE_COLUMNS, CHUNK, FEATURE_UPSERT);
+                    full_sql = multi_row_sql(FEATURE_INSERT, FEATURE_COLUMNS, CHUNK, FEATURE_UPSERT);
                 }
                 &full_sql
             } else {
-                partial_sql =
-                    multi_row_sql(FEATURE_INSERT, FEATURE_COLUMNS, rows.len(), FEATURE_UPSERT);
+                partial_sql = multi_row_sql(FEATURE_INSERT, FEATURE_COLUMNS, rows.len(), FEATURE_UPSERT);
                 &partial_sql
             };
             let mut query = sqlx::query(sql).persistent(cache_statement(rows.len(), CHUNK));
@@ -901,11 +813,7 @@ impl OfflineStore for SqliteStore {
         Ok(rows.len() as u64)
     }
 
-    async fn latest_feature_rows(
-        &self,
-        group: &str,
-        entities: &[EntityKey],
-    ) -> StoreResult<Vec<Option<FeatureRow>>> {
+    async fn latest_feature_rows(&self, group: &str, entities: &[EntityKey]) -> StoreResult<Vec<Option<FeatureRow>>> {
         let mut unique: Vec<&str> = entities.iter().map(EntityKey::as_str).collect();
         unique.sort_unstable();
         unique.dedup();
@@ -915,9 +823,7 @@ impl OfflineStore for SqliteStore {
             // seek on the primary key; the outer join fetches that row.
             // Anonymous parameters only: SQLite looks numbered ones up by a
             // linear scan, which makes binding quadratic in their count.
-            let mut sql = String::from(
-                "SELECT f.entity_key, f.event_ts, f.created_ts, f.values_json FROM (VALUES ",
-            );
+            let mut sql = String::from("SELECT f.entity_key, f.event_ts, f.created_ts, f.values_json FROM (VALUES ");
             for i in 0..keys.len() {
                 sql.push_str(if i == 0 { "(?)" } else { ",(?)" });
             }
@@ -933,9 +839,7 @@ impl OfflineStore for SqliteStore {
                 query = query.bind(*key);
             }
             query = query.bind(group);
-            for (key, event_ts, created, values) in
-                query.fetch_all(&self.readers).await.map_err(db_err)?
-            {
+            for (key, event_ts, created, values) in query.fetch_all(&self.readers).await.map_err(db_err)? {
                 let row = FeatureRow {
                     entity: EntityKey(key.clone()),
                     event_ts: Timestamp(event_ts),
@@ -945,10 +849,7 @@ impl OfflineStore for SqliteStore {
                 found.insert(key, row);
             }
         }
-        Ok(entities
-            .iter()
-            .map(|e| found.get(e.as_str()).cloned())
-            .collect())
+        Ok(entities.iter().map(|e| found.get(e.as_str()).cloned()).collect())
     }
 
     async fn delete_feature_rows(&self, group: &str) -> StoreResult<()> {
@@ -970,10 +871,7 @@ impl OfflineStore for SqliteStore {
 // Errors and time
 
 fn unavailable(message: String) -> StoreError {
-    StoreError::Unavailable {
-        backend: BACKEND,
-        message,
-    }
+    StoreError::Unavailable { backend: BACKEND, message }
 }
 
 /// Decoding failures and SQLite's own corruption codes mean the stored data
@@ -982,16 +880,12 @@ fn unavailable(message: String) -> StoreError {
 fn db_err(e: sqlx::Error) -> StoreError {
     use sqlx::Error as E;
     match &e {
-        E::Decode(_)
-        | E::ColumnDecode { .. }
-        | E::ColumnNotFound(_)
-        | E::ColumnIndexOutOfBounds { .. } => StoreError::Corrupt(e.to_string()),
+        E::Decode(_) | E::ColumnDecode { .. } | E::ColumnNotFound(_) | E::ColumnIndexOutOfBounds { .. } => {
+            StoreError::Corrupt(e.to_string())
+        }
         E::Database(db) => {
             // Primary result codes: SQLITE_CORRUPT (11), SQLITE_NOTADB (26).
-            let primary = db
-                .code()
-                .and_then(|c| c.parse::<i32>().ok())
-                .map(|c| c & 0xff);
+            let primary = db.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff);
             if matches!(primary, Some(11 | 26)) {
                 StoreError::Corrupt(e.to_string())
             } else if matches!(
@@ -1017,16 +911,12 @@ fn now_micros() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{
-        FeatureSpec, FieldSpec, Freshness, Producer, SourceField, TransformKind, ValueType,
-    };
+    use crate::model::{FeatureSpec, FieldSpec, Freshness, Producer, SourceField, TransformKind, ValueType};
     use sha2::Digest;
 
     async fn store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("data/wafer.db"))
-            .await
-            .unwrap();
+        let store = SqliteStore::open(&dir.path().join("data/wafer.db")).await.unwrap();
         (dir, store)
     }
 
@@ -1035,18 +925,11 @@ mod tests {
     }
 
     fn values(pairs: &[(&str, f64)]) -> BTreeMap<String, Value> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), Value::Float64(*v)))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), Value::Float64(*v))).collect()
     }
 
     fn source_row(entity: &str, ts: i64, close: f64) -> SourceRow {
-        SourceRow {
-            entity: key(entity),
-            ts: Timestamp::from_secs(ts),
-            values: values(&[("close", close)]),
-        }
+        SourceRow { entity: key(entity), ts: Timestamp::from_secs(ts), values: values(&[("close", close)]) }
     }
 
     fn feature_row(entity: &str, event: i64, created: i64, x: f64) -> FeatureRow {
@@ -1087,20 +970,13 @@ mod tests {
     }
 
     async fn count(store: &SqliteStore, table: &str) -> i64 {
-        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
-            .fetch_one(&store.readers)
-            .await
-            .unwrap()
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&store.readers).await.unwrap()
     }
 
     #[tokio::test]
     async fn registry_objects_round_trip_and_deleting_removes_only_the_definition() {
         let (_dir, store) = store().await;
-        let entity = Entity {
-            name: "ticker".into(),
-            join_keys: vec!["ticker".into()],
-            description: "a stock".into(),
-        };
+        let entity = Entity { name: "ticker".into(), join_keys: vec!["ticker".into()], description: "a stock".into() };
         let source = Source {
             name: "prices".into(),
             entity: "ticker".into(),
@@ -1141,35 +1017,17 @@ mod tests {
         store.put_entity(&entity).await.unwrap();
         store.put_source(&source).await.unwrap();
         store.put_feature_group(&group).await.unwrap();
-        store
-            .write_source_rows("prices", &[source_row("AAPL", 1, 1.0)])
-            .await
-            .unwrap();
+        store.write_source_rows("prices", &[source_row("AAPL", 1, 1.0)]).await.unwrap();
 
-        assert_eq!(
-            store.get_entity("ticker").await.unwrap(),
-            Some(entity.clone())
-        );
-        assert_eq!(
-            store.get_source("prices").await.unwrap(),
-            Some(source.clone())
-        );
-        assert_eq!(
-            store.get_feature_group("technical").await.unwrap(),
-            Some(group.clone())
-        );
+        assert_eq!(store.get_entity("ticker").await.unwrap(), Some(entity.clone()));
+        assert_eq!(store.get_source("prices").await.unwrap(), Some(source.clone()));
+        assert_eq!(store.get_feature_group("technical").await.unwrap(), Some(group.clone()));
         assert_eq!(store.list_entities().await.unwrap(), vec![entity.clone()]);
         assert_eq!(store.list_sources().await.unwrap(), vec![source]);
-        assert_eq!(
-            store.list_feature_groups().await.unwrap(),
-            vec![group.clone()]
-        );
+        assert_eq!(store.list_feature_groups().await.unwrap(), vec![group.clone()]);
 
         // Putting again replaces the definition.
-        let updated = Entity {
-            description: "an equity".into(),
-            ..entity
-        };
+        let updated = Entity { description: "an equity".into(), ..entity };
         store.put_entity(&updated).await.unwrap();
         assert_eq!(store.list_entities().await.unwrap(), vec![updated]);
 
@@ -1179,75 +1037,29 @@ mod tests {
         assert!(store.delete_entity("ticker").await.unwrap());
         assert_eq!(store.get_feature_group("technical").await.unwrap(), None);
         assert!(store.list_sources().await.unwrap().is_empty());
-        assert_eq!(
-            count(&store, "source_rows").await,
-            1,
-            "data is deleted separately"
-        );
+        assert_eq!(count(&store, "source_rows").await, 1, "data is deleted separately");
     }
 
     #[tokio::test]
     async fn publishing_the_same_bytes_again_is_a_no_op_and_different_bytes_conflict() {
         let (_dir, store) = store().await;
         let v1 = version("indicators", "1.0.0", b"module one", 10);
-        assert_eq!(
-            store
-                .insert_transform_version(&v1, b"module one")
-                .await
-                .unwrap(),
-            VersionInsert::Created
-        );
-        assert_eq!(
-            store
-                .insert_transform_version(&v1, b"module one")
-                .await
-                .unwrap(),
-            VersionInsert::AlreadyExists
-        );
+        assert_eq!(store.insert_transform_version(&v1, b"module one").await.unwrap(), VersionInsert::Created);
+        assert_eq!(store.insert_transform_version(&v1, b"module one").await.unwrap(), VersionInsert::AlreadyExists);
 
         let other = version("indicators", "1.0.0", b"module two", 11);
-        let err = store
-            .insert_transform_version(&other, b"module two")
-            .await
-            .unwrap_err();
-        let StoreError::Conflict(message) = err else {
-            panic!("expected a conflict, got {err:?}")
-        };
-        assert!(
-            message.contains("1.0.0")
-                && message.contains("indicators")
-                && message.contains(&v1.sha256)
-        );
+        let err = store.insert_transform_version(&other, b"module two").await.unwrap_err();
+        let StoreError::Conflict(message) = err else { panic!("expected a conflict, got {err:?}") };
+        assert!(message.contains("1.0.0") && message.contains("indicators") && message.contains(&v1.sha256));
 
         // Same bytes under another version share one module row.
         let v2 = version("indicators", "1.1.0", b"module one", 12);
-        assert_eq!(
-            store
-                .insert_transform_version(&v2, b"module one")
-                .await
-                .unwrap(),
-            VersionInsert::Created
-        );
+        assert_eq!(store.insert_transform_version(&v2, b"module one").await.unwrap(), VersionInsert::Created);
         assert_eq!(count(&store, "modules").await, 1);
 
-        assert_eq!(
-            store
-                .get_transform_version("indicators", "1.0.0")
-                .await
-                .unwrap(),
-            Some(v1.clone())
-        );
-        assert_eq!(
-            store
-                .get_transform_version("indicators", "9.9.9")
-                .await
-                .unwrap(),
-            None
-        );
-        assert_eq!(
-            store.get_module(&v1.sha256).await.unwrap().as_deref(),
-            Some(&b"module one"[..])
-        );
+        assert_eq!(store.get_transform_version("indicators", "1.0.0").await.unwrap(), Some(v1.clone()));
+        assert_eq!(store.get_transform_version("indicators", "9.9.9").await.unwrap(), None);
+        assert_eq!(store.get_module(&v1.sha256).await.unwrap().as_deref(), Some(&b"module one"[..]));
         assert_eq!(store.get_module("00").await.unwrap(), None);
 
         let summary = store.get_transform("indicators").await.unwrap().unwrap();
@@ -1263,10 +1075,7 @@ mod tests {
         for (i, v) in ["1.0.0", "1.1.0", "2.0.0"].iter().enumerate() {
             let bytes = format!("bytes {v}");
             store
-                .insert_transform_version(
-                    &version("risk", v, bytes.as_bytes(), i as i64),
-                    bytes.as_bytes(),
-                )
+                .insert_transform_version(&version("risk", v, bytes.as_bytes(), i as i64), bytes.as_bytes())
                 .await
                 .unwrap();
         }
@@ -1275,66 +1084,29 @@ mod tests {
             (t.status, t.active_version, t.previous_version)
         };
         let s = |status: &str, active: Option<&str>, previous: Option<&str>| {
-            (
-                status.to_string(),
-                active.map(String::from),
-                previous.map(String::from),
-            )
+            (status.to_string(), active.map(String::from), previous.map(String::from))
         };
 
-        store
-            .set_active_version("risk", Some("1.0.0"))
-            .await
-            .unwrap();
+        store.set_active_version("risk", Some("1.0.0")).await.unwrap();
         assert_eq!(state(&store).await, s("active", Some("1.0.0"), None));
-        store
-            .set_active_version("risk", Some("1.1.0"))
-            .await
-            .unwrap();
-        assert_eq!(
-            state(&store).await,
-            s("active", Some("1.1.0"), Some("1.0.0"))
-        );
+        store.set_active_version("risk", Some("1.1.0")).await.unwrap();
+        assert_eq!(state(&store).await, s("active", Some("1.1.0"), Some("1.0.0")));
         // Activating the active version again changes nothing.
-        store
-            .set_active_version("risk", Some("1.1.0"))
-            .await
-            .unwrap();
-        assert_eq!(
-            state(&store).await,
-            s("active", Some("1.1.0"), Some("1.0.0"))
-        );
+        store.set_active_version("risk", Some("1.1.0")).await.unwrap();
+        assert_eq!(state(&store).await, s("active", Some("1.1.0"), Some("1.0.0")));
         // Rollback is activating the previous version: the two swap.
-        store
-            .set_active_version("risk", Some("1.0.0"))
-            .await
-            .unwrap();
-        assert_eq!(
-            state(&store).await,
-            s("active", Some("1.0.0"), Some("1.1.0"))
-        );
+        store.set_active_version("risk", Some("1.0.0")).await.unwrap();
+        assert_eq!(state(&store).await, s("active", Some("1.0.0"), Some("1.1.0")));
 
         store.set_active_version("risk", None).await.unwrap();
         assert_eq!(state(&store).await, s("disabled", None, Some("1.0.0")));
         store.set_active_version("risk", None).await.unwrap();
         assert_eq!(state(&store).await, s("disabled", None, Some("1.0.0")));
-        store
-            .set_active_version("risk", Some("2.0.0"))
-            .await
-            .unwrap();
-        assert_eq!(
-            state(&store).await,
-            s("active", Some("2.0.0"), Some("1.0.0"))
-        );
+        store.set_active_version("risk", Some("2.0.0")).await.unwrap();
+        assert_eq!(state(&store).await, s("active", Some("2.0.0"), Some("1.0.0")));
 
-        assert!(matches!(
-            store.set_active_version("risk", Some("3.0.0")).await,
-            Err(StoreError::Conflict(_))
-        ));
-        assert!(matches!(
-            store.set_active_version("nope", Some("1.0.0")).await,
-            Err(StoreError::Conflict(_))
-        ));
+        assert!(matches!(store.set_active_version("risk", Some("3.0.0")).await, Err(StoreError::Conflict(_))));
+        assert!(matches!(store.set_active_version("nope", Some("1.0.0")).await, Err(StoreError::Conflict(_))));
         let listed = store.list_transforms().await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].versions.len(), 3);
@@ -1360,24 +1132,14 @@ mod tests {
         store.save_job(&job("a", "technical", 1)).await.unwrap();
         store.save_job(&job("b", "risk", 2)).await.unwrap();
         store.save_job(&job("c", "technical", 3)).await.unwrap();
-        let done = Job {
-            state: JobState::Failed,
-            errors: vec!["MSFT: trap".into()],
-            ..job("a", "technical", 1)
-        };
+        let done = Job { state: JobState::Failed, errors: vec!["MSFT: trap".into()], ..job("a", "technical", 1) };
         store.save_job(&done).await.unwrap();
 
         assert_eq!(store.get_job("a").await.unwrap(), Some(done));
         assert_eq!(store.get_job("zz").await.unwrap(), None);
         let ids = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
-        assert_eq!(
-            ids(store.list_jobs(None, 10).await.unwrap()),
-            vec!["c", "b", "a"]
-        );
-        assert_eq!(
-            ids(store.list_jobs(Some("technical"), 10).await.unwrap()),
-            vec!["c", "a"]
-        );
+        assert_eq!(ids(store.list_jobs(None, 10).await.unwrap()), vec!["c", "b", "a"]);
+        assert_eq!(ids(store.list_jobs(Some("technical"), 10).await.unwrap()), vec!["c", "a"]);
         assert_eq!(ids(store.list_jobs(None, 1).await.unwrap()), vec!["c"]);
     }
 
@@ -1385,43 +1147,19 @@ mod tests {
     async fn writing_the_same_rows_twice_keeps_one_copy_of_each() {
         let (_dir, store) = store().await;
         // More rows than one statement holds, so chunking is exercised.
-        let sources: Vec<SourceRow> = (0..5_000)
-            .map(|i| source_row(&format!("T{}", i % 7), i, i as f64))
-            .collect();
-        let features: Vec<FeatureRow> = (0..9_000)
-            .map(|i| feature_row(&format!("T{}", i % 7), i, 100_000, i as f64))
-            .collect();
+        let sources: Vec<SourceRow> = (0..5_000).map(|i| source_row(&format!("T{}", i % 7), i, i as f64)).collect();
+        let features: Vec<FeatureRow> =
+            (0..9_000).map(|i| feature_row(&format!("T{}", i % 7), i, 100_000, i as f64)).collect();
         for _ in 0..2 {
-            assert_eq!(
-                store.write_source_rows("prices", &sources).await.unwrap(),
-                5_000
-            );
-            assert_eq!(
-                store
-                    .write_feature_rows("technical", &features)
-                    .await
-                    .unwrap(),
-                9_000
-            );
+            assert_eq!(store.write_source_rows("prices", &sources).await.unwrap(), 5_000);
+            assert_eq!(store.write_feature_rows("technical", &features).await.unwrap(), 9_000);
         }
         assert_eq!(count(&store, "source_rows").await, 5_000);
         assert_eq!(count(&store, "feature_rows").await, 9_000);
 
         // A rewrite with new values replaces them in place.
-        store
-            .write_source_rows("prices", &[source_row("T0", 0, -1.0)])
-            .await
-            .unwrap();
-        let rows = store
-            .read_source(
-                "prices",
-                &key("T0"),
-                SourceRange {
-                    last: None,
-                    until: Some(Timestamp(0)),
-                },
-            )
-            .await;
+        store.write_source_rows("prices", &[source_row("T0", 0, -1.0)]).await.unwrap();
+        let rows = store.read_source("prices", &key("T0"), SourceRange { last: None, until: Some(Timestamp(0)) }).await;
         assert_eq!(rows.unwrap(), vec![source_row("T0", 0, -1.0)]);
         assert_eq!(count(&store, "source_rows").await, 5_000);
         assert_eq!(store.write_source_rows("prices", &[]).await.unwrap(), 0);
@@ -1439,87 +1177,27 @@ mod tests {
         rows.push(source_row("MSFT", 20, 1.0));
         rows.reverse(); // write order does not matter
         store.write_source_rows("prices", &rows).await.unwrap();
-        store
-            .write_source_rows("other", &[source_row("AAPL", 99, 1.0)])
-            .await
-            .unwrap();
+        store.write_source_rows("other", &[source_row("AAPL", 99, 1.0)]).await.unwrap();
 
         let ts = |range: SourceRange| {
             let store = store.clone();
             async move {
-                let rows = store
-                    .read_source("prices", &key("AAPL"), range)
-                    .await
-                    .unwrap();
-                rows.iter()
-                    .map(|r| r.ts.0 / Timestamp::MICROS_PER_SECOND)
-                    .collect::<Vec<_>>()
+                let rows = store.read_source("prices", &key("AAPL"), range).await.unwrap();
+                rows.iter().map(|r| r.ts.0 / Timestamp::MICROS_PER_SECOND).collect::<Vec<_>>()
             }
         };
-        assert_eq!(
-            ts(SourceRange::default()).await,
-            (1..=10).collect::<Vec<_>>()
-        );
-        assert_eq!(
-            ts(SourceRange {
-                last: Some(3),
-                until: None
-            })
-            .await,
-            vec![8, 9, 10]
-        );
-        assert_eq!(
-            ts(SourceRange {
-                last: None,
-                until: Some(Timestamp::from_secs(4))
-            })
-            .await,
-            vec![1, 2, 3, 4]
-        );
-        assert_eq!(
-            ts(SourceRange {
-                last: Some(2),
-                until: Some(Timestamp::from_secs(4))
-            })
-            .await,
-            vec![3, 4]
-        );
-        assert_eq!(
-            ts(SourceRange {
-                last: Some(50),
-                until: None
-            })
-            .await
-            .len(),
-            10
-        );
-        assert_eq!(
-            ts(SourceRange {
-                last: Some(0),
-                until: None
-            })
-            .await,
-            Vec::<i64>::new()
-        );
-        let read = store
-            .read_source(
-                "prices",
-                &key("AAPL"),
-                SourceRange {
-                    last: Some(1),
-                    until: None,
-                },
-            )
-            .await
-            .unwrap();
+        assert_eq!(ts(SourceRange::default()).await, (1..=10).collect::<Vec<_>>());
+        assert_eq!(ts(SourceRange { last: Some(3), until: None }).await, vec![8, 9, 10]);
+        assert_eq!(ts(SourceRange { last: None, until: Some(Timestamp::from_secs(4)) }).await, vec![1, 2, 3, 4]);
+        assert_eq!(ts(SourceRange { last: Some(2), until: Some(Timestamp::from_secs(4)) }).await, vec![3, 4]);
+        assert_eq!(ts(SourceRange { last: Some(50), until: None }).await.len(), 10);
+        assert_eq!(ts(SourceRange { last: Some(0), until: None }).await, Vec::<i64>::new());
+        let read = store.read_source("prices", &key("AAPL"), SourceRange { last: Some(1), until: None }).await.unwrap();
         assert_eq!(read, vec![source_row("AAPL", 10, 10.0)]);
 
         assert_eq!(
             store.source_entities("prices").await.unwrap(),
-            vec![
-                (key("AAPL"), Timestamp::from_secs(10)),
-                (key("MSFT"), Timestamp::from_secs(20))
-            ]
+            vec![(key("AAPL"), Timestamp::from_secs(10)), (key("MSFT"), Timestamp::from_secs(20))]
         );
         assert!(store.source_entities("missing").await.unwrap().is_empty());
     }
@@ -1540,17 +1218,10 @@ mod tests {
             )
             .await
             .unwrap();
-        store
-            .write_feature_rows("other", &[feature_row("AAPL", 50, 50, 9.0)])
-            .await
-            .unwrap();
+        store.write_feature_rows("other", &[feature_row("AAPL", 50, 50, 9.0)]).await.unwrap();
 
-        let latest = store
-            .latest_feature_rows(
-                "valuation",
-                &[key("MSFT"), key("NONE"), key("AAPL"), key("MSFT")],
-            )
-            .await;
+        let latest =
+            store.latest_feature_rows("valuation", &[key("MSFT"), key("NONE"), key("AAPL"), key("MSFT")]).await;
         assert_eq!(
             latest.unwrap(),
             vec![
@@ -1562,9 +1233,7 @@ mod tests {
         );
 
         // More entities than one lookup statement takes.
-        let many: Vec<FeatureRow> = (0..1_200)
-            .map(|i| feature_row(&format!("E{i}"), i, i, i as f64))
-            .collect();
+        let many: Vec<FeatureRow> = (0..1_200).map(|i| feature_row(&format!("E{i}"), i, i, i as f64)).collect();
         store.write_feature_rows("many", &many).await.unwrap();
         let keys: Vec<EntityKey> = many.iter().rev().map(|r| r.entity.clone()).collect();
         let latest = store.latest_feature_rows("many", &keys).await.unwrap();
@@ -1586,23 +1255,9 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let row = FeatureRow {
-            entity: key("AAPL"),
-            event_ts: Timestamp(1),
-            created: Timestamp(2),
-            values,
-        };
-        store
-            .write_feature_rows("g", std::slice::from_ref(&row))
-            .await
-            .unwrap();
-        assert_eq!(
-            store
-                .latest_feature_rows("g", &[key("AAPL")])
-                .await
-                .unwrap(),
-            vec![Some(row)]
-        );
+        let row = FeatureRow { entity: key("AAPL"), event_ts: Timestamp(1), created: Timestamp(2), values };
+        store.write_feature_rows("g", std::slice::from_ref(&row)).await.unwrap();
+        assert_eq!(store.latest_feature_rows("g", &[key("AAPL")]).await.unwrap(), vec![Some(row)]);
     }
 
     #[tokio::test]
@@ -1612,10 +1267,7 @@ mod tests {
             .execute(&store.writer)
             .await
             .unwrap();
-        let err = store
-            .read_source("prices", &key("AAPL"), SourceRange::default())
-            .await
-            .unwrap_err();
+        let err = store.read_source("prices", &key("AAPL"), SourceRange::default()).await.unwrap_err();
         assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
     }
 
@@ -1633,43 +1285,22 @@ mod tests {
                 })
                 .await
                 .unwrap();
-            store
-                .write_source_rows("prices", &[source_row("AAPL", 1, 1.0)])
-                .await
-                .unwrap();
-            store
-                .write_feature_rows("technical", &[feature_row("AAPL", 1, 2, 3.0)])
-                .await
-                .unwrap();
+            store.write_source_rows("prices", &[source_row("AAPL", 1, 1.0)]).await.unwrap();
+            store.write_feature_rows("technical", &[feature_row("AAPL", 1, 2, 3.0)]).await.unwrap();
             let v = version("indicators", "1.0.0", b"wasm", 1);
             store.insert_transform_version(&v, b"wasm").await.unwrap();
-            store
-                .set_active_version("indicators", Some("1.0.0"))
-                .await
-                .unwrap();
+            store.set_active_version("indicators", Some("1.0.0")).await.unwrap();
             // Dropped without close(), as after a crash.
         }
         let store = SqliteStore::open(&path).await.unwrap();
         assert_eq!(store.list_entities().await.unwrap().len(), 1);
-        let rows = store
-            .read_source("prices", &key("AAPL"), SourceRange::default())
-            .await
-            .unwrap();
+        let rows = store.read_source("prices", &key("AAPL"), SourceRange::default()).await.unwrap();
         assert_eq!(rows, vec![source_row("AAPL", 1, 1.0)]);
-        let latest = store
-            .latest_feature_rows("technical", &[key("AAPL")])
-            .await
-            .unwrap();
+        let latest = store.latest_feature_rows("technical", &[key("AAPL")]).await.unwrap();
         assert_eq!(latest, vec![Some(feature_row("AAPL", 1, 2, 3.0))]);
         let t = store.get_transform("indicators").await.unwrap().unwrap();
         assert_eq!(t.active_version.as_deref(), Some("1.0.0"));
-        assert!(
-            store
-                .get_module(&t.versions[0].sha256)
-                .await
-                .unwrap()
-                .is_some()
-        );
+        assert!(store.get_module(&t.versions[0].sha256).await.unwrap().is_some());
         Registry::ping(&store).await.unwrap();
         store.close().await;
     }

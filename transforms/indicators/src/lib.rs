@@ -51,33 +51,15 @@ pub const FEATURES: [(&str, &str); 12] = [
     ("sma_20", "Mean of the last 20 closes"),
     ("sma_50", "Mean of the last 50 closes"),
     ("sma_200", "Mean of the last 200 closes"),
-    (
-        "ema_12",
-        "12-day EMA of close: alpha 2/13, seeded with the SMA of the first 12 closes",
-    ),
-    (
-        "ema_26",
-        "26-day EMA of close: alpha 2/27, seeded with the SMA of the first 26 closes",
-    ),
-    (
-        "rsi_14",
-        "Wilder's 14-day RSI (0-100), averages seeded with simple means of the first 14 changes",
-    ),
+    ("ema_12", "12-day EMA of close: alpha 2/13, seeded with the SMA of the first 12 closes"),
+    ("ema_26", "26-day EMA of close: alpha 2/27, seeded with the SMA of the first 26 closes"),
+    ("rsi_14", "Wilder's 14-day RSI (0-100), averages seeded with simple means of the first 14 changes"),
     ("macd", "MACD line: ema_12 - ema_26"),
-    (
-        "macd_signal",
-        "9-period EMA of macd, seeded with the mean of its first 9 values",
-    ),
+    ("macd_signal", "9-period EMA of macd, seeded with the mean of its first 9 values"),
     ("macd_histogram", "macd - macd_signal"),
-    (
-        "bollinger_upper",
-        "SMA(20) + 2 x population std of the same 20 closes",
-    ),
+    ("bollinger_upper", "SMA(20) + 2 x population std of the same 20 closes"),
     ("bollinger_middle", "SMA(20) of close"),
-    (
-        "bollinger_lower",
-        "SMA(20) - 2 x population std of the same 20 closes",
-    ),
+    ("bollinger_lower", "SMA(20) - 2 x population std of the same 20 closes"),
 ];
 
 /// Source rows needed for a complete latest row: `sma_200` needs the most.
@@ -122,11 +104,7 @@ pub fn rsi(closes: &[f64], n: usize) -> Vec<Option<f64>> {
 /// `100 * G / (G + L)`, the same as `100 - 100 / (1 + G/L)` but defined when
 /// `L` is 0 (RSI 100); 0 for a flat series, where both are 0.
 fn rsi_value(gain: f64, loss: f64) -> f64 {
-    if gain + loss == 0.0 {
-        0.0
-    } else {
-        100.0 * gain / (gain + loss)
-    }
+    if gain + loss == 0.0 { 0.0 } else { 100.0 * gain / (gain + loss) }
 }
 
 /// The MACD line, signal and histogram.
@@ -145,31 +123,17 @@ pub struct Macd {
 /// own, so the line starts at row `max(fast, slow) - 1` and the signal
 /// `signal - 1` rows later.
 pub fn macd(closes: &[f64], fast: usize, slow: usize, signal: usize) -> Macd {
-    let line: Vec<Option<f64>> = ema(closes, fast)
-        .into_iter()
-        .zip(ema(closes, slow))
-        .map(|(f, s)| Some(f? - s?))
-        .collect();
+    let line: Vec<Option<f64>> =
+        ema(closes, fast).into_iter().zip(ema(closes, slow)).map(|(f, s)| Some(f? - s?)).collect();
     let mut sig = vec![None; closes.len()];
     // The line is None before its first row and then defined on every row
     // (the closes are finite), so the signal is an EMA of that suffix.
     if let Some(start) = line.iter().position(Option::is_some) {
-        let dense: Vec<f64> = line[start..]
-            .iter()
-            .map(|v| v.unwrap_or(f64::NAN))
-            .collect();
+        let dense: Vec<f64> = line[start..].iter().map(|v| v.unwrap_or(f64::NAN)).collect();
         sig[start..].copy_from_slice(&rolling::ema(&dense, signal));
     }
-    let histogram = line
-        .iter()
-        .zip(&sig)
-        .map(|(m, s)| Some((*m)? - (*s)?))
-        .collect();
-    Macd {
-        macd: line,
-        signal: sig,
-        histogram,
-    }
+    let histogram = line.iter().zip(&sig).map(|(m, s)| Some((*m)? - (*s)?)).collect();
+    Macd { macd: line, signal: sig, histogram }
 }
 
 /// Bollinger bands.
@@ -188,32 +152,14 @@ pub struct Bollinger {
 pub fn bollinger(closes: &[f64], n: usize, k: f64) -> Bollinger {
     let middle = sma(closes, n);
     let std = rolling::std_pop(closes, n);
-    let band = |sign: f64| {
-        middle
-            .iter()
-            .zip(&std)
-            .map(|(m, s)| Some((*m)? + sign * k * (*s)?))
-            .collect()
-    };
-    Bollinger {
-        upper: band(1.0),
-        lower: band(-1.0),
-        middle,
-    }
+    let band = |sign: f64| middle.iter().zip(&std).map(|(m, s)| Some((*m)? + sign * k * (*s)?)).collect();
+    Bollinger { upper: band(1.0), lower: band(-1.0), middle }
 }
 
 /// All 12 features over finite closes, in [`FEATURES`] order.
 pub fn compute(closes: &[f64]) -> Vec<Vec<Option<f64>>> {
-    let Macd {
-        macd,
-        signal,
-        histogram,
-    } = macd(closes, 12, 26, 9);
-    let Bollinger {
-        upper,
-        middle,
-        lower,
-    } = bollinger(closes, 20, 2.0);
+    let Macd { macd, signal, histogram } = macd(closes, 12, 26, 9);
+    let Bollinger { upper, middle, lower } = bollinger(closes, 20, 2.0);
     vec![
         sma(closes, 20),
         sma(closes, 50),
@@ -235,18 +181,10 @@ pub struct Indicators;
 
 impl Transform for Indicators {
     fn describe() -> Descriptor {
-        let d = Descriptor::batch(
-            "Technical indicators of daily closes: SMAs, EMAs, RSI, MACD, Bollinger bands",
-        )
-        .input(
-            "close",
-            ValueType::Float64,
-            "Daily close, read from the first source",
-        )
-        .min_history(MIN_HISTORY);
-        FEATURES.iter().fold(d, |d, (name, doc)| {
-            d.output(*name, ValueType::Float64, *doc)
-        })
+        let d = Descriptor::batch("Technical indicators of daily closes: SMAs, EMAs, RSI, MACD, Bollinger bands")
+            .input("close", ValueType::Float64, "Daily close, read from the first source")
+            .min_history(MIN_HISTORY);
+        FEATURES.iter().fold(d, |d, (name, doc)| d.output(*name, ValueType::Float64, *doc))
     }
 
     fn batch(input: BatchInput) -> Result<Table, String> {
@@ -254,10 +192,7 @@ impl Transform for Indicators {
         let closes = source.float64("close")?;
         let rows = source.rows();
         if closes.len() != rows {
-            return Err(format!(
-                "column `close` has {} rows for {rows} timestamps",
-                closes.len()
-            ));
+            return Err(format!("column `close` has {} rows for {rows} timestamps", closes.len()));
         }
         // Skip rows without a usable close (see the crate docs), mapping the
         // results back to their rows.
@@ -277,10 +212,10 @@ impl Transform for Indicators {
                 })
                 .collect()
         };
-        Ok(FEATURES.iter().zip(features).fold(
-            Table::new(source.timestamps.clone()),
-            |t, ((name, _), v)| t.with(Column::float64(*name, v)),
-        ))
+        Ok(FEATURES
+            .iter()
+            .zip(features)
+            .fold(Table::new(source.timestamps.clone()), |t, ((name, _), v)| t.with(Column::float64(*name, v))))
     }
 }
 

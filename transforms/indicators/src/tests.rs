@@ -19,9 +19,7 @@ fn assert_close(got: &[Option<f64>], want: &[Option<f64>], tol: f64) {
 
 /// `None` for `warmup` rows, then `values`.
 fn after(warmup: usize, values: &[f64]) -> Vec<Option<f64>> {
-    std::iter::repeat_n(None, warmup)
-        .chain(values.iter().map(|&v| Some(v)))
-        .collect()
+    std::iter::repeat_n(None, warmup).chain(values.iter().map(|&v| Some(v))).collect()
 }
 
 /// c[i] = i.
@@ -34,9 +32,8 @@ fn smas_of_a_linear_series_lag_by_half_their_window() {
     // The mean of i-n+1..=i is i - (n-1)/2, first defined at row n-1.
     let c = linear(230);
     for n in [20, 50, 200] {
-        let want: Vec<Option<f64>> = (0..230)
-            .map(|i| (i + 1 >= n).then(|| i as f64 - (n as f64 - 1.0) / 2.0))
-            .collect();
+        let want: Vec<Option<f64>> =
+            (0..230).map(|i| (i + 1 >= n).then(|| i as f64 - (n as f64 - 1.0) / 2.0)).collect();
         assert_close(&sma(&c, n), &want, 1e-9);
     }
     assert_eq!(sma(&linear(199), 200), vec![None; 199]);
@@ -51,12 +48,7 @@ fn emas_and_macd_of_a_linear_series_follow_the_seeding_rules() {
     // macd = 7 from row 25, its EMA(9) seeded with the mean of nine 7s is 7
     // from row 33, and the histogram is 0 from row 33.
     let c = linear(60);
-    let shifted = |n: usize, lag: f64| {
-        after(
-            n - 1,
-            &c[n - 1..].iter().map(|x| x - lag).collect::<Vec<_>>(),
-        )
-    };
+    let shifted = |n: usize, lag: f64| after(n - 1, &c[n - 1..].iter().map(|x| x - lag).collect::<Vec<_>>());
     assert_close(&ema(&c, 12), &shifted(12, 5.5), 1e-9);
     assert_close(&ema(&c, 26), &shifted(26, 12.5), 1e-9);
     let m = macd(&c, 12, 26, 9);
@@ -100,9 +92,7 @@ fn macd_reacts_to_a_jump_as_worked_by_hand() {
 #[test]
 fn macd_signal_is_seeded_with_the_mean_of_the_first_nine_macd_values() {
     // A wiggly series, so the first nine macd values differ.
-    let c: Vec<f64> = (0..60)
-        .map(|i| 50.0 + (i as f64 * 0.7).sin() * 3.0 + i as f64 * 0.1)
-        .collect();
+    let c: Vec<f64> = (0..60).map(|i| 50.0 + (i as f64 * 0.7).sin() * 3.0 + i as f64 * 0.1).collect();
     let m = macd(&c, 12, 26, 9);
     let first_nine: Vec<f64> = m.macd[25..34].iter().map(|v| v.unwrap()).collect();
     let seed = first_nine.iter().sum::<f64>() / 9.0;
@@ -117,14 +107,13 @@ fn macd_signal_is_seeded_with_the_mean_of_the_first_nine_macd_values() {
 #[test]
 fn rsi_reproduces_the_stockcharts_worked_example() {
     let closes = [
-        44.3389, 44.0902, 44.1497, 43.6124, 44.3278, 44.8264, 45.0955, 45.4245, 45.8433, 46.0826,
-        45.8931, 46.0328, 45.6140, 46.2820, 46.2820, 46.0028, 46.0328, 46.4116, 46.2222, 45.6439,
-        46.2122, 46.2521, 45.7137, 46.4515, 45.7835, 45.3548, 44.0288, 44.1783, 44.2181, 44.5672,
-        43.4205, 42.6628, 43.1314,
+        44.3389, 44.0902, 44.1497, 43.6124, 44.3278, 44.8264, 45.0955, 45.4245, 45.8433, 46.0826, 45.8931, 46.0328,
+        45.6140, 46.2820, 46.2820, 46.0028, 46.0328, 46.4116, 46.2222, 45.6439, 46.2122, 46.2521, 45.7137, 46.4515,
+        45.7835, 45.3548, 44.0288, 44.1783, 44.2181, 44.5672, 43.4205, 42.6628, 43.1314,
     ];
     let published = [
-        70.53, 66.32, 66.55, 69.41, 66.36, 57.97, 62.93, 63.26, 56.06, 62.38, 54.71, 50.42, 39.99,
-        41.46, 41.87, 45.46, 37.30, 33.08, 37.77,
+        70.53, 66.32, 66.55, 69.41, 66.36, 57.97, 62.93, 63.26, 56.06, 62.38, 54.71, 50.42, 39.99, 41.46, 41.87, 45.46,
+        37.30, 33.08, 37.77,
     ];
     assert_close(&rsi(&closes, 14), &after(14, &published), 0.005 + 1e-9);
 }
@@ -151,26 +140,25 @@ fn rsi_edge_cases_follow_the_convention() {
 #[test]
 fn bollinger_bands_reproduce_the_stockcharts_worked_example() {
     let closes = [
-        86.1557, 89.0867, 88.7829, 90.3228, 89.0671, 91.1453, 89.4397, 89.1750, 86.9302, 87.6752,
-        86.9596, 89.4299, 89.3221, 88.7241, 87.4497, 87.2634, 89.4985, 87.9006, 89.1260, 90.7043,
-        92.9001, 92.9784, 91.8021, 92.6647, 92.6843, 92.3021, 92.7725, 92.5373, 92.9490, 93.2039,
-        91.0669, 89.8318, 89.7435, 90.3994, 90.7387, 88.0177, 88.0867, 88.8439, 90.7781, 90.5416,
-        91.3894, 90.6500,
+        86.1557, 89.0867, 88.7829, 90.3228, 89.0671, 91.1453, 89.4397, 89.1750, 86.9302, 87.6752, 86.9596, 89.4299,
+        89.3221, 88.7241, 87.4497, 87.2634, 89.4985, 87.9006, 89.1260, 90.7043, 92.9001, 92.9784, 91.8021, 92.6647,
+        92.6843, 92.3021, 92.7725, 92.5373, 92.9490, 93.2039, 91.0669, 89.8318, 89.7435, 90.3994, 90.7387, 88.0177,
+        88.0867, 88.8439, 90.7781, 90.5416, 91.3894, 90.6500,
     ];
     let middle = [
-        88.70794, 89.04516, 89.239745, 89.390705, 89.5078, 89.68866, 89.7465, 89.91314, 90.081255,
-        90.382195, 90.65863, 90.863995, 90.88409, 90.90516, 90.988925, 91.153375, 91.19109,
-        91.1205, 91.167665, 91.25027, 91.242135, 91.1666, 91.05018,
+        88.70794, 89.04516, 89.239745, 89.390705, 89.5078, 89.68866, 89.7465, 89.91314, 90.081255, 90.382195, 90.65863,
+        90.863995, 90.88409, 90.90516, 90.988925, 91.153375, 91.19109, 91.1205, 91.167665, 91.25027, 91.242135,
+        91.1666, 91.05018,
     ];
     let upper = [
-        91.291862, 91.949268, 92.612595, 92.9342, 93.31195, 93.72845, 93.899592, 94.266255,
-        94.565096, 94.786912, 95.043001, 94.907605, 94.902912, 94.89532, 94.861013, 94.673629,
-        94.556593, 94.678752, 94.575786, 94.534271, 94.532306, 94.369251, 94.148503,
+        91.291862, 91.949268, 92.612595, 92.9342, 93.31195, 93.72845, 93.899592, 94.266255, 94.565096, 94.786912,
+        95.043001, 94.907605, 94.902912, 94.89532, 94.861013, 94.673629, 94.556593, 94.678752, 94.575786, 94.534271,
+        94.532306, 94.369251, 94.148503,
     ];
     let lower = [
-        86.124018, 86.141052, 85.866895, 85.84721, 85.70365, 85.64887, 85.593408, 85.560025,
-        85.597414, 85.977478, 86.274259, 86.820385, 86.865268, 86.915, 87.116837, 87.633121,
-        87.825587, 87.562248, 87.759544, 87.966269, 87.951964, 87.963949, 87.951857,
+        86.124018, 86.141052, 85.866895, 85.84721, 85.70365, 85.64887, 85.593408, 85.560025, 85.597414, 85.977478,
+        86.274259, 86.820385, 86.865268, 86.915, 87.116837, 87.633121, 87.825587, 87.562248, 87.759544, 87.966269,
+        87.951964, 87.963949, 87.951857,
     ];
     let b = bollinger(&closes, 20, 2.0);
     assert_close(&b.middle, &after(19, &middle), 1e-6);
@@ -191,13 +179,9 @@ fn bollinger_uses_the_population_std_of_the_same_twenty_closes() {
 
 fn prices(closes: Vec<Option<f64>>) -> BatchInput {
     let rows = closes.len() as i64;
-    let table = Table::new(
-        (0..rows)
-            .map(|d| 1_700_000_000_000_000 + d * 86_400_000_000)
-            .collect(),
-    )
-    .with(Column::float64("open", vec![Some(1.0); rows as usize]))
-    .with(Column::float64("close", closes));
+    let table = Table::new((0..rows).map(|d| 1_700_000_000_000_000 + d * 86_400_000_000).collect())
+        .with(Column::float64("open", vec![Some(1.0); rows as usize]))
+        .with(Column::float64("close", closes));
     BatchInput {
         entity: "AAPL".into(),
         sources: vec![NamedTable::new("daily_bars", table)],
@@ -212,10 +196,7 @@ fn describe_declares_close_in_and_twelve_features_out() {
     assert_eq!(d.kind, wafer_guest::Kind::Batch);
     assert_eq!(d.min_history, 200);
     assert_eq!(d.inputs.len(), 1);
-    assert_eq!(
-        (d.inputs[0].name.as_str(), d.inputs[0].value_type),
-        ("close", ValueType::Float64)
-    );
+    assert_eq!((d.inputs[0].name.as_str(), d.inputs[0].value_type), ("close", ValueType::Float64));
     let names: Vec<&str> = d.outputs.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(
         names,
@@ -234,11 +215,7 @@ fn describe_declares_close_in_and_twelve_features_out() {
             "bollinger_lower"
         ]
     );
-    assert!(
-        d.outputs
-            .iter()
-            .all(|f| f.value_type == ValueType::Float64 && !f.description.is_empty())
-    );
+    assert!(d.outputs.iter().all(|f| f.value_type == ValueType::Float64 && !f.description.is_empty()));
 }
 
 #[test]
@@ -252,18 +229,10 @@ fn batch_returns_every_input_row_with_nulls_until_each_window_is_full() {
     let first = [19, 49, 199, 11, 25, 14, 25, 33, 33, 19, 19, 19];
     for (column, first) in out.columns.iter().zip(first) {
         assert_eq!(column.rows(), 210);
-        assert_eq!(
-            column.nulls(),
-            (0..first).collect::<Vec<u32>>(),
-            "{}",
-            column.name()
-        );
+        assert_eq!(column.nulls(), (0..first).collect::<Vec<u32>>(), "{}", column.name());
     }
     // sma_200 on row 209 of c[i] = i: 209 - 99.5.
-    assert_eq!(
-        out.column("sma_200").unwrap().as_float64().unwrap()[209],
-        109.5
-    );
+    assert_eq!(out.column("sma_200").unwrap().as_float64().unwrap()[209], 109.5);
 }
 
 #[test]
@@ -283,14 +252,8 @@ fn batch_skips_rows_without_a_close() {
 fn batch_refuses_input_without_a_float_close() {
     let mut input = prices(vec![Some(1.0)]);
     input.sources[0].table.columns.pop();
-    assert_eq!(
-        Indicators::batch(input).unwrap_err(),
-        "no column named `close`"
-    );
-    assert_eq!(
-        Indicators::batch(BatchInput::default()).unwrap_err(),
-        "the input has no source table"
-    );
+    assert_eq!(Indicators::batch(input).unwrap_err(), "no column named `close`");
+    assert_eq!(Indicators::batch(BatchInput::default()).unwrap_err(), "the input has no source table");
 }
 
 #[test]

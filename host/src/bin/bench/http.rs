@@ -24,12 +24,7 @@ pub struct HttpArgs {
 
 impl HttpArgs {
     pub fn parse(args: &[String]) -> HttpArgs {
-        let mut a = HttpArgs {
-            server: None,
-            connections: 16,
-            seconds: 10,
-            rate: 5000,
-        };
+        let mut a = HttpArgs { server: None, connections: 16, seconds: 10, rate: 5000 };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
             let mut value = || it.next().cloned().unwrap_or_default();
@@ -38,9 +33,7 @@ impl HttpArgs {
                 "--connections" => a.connections = value().parse().expect("--connections N"),
                 "--seconds" => a.seconds = value().parse().expect("--seconds N"),
                 "--rate" => a.rate = value().parse().expect("--rate N"),
-                other => panic!(
-                    "unknown flag {other}; flags: --server URL --connections N --seconds N --rate N"
-                ),
+                other => panic!("unknown flag {other}; flags: --server URL --connections N --seconds N --rate N"),
             }
         }
         a
@@ -53,13 +46,7 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<()> {
     let (addr, _server) = match &args.server {
         Some(url) => {
             let hostport = url.trim_start_matches("http://").trim_end_matches('/');
-            (
-                tokio::net::lookup_host(hostport)
-                    .await?
-                    .next()
-                    .expect("address"),
-                None,
-            )
+            (tokio::net::lookup_host(hostport).await?.next().expect("address"), None)
         }
         None => {
             let (addr, guard) = embedded_demo().await?;
@@ -76,46 +63,18 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<()> {
     // Check the answer once, so the numbers are for a working read.
     let mut probe = Conn::open(addr).await?;
     let (status, body) = probe.call(&request).await?;
-    anyhow::ensure!(
-        status == 200,
-        "probe answered {status}: {}",
-        String::from_utf8_lossy(&body)
-    );
+    anyhow::ensure!(status == 200, "probe answered {status}: {}", String::from_utf8_lossy(&body));
     anyhow::ensure!(
         String::from_utf8_lossy(&body).matches("\"fresh\"").count() == 10,
         "probe: expected 10 fresh values"
     );
 
-    println!(
-        "online read, 1 entity x 10 features, {} connections, {} s per phase",
-        args.connections, args.seconds
-    );
-    let warm = phase(
-        addr,
-        &request,
-        args.connections,
-        Duration::from_secs(1),
-        None,
-    )
-    .await?;
+    println!("online read, 1 entity x 10 features, {} connections, {} s per phase", args.connections, args.seconds);
+    let warm = phase(addr, &request, args.connections, Duration::from_secs(1), None).await?;
     drop(warm);
-    let sat = phase(
-        addr,
-        &request,
-        args.connections,
-        Duration::from_secs(args.seconds),
-        None,
-    )
-    .await?;
+    let sat = phase(addr, &request, args.connections, Duration::from_secs(args.seconds), None).await?;
     report("saturation", &sat, args.seconds);
-    let fixed = phase(
-        addr,
-        &request,
-        args.connections,
-        Duration::from_secs(args.seconds),
-        Some(args.rate),
-    )
-    .await?;
+    let fixed = phase(addr, &request, args.connections, Duration::from_secs(args.seconds), Some(args.rate)).await?;
     report(&format!("fixed {} req/s", args.rate), &fixed, args.seconds);
     Ok(())
 }
@@ -123,12 +82,7 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<()> {
 fn report(name: &str, latencies: &[Duration], seconds: u64) {
     let mut micros: Vec<u64> = latencies.iter().map(|d| d.as_micros() as u64).collect();
     micros.sort_unstable();
-    let pct = |p: f64| {
-        micros
-            .get(((micros.len() as f64 - 1.0) * p).round() as usize)
-            .copied()
-            .unwrap_or(0)
-    };
+    let pct = |p: f64| micros.get(((micros.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0);
     println!(
         "{name:>20}: {:>9.0} req/s  p50 {:>6} us  p99 {:>6} us  p99.9 {:>6} us  max {:>6} us  ({} requests)",
         micros.len() as f64 / seconds as f64,
@@ -158,8 +112,7 @@ async fn phase(
             let mut latencies = Vec::new();
             let interval = rate.map(|r| Duration::from_secs_f64(connections as f64 / r as f64));
             // Stagger the schedules so connections do not fire together.
-            let mut next = start
-                + interval.map_or(Duration::ZERO, |i| i.mul_f64(c as f64 / connections as f64));
+            let mut next = start + interval.map_or(Duration::ZERO, |i| i.mul_f64(c as f64 / connections as f64));
             while start.elapsed() < duration {
                 let scheduled = match interval {
                     Some(i) => {
@@ -195,10 +148,7 @@ impl Conn {
     async fn open(addr: SocketAddr) -> anyhow::Result<Conn> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        Ok(Conn {
-            stream,
-            buf: Vec::with_capacity(16 << 10),
-        })
+        Ok(Conn { stream, buf: Vec::with_capacity(16 << 10) })
     }
 
     async fn call(&mut self, request: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
@@ -216,8 +166,7 @@ impl Conn {
                     .lines()
                     .find_map(|l| {
                         let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length")
-                            .then(|| v.trim().parse().ok())?
+                        k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse().ok())?
                     })
                     .unwrap_or(0);
                 while self.buf.len() < end + 4 + len {

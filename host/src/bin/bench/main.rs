@@ -6,10 +6,13 @@
 //! - `wafer-bench wasm [--iterations N]`: per-call overhead of the Wasm
 //!   runtime (fresh store + instantiate + call), and one indicators batch
 //!   call over 252 rows.
+//! - `wafer-bench materialize [--tickers N] [--days N]`: ingest and
+//!   materialization throughput on the embedded backend.
 //!
 //! Build in release: `cargo run --release -p wafer-host --bin wafer-bench -- http`.
 
 mod http;
+mod materialize;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("http") => http::run(http::HttpArgs::parse(&args[1..])).await,
         Some("wasm") => wasm(&args[1..]).await,
+        Some("materialize") => materialize::run(&args[1..]).await,
         _ => {
             eprintln!(
                 "usage: wafer-bench http [--connections N] [--seconds N] [--rate N] [--server URL]\n       wafer-bench wasm [--iterations N]"
@@ -42,11 +46,7 @@ async fn wasm(args: &[String]) -> anyhow::Result<()> {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(bytes))
     };
-    let id = ModuleId {
-        name: "indicators".into(),
-        version: "bench".into(),
-        sha256: sha,
-    };
+    let id = ModuleId { name: "indicators".into(), version: "bench".into(), sha256: sha };
     let t = Instant::now();
     runtime.load(&id, bytes).await?;
     println!(
@@ -79,23 +79,14 @@ async fn wasm(args: &[String]) -> anyhow::Result<()> {
 }
 
 fn input(rows: usize) -> BatchInput {
-    let closes: Vec<Value> = (0..rows)
-        .map(|i| Value::Float64(100.0 + (i as f64 * 0.37).sin() * 5.0))
-        .collect();
+    let closes: Vec<Value> = (0..rows).map(|i| Value::Float64(100.0 + (i as f64 * 0.37).sin() * 5.0)).collect();
     let table = Table {
         timestamps: (0..rows as i64).map(|i| i * 86_400_000_000).collect(),
-        columns: vec![Column::from_values(
-            "close",
-            ValueType::Float64,
-            closes.iter(),
-        )],
+        columns: vec![Column::from_values("close", ValueType::Float64, closes.iter())],
     };
     BatchInput {
         entity: "BENCH".into(),
-        sources: vec![NamedTable {
-            name: "prices".into(),
-            table,
-        }],
+        sources: vec![NamedTable { name: "prices".into(), table }],
         related: vec![],
         params: vec![],
     }
@@ -104,10 +95,5 @@ fn input(rows: usize) -> BatchInput {
 fn report(name: &str, micros: &mut [f64]) {
     micros.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| micros[((micros.len() - 1) as f64 * p).round() as usize];
-    println!(
-        "{name:>40}: p50 {:>7.1} us  p99 {:>7.1} us  ({} calls)",
-        pct(0.5),
-        pct(0.99),
-        micros.len()
-    );
+    println!("{name:>40}: p50 {:>7.1} us  p99 {:>7.1} us  ({} calls)", pct(0.5), pct(0.99), micros.len());
 }

@@ -36,23 +36,14 @@ impl Transform for Evil {
         Descriptor::batch("Misbehaves on purpose, as selected by `mode`; for sandbox tests only")
             .input("x", ValueType::Float64, "Any number")
             .output("x", ValueType::Float64, "The input doubled (mode `ok`)")
-            .param(
-                "mode",
-                ValueType::Text,
-                Some("ok"),
-                "ok|error|trap|loop|alloc|wrong_len|log|stdout|fs|env",
-            )
+            .param("mode", ValueType::Text, Some("ok"), "ok|error|trap|loop|alloc|wrong_len|log|stdout|fs|env")
             .min_history(1)
     }
 
     fn batch(input: BatchInput) -> Result<Table, String> {
         let mode = input.param("mode").unwrap_or("ok").to_string();
         let source = input.first_source()?;
-        let x = source
-            .columns
-            .iter()
-            .find_map(|c| c.as_float64())
-            .ok_or("the first source has no float64 column")?;
+        let x = source.columns.iter().find_map(|c| c.as_float64()).ok_or("the first source has no float64 column")?;
         misbehave(&mode, source.timestamps.clone(), x)
     }
 
@@ -71,10 +62,8 @@ impl Transform for Evil {
 }
 
 fn misbehave(mode: &str, timestamps: Vec<i64>, x: &[f64]) -> Result<Table, String> {
-    let doubled = || {
-        Ok(Table::new(timestamps.clone())
-            .with(Column::from_f64s("x", x.iter().map(|v| v * 2.0).collect())))
-    };
+    let doubled =
+        || Ok(Table::new(timestamps.clone()).with(Column::from_f64s("x", x.iter().map(|v| v * 2.0).collect())));
     match mode {
         "ok" => doubled(),
         "error" => Err("refusing on purpose".to_string()),
@@ -117,16 +106,10 @@ fn misbehave(mode: &str, timestamps: Vec<i64>, x: &[f64]) -> Result<Table, Strin
             doubled()
         }
         "fs" => match std::fs::read("/etc/passwd") {
-            Ok(bytes) => Err(format!(
-                "sandbox escape: read {} bytes of /etc/passwd",
-                bytes.len()
-            )),
+            Ok(bytes) => Err(format!("sandbox escape: read {} bytes of /etc/passwd", bytes.len())),
             Err(e) => Err(format!("fs blocked: {e}")),
         },
-        "env" => Err(format!(
-            "env: {:?}",
-            std::env::vars().map(|(k, _)| k).collect::<Vec<_>>()
-        )),
+        "env" => Err(format!("env: {:?}", std::env::vars().map(|(k, _)| k).collect::<Vec<_>>())),
         other => Err(format!("unknown mode `{other}`")),
     }
 }
@@ -141,10 +124,7 @@ mod tests {
     fn batch(mode: &str) -> Result<Table, String> {
         Evil::batch(BatchInput {
             entity: "e".into(),
-            sources: vec![NamedTable::new(
-                "s",
-                Table::new(vec![1, 2]).with(Column::from_f64s("v", vec![1.5, 2.0])),
-            )],
+            sources: vec![NamedTable::new("s", Table::new(vec![1, 2]).with(Column::from_f64s("v", vec![1.5, 2.0])))],
             related: vec![],
             params: vec![Param::new("mode", mode)],
         })
@@ -162,17 +142,11 @@ mod tests {
     #[test]
     fn on_demand_prefers_the_column_named_x() {
         let input = OnDemandInput {
-            features: vec![
-                Column::from_f64s("g:y", vec![10.0]),
-                Column::from_f64s("g:x", vec![1.0]),
-            ],
+            features: vec![Column::from_f64s("g:y", vec![10.0]), Column::from_f64s("g:x", vec![1.0])],
             request: vec![],
             params: vec![],
         };
         let out = Evil::on_demand(input).unwrap();
-        assert_eq!(
-            (out.timestamps.len(), out.columns[0].as_float64().unwrap()),
-            (1, &[2.0][..])
-        );
+        assert_eq!((out.timestamps.len(), out.columns[0].as_float64().unwrap()), (1, &[2.0][..]));
     }
 }

@@ -1,0 +1,135 @@
+//! Online serving paths beyond the materialized hit: compute on miss,
+//! the offline store answering for an online miss (e.g. after a restart of
+//! the in-process online store), and push writes with corrections.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use wafer_tests::TestApp;
+use wafer_tests::harness::whole_second;
+
+/// Ingests the same bars under several tickers, so their features must be
+/// identical however they are produced.
+async fn ingest_identical(app: &TestApp, tickers: &[&str], days: usize) {
+    let end = whole_second(wafer_host::clock::Clock::now(&app.clock));
+    let template = wafer_host::demo::prices_csv("TEMPLATE", days, end);
+    for t in tickers {
+        let csv = template.replace("TEMPLATE,", &format!("{t},"));
+        let (status, body) = app.post_csv("/v1/sources/prices/rows", &csv).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
+
+fn features_of(body: &Value, i: usize) -> &serde_json::Map<String, Value> {
+    body["results"][i]["features"].as_object().expect("features object")
+}
+
+#[tokio::test]
+async fn a_ticker_never_materialized_is_computed_on_demand_with_the_materialized_values() {
+    let app = TestApp::spawn().await;
+    app.publish_indicators().await;
+    app.register_technical().await;
+    // 300 days: more than the 252-row lookback, so a path that used a
+    // shorter window than materialization would give different EMAs.
+    ingest_identical(&app, &["MAT", "LAZY", "NONE"], 300).await;
+    let (status, job) =
+        app.post_json("/v1/materialize?wait=true", &json!({"feature_group": "technical", "entities": ["MAT"]})).await;
+    assert_eq!(status, StatusCode::OK, "{job}");
+    assert_eq!(job["entities_done"], json!(1));
+
+    let (status, body) = app.read_groups(&["MAT", "LAZY"], &["technical"], "compute").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (materialized, computed) = (features_of(&body, 0), features_of(&body, 1));
+    assert_eq!(materialized.len(), 12);
+    for (name, m) in materialized {
+        let c = &computed[name];
+        assert_eq!(m["source"], json!("online"), "{name}: {m}");
+        assert_eq!(c["source"], json!("computed"), "{name}: {c}");
+        assert_eq!(c["status"], json!("fresh"), "{name}: {c}");
+        assert!(m["value"].is_f64(), "{name}: {m}");
+        assert_eq!(c["value"], m["value"], "{name}: computed and materialized values differ");
+        assert_eq!(c["event_timestamp"], m["event_timestamp"], "{name}");
+    }
+
+    // What was computed was written back: the next read is an online hit.
+    let (_, again) = app.read_groups(&["LAZY"], &["technical"], "none").await;
+    assert!(features_of(&again, 0).values().all(|v| v["source"] == json!("online")), "{again}");
+
+    // Without fallback, a never-materialized ticker is reported missing.
+    let (_, none) = app.read_groups(&["NONE"], &["technical"], "none").await;
+    for (name, v) in features_of(&none, 0) {
+        assert_eq!(v["status"], json!("missing"), "{name}: {v}");
+        assert!(v["value"].is_null(), "{name}: {v}");
+    }
+}
+
+async fn register_profile(app: &TestApp) {
+    let (status, body) = app.put_json("/v1/entities/ticker", &json!({"join_keys": ["ticker"]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let group = json!({
+        "entity": "ticker",
+        "features": [{"name": "pe_ratio", "type": "float64"}, {"name": "sector", "type": "string"}],
+        "freshness": {"expected_interval_seconds": 86400, "max_age_seconds": 604800},
+        "producer": {"kind": "push"}
+    });
+    let (status, body) = app.put_json("/v1/feature-groups/profile", &group).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn read_profile(app: &TestApp) -> Value {
+    let body = json!({"entities": [{"ticker": "AAPL"}], "features": ["profile:pe_ratio", "profile:sector"]});
+    let (status, body) = app.post_json("/v1/features/online", &body).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["results"][0]["features"].clone()
+}
+
+#[tokio::test]
+async fn pushed_values_keep_the_newest_event_and_the_latest_correction_across_a_restart() {
+    let mut app = TestApp::spawn().await;
+    register_profile(&app).await;
+    let now = whole_second(wafer_host::clock::Clock::now(&app.clock));
+    let (t1, t2) = (now.plus_secs(-7200).to_rfc3339(), now.plus_secs(-3600).to_rfc3339());
+    let write = |rows: Value| json!({"feature_group": "profile", "rows": rows});
+    // The newer event first, then an older one that must not replace it.
+    let (status, body) = app
+        .post_json(
+            "/v1/features/write",
+            &write(json!([{"entity": {"ticker": "AAPL"}, "event_timestamp": t2, "values": {"pe_ratio": 30.0, "sector": "tech"}}])),
+        )
+        .await;
+    assert_eq!((status, body["written"].clone()), (StatusCode::OK, json!(1)));
+    let (status, _) = app
+        .post_json(
+            "/v1/features/write",
+            &write(json!([{"entity": {"ticker": "AAPL"}, "event_timestamp": t1, "values": {"pe_ratio": 10.0, "sector": "old"}}])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let f = read_profile(&app).await;
+    assert_eq!(f["profile:pe_ratio"]["value"], json!(30.0), "{f}");
+    assert_eq!(f["profile:sector"]["value"], json!("tech"), "{f}");
+
+    // A correction: same event time, created later than the first write
+    // (which the server stamped with its clock's now), wins.
+    app.clock.advance_secs(120);
+    let created = now.plus_secs(60).to_rfc3339();
+    let (status, _) = app
+        .post_json(
+            "/v1/features/write",
+            &write(json!([{"entity": {"ticker": "AAPL"}, "event_timestamp": t2, "created_timestamp": created,
+                           "values": {"pe_ratio": 31.5, "sector": "tech"}}])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read_profile(&app).await["profile:pe_ratio"]["value"], json!(31.5));
+
+    // The in-process online store starts empty after a restart; the
+    // acknowledged values come back from the offline store.
+    app.restart().await;
+    let f = read_profile(&app).await;
+    assert_eq!(f["profile:pe_ratio"]["value"], json!(31.5), "{f}");
+    assert_eq!(f["profile:pe_ratio"]["source"], json!("offline"), "{f}");
+    assert_eq!(f["profile:pe_ratio"]["event_timestamp"], json!(t2), "{f}");
+    assert_eq!(f["profile:pe_ratio"]["status"], json!("fresh"), "{f}");
+    let f = read_profile(&app).await;
+    assert_eq!(f["profile:pe_ratio"]["source"], json!("online"), "refilled online: {f}");
+}
