@@ -3,4 +3,5 @@
 
 mod errors;
 mod flow;
+mod openapi;
 mod serving;
