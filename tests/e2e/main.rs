@@ -4,4 +4,5 @@
 mod errors;
 mod flow;
 mod openapi;
+mod sandbox;
 mod serving;

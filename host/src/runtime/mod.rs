@@ -12,6 +12,7 @@
 //! - `cache.rs`: compiled components and `InstancePre` by sha256.
 //! - `limits.rs`: the documented per-call limits.
 //! - `error.rs`: guest error vs trap vs limit exceeded.
+//! - `output.rs`: bounded capture of guest stdout/stderr.
 //! - `wasm.rs`: [`WasmRuntime`], the implementation of [`TransformRuntime`].
 
 mod bindings;
@@ -19,6 +20,7 @@ mod cache;
 mod engine;
 mod error;
 mod limits;
+mod output;
 mod wasm;
 
 pub use error::RuntimeError;

@@ -5,6 +5,7 @@ use super::cache::{Loaded, ModuleCache};
 use super::engine;
 use super::error::RuntimeError;
 use super::limits::Limits;
+use super::output::GuestOutput;
 use super::{CallStats, ModuleId, TransformRuntime};
 use crate::model::{BatchInput, Descriptor, OnDemandInput, Table, TransformKind};
 use async_trait::async_trait;
@@ -16,7 +17,6 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, ResourceLimiter, Store, Trap};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Import namespaces a transform may use. WASI here has an empty context:
@@ -155,8 +155,16 @@ impl WasmRuntime {
     }
 
     /// Runs `call` on a blocking thread in a fresh store with the deadline
-    /// and memory cap, waiting for a free instance slot first.
-    async fn run(&self, id: &ModuleId, loaded: Arc<Loaded>, call: Call) -> Result<CallOutput, RuntimeError> {
+    /// and memory cap, waiting for a free instance slot first, then checks a
+    /// table output against the descriptor (`expected_rows`: on-demand calls
+    /// must answer one row per input row).
+    async fn run(
+        &self,
+        id: &ModuleId,
+        loaded: Arc<Loaded>,
+        call: Call,
+        expected_rows: Option<usize>,
+    ) -> Result<CallOutput, RuntimeError> {
         let limits = &self.inner.limits;
         let _permit = tokio::time::timeout(limits.call_timeout, self.inner.permits.acquire())
             .await
@@ -165,9 +173,17 @@ impl WasmRuntime {
         let inner = self.inner.clone();
         let module = id.to_string();
         let started = Instant::now();
-        let result = tokio::task::spawn_blocking(move || inner.call_blocking(&module, &loaded.pre, call))
+        let pre = loaded.clone();
+        let result = tokio::task::spawn_blocking(move || inner.call_blocking(&module, &pre.pre, call))
             .await
-            .map_err(|e| RuntimeError::Internal(format!("transform call task failed: {e}")))?;
+            .map_err(|e| RuntimeError::Internal(format!("transform call task failed: {e}")))
+            .and_then(|r| r)
+            .and_then(|output| match &output {
+                CallOutput::Table(t) => {
+                    check_output(&id.to_string(), &loaded.descriptor, t, expected_rows, limits).map(|()| output)
+                }
+                CallOutput::Descriptor(_) => Ok(output),
+            });
         self.record(id, started, &result);
         result
     }
@@ -203,8 +219,8 @@ enum CallOutput {
 
 impl Inner {
     fn call_blocking(&self, module: &str, pre: &ComponentPre<State>, call: Call) -> Result<CallOutput, RuntimeError> {
-        let stdout = MemoryOutputPipe::new(self.limits.log_bytes_per_call);
-        let stderr = MemoryOutputPipe::new(self.limits.log_bytes_per_call);
+        let stdout = GuestOutput::new(self.limits.log_bytes_per_call);
+        let stderr = GuestOutput::new(self.limits.log_bytes_per_call);
         let wasi = WasiCtx::builder().stdout(stdout.clone()).stderr(stderr.clone()).build();
         let state = State {
             wasi,
@@ -243,13 +259,7 @@ impl Inner {
     }
 
     /// A trap, a deadline or a denied allocation, told apart.
-    fn classify(
-        &self,
-        module: &str,
-        err: wasmtime::Error,
-        memory_denied: bool,
-        stderr: &MemoryOutputPipe,
-    ) -> RuntimeError {
+    fn classify(&self, module: &str, err: wasmtime::Error, memory_denied: bool, stderr: &GuestOutput) -> RuntimeError {
         let module = module.to_string();
         if memory_denied {
             return RuntimeError::MemoryLimit { module, limit_bytes: self.limits.memory_bytes };
@@ -259,7 +269,7 @@ impl Inner {
             Some(trap) => {
                 // A Rust guest prints its panic message to stderr before
                 // trapping; that line says far more than the trap code.
-                let tail = String::from_utf8_lossy(&stderr.contents()).trim().lines().last().unwrap_or("").to_string();
+                let tail = stderr.contents().0.trim().lines().last().unwrap_or("").to_string();
                 let message = if tail.is_empty() { trap.to_string() } else { format!("{trap}: {tail}") };
                 RuntimeError::Trap { module, message }
             }
@@ -268,13 +278,13 @@ impl Inner {
     }
 }
 
-fn forward_output(module: &str, stream: &str, pipe: &MemoryOutputPipe) {
-    let bytes = pipe.contents();
-    if !bytes.is_empty() {
-        let text = String::from_utf8_lossy(&bytes);
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            tracing::info!(transform = %module, stream, "{line}");
-        }
+fn forward_output(module: &str, stream: &str, pipe: &GuestOutput) {
+    let (text, dropped) = pipe.contents();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        tracing::info!(transform = %module, stream, "{line}");
+    }
+    if dropped > 0 {
+        tracing::warn!(transform = %module, stream, dropped_bytes = dropped, "guest output over the per-call budget was dropped");
     }
 }
 
@@ -381,7 +391,7 @@ impl TransformRuntime for WasmRuntime {
         .map_err(|e| RuntimeError::Internal(format!("compile task failed: {e}")))??;
 
         let probe = Arc::new(Loaded { pre, descriptor: placeholder_descriptor() });
-        let descriptor = match self.run(id, probe.clone(), Call::Describe).await {
+        let descriptor = match self.run(id, probe.clone(), Call::Describe, None).await {
             Ok(CallOutput::Descriptor(d)) => d,
             Ok(CallOutput::Table(_)) => unreachable!("describe returns a descriptor"),
             Err(e) => {
@@ -403,12 +413,8 @@ impl TransformRuntime for WasmRuntime {
         if loaded.descriptor.kind != TransformKind::Batch {
             return Err(RuntimeError::Guest { module: id.to_string(), message: "not a batch transform".into() });
         }
-        let descriptor = loaded.descriptor.clone();
-        match self.run(id, loaded, Call::Batch(input)).await? {
-            CallOutput::Table(t) => {
-                check_output(&id.to_string(), &descriptor, &t, None, &self.inner.limits)?;
-                Ok(t)
-            }
+        match self.run(id, loaded, Call::Batch(input), None).await? {
+            CallOutput::Table(t) => Ok(t),
             CallOutput::Descriptor(_) => unreachable!("batch returns a table"),
         }
     }
@@ -416,12 +422,8 @@ impl TransformRuntime for WasmRuntime {
     async fn on_demand(&self, id: &ModuleId, input: OnDemandInput) -> Result<Table, RuntimeError> {
         let loaded = self.loaded(id)?;
         let rows = input.features.iter().chain(input.request.iter()).map(|c| c.len()).max().unwrap_or(0);
-        let descriptor = loaded.descriptor.clone();
-        match self.run(id, loaded, Call::OnDemand(input)).await? {
-            CallOutput::Table(t) => {
-                check_output(&id.to_string(), &descriptor, &t, Some(rows), &self.inner.limits)?;
-                Ok(t)
-            }
+        match self.run(id, loaded, Call::OnDemand(input), Some(rows)).await? {
+            CallOutput::Table(t) => Ok(t),
             CallOutput::Descriptor(_) => unreachable!("on-demand returns a table"),
         }
     }
