@@ -1,13 +1,16 @@
-//! Compile once: compiled components on disk by sha256 (and engine
-//! settings), `InstancePre`s in memory by sha256.
+//! Compile once: compiled components on disk by sha256 (under a directory
+//! named by the engine's compatibility hash), ready-to-instantiate
+//! `InstancePre`s in memory by sha256.
 
 use super::bindings::ComponentPre;
 use super::error::RuntimeError;
 use super::wasm::State;
 use crate::model::Descriptor;
 use dashmap::DashMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -21,6 +24,15 @@ pub(crate) struct ModuleCache {
     /// `<cache dir>/<engine compatibility key>/`; `None` = memory only.
     dir: Option<PathBuf>,
     loaded: DashMap<String, Arc<Loaded>>,
+}
+
+/// A compiled component. When it was compiled now rather than read from
+/// disk, it also carries its serialized form, written by [`ModuleCache::persist`]
+/// only once the component has passed validation (so rejected uploads never
+/// take disk space).
+pub(crate) struct Compiled {
+    pub component: Component,
+    unsaved: Option<Vec<u8>>,
 }
 
 impl ModuleCache {
@@ -43,49 +55,61 @@ impl ModuleCache {
         loaded
     }
 
-    /// Compiles `bytes`, or loads the compilation cached on disk. Blocking:
-    /// call from a blocking thread.
-    pub fn compile(&self, engine: &Engine, sha256: &str, bytes: &[u8]) -> Result<Component, RuntimeError> {
-        let path = self.dir.as_ref().map(|d| d.join(format!("{sha256}.cwasm")));
-        if let Some(path) = &path
-            && path.exists()
-        {
-            match deserialize_cached(engine, path) {
-                Ok(c) => return Ok(c),
+    /// Where the compilation of `sha256` lives on disk (`sha256` is checked
+    /// hex, see `WasmRuntime::load`, so it cannot name another path).
+    fn path(&self, sha256: &str) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join(format!("{sha256}.cwasm")))
+    }
+
+    /// Loads the compilation cached on disk, or compiles `bytes` with
+    /// Cranelift. Blocking: call from a blocking thread.
+    pub fn compile(&self, engine: &Engine, sha256: &str, bytes: &[u8]) -> Result<Compiled, RuntimeError> {
+        if let Some(path) = self.path(sha256).filter(|p| p.exists()) {
+            match deserialize_cached(engine, &path) {
+                Ok(component) => return Ok(Compiled { component, unsaved: None }),
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "ignoring unusable cached compilation")
+                    tracing::warn!(path = %path.display(), error = %e, "recompiling: cached compilation unusable")
                 }
             }
         }
-        let compiled =
-            engine.precompile_component(bytes).map_err(|e| RuntimeError::InvalidComponent(format!("{e:#}")))?;
-        if let Some(path) = &path {
-            // Write to a temporary name and rename, so a crash mid-write
-            // never leaves a truncated file under the real name.
-            let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-            if let Err(e) = std::fs::write(&tmp, &compiled).and_then(|_| std::fs::rename(&tmp, path)) {
-                tracing::warn!(path = %path.display(), error = %e, "could not cache compiled module");
-                let _ = std::fs::remove_file(&tmp);
-            }
+        let component = Component::new(engine, bytes).map_err(|e| RuntimeError::InvalidComponent(format!("{e:#}")))?;
+        let unsaved = match self.dir {
+            None => None,
+            Some(_) => component
+                .serialize()
+                .inspect_err(|e| tracing::warn!(error = %e, "could not serialize a compiled component"))
+                .ok(),
+        };
+        Ok(Compiled { component, unsaved })
+    }
+
+    /// Writes a fresh, validated compilation to disk: to a temporary name
+    /// first, synced, then renamed, so a crash mid-write never leaves a
+    /// truncated file under the real name. Failing to cache is logged, not
+    /// an error (the module is loaded; the next start compiles again).
+    /// Blocking.
+    pub fn persist(&self, sha256: &str, compiled: Compiled) {
+        let (Some(path), Some(cwasm)) = (self.path(sha256), compiled.unsaved) else { return };
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let tmp = path.with_extension(format!("{}.{}.tmp", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed)));
+        let written = std::fs::File::create(&tmp)
+            .and_then(|mut f| f.write_all(&cwasm).and_then(|()| f.sync_all()))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "could not cache a compiled module");
+            let _ = std::fs::remove_file(&tmp);
         }
-        from_own_compilation(engine, &compiled)
     }
 }
 
-/// Loads a compilation this process (or an earlier one with the same
-/// engine settings) wrote to the cache.
+/// Loads a compilation from the cache directory.
 #[allow(unsafe_code)]
 fn deserialize_cached(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
-    // SAFETY: the file was produced by `Engine::precompile_component` in
-    // `ModuleCache::compile`, written atomically under a directory keyed by
-    // this engine's compatibility hash, and never comes from users (they
-    // upload source components, which are compiled here).
+    // SAFETY: `deserialize_file` runs the file as native code, so it must be
+    // a wasmtime compilation we made. It is: files in the cache directory are
+    // written only by `ModuleCache::persist`, from `Component::serialize` of
+    // a component this host compiled from source, atomically (temporary file,
+    // fsync, rename), under a directory named by this engine's compatibility
+    // hash. Users upload source components and never write this directory.
     unsafe { Component::deserialize_file(engine, path) }
-}
-
-#[allow(unsafe_code)]
-fn from_own_compilation(engine: &Engine, compiled: &[u8]) -> Result<Component, RuntimeError> {
-    // SAFETY: `compiled` was just produced by `precompile_component` on this
-    // same engine.
-    unsafe { Component::deserialize(engine, compiled) }.map_err(|e| RuntimeError::Internal(format!("{e:#}")))
 }

@@ -12,7 +12,9 @@
 //! - `cache.rs`: compiled components and `InstancePre` by sha256.
 //! - `limits.rs`: the documented per-call limits.
 //! - `error.rs`: guest error vs trap vs limit exceeded.
-//! - `output.rs`: bounded capture of guest stdout/stderr.
+//! - `output.rs`: guest stdout/stderr and logs within one per-call budget.
+//! - `validate.rs`: publish-time checks (header, imports, exports,
+//!   descriptor) and output checks.
 //! - `wasm.rs`: [`WasmRuntime`], the implementation of [`TransformRuntime`].
 
 mod bindings;
@@ -21,11 +23,12 @@ mod engine;
 mod error;
 mod limits;
 mod output;
+mod validate;
 mod wasm;
 
 pub use error::RuntimeError;
 pub use limits::Limits;
-pub use wasm::WasmRuntime;
+pub use wasm::{CallOverhead, WasmRuntime};
 
 use crate::model::{BatchInput, Descriptor, OnDemandInput, Table};
 use async_trait::async_trait;

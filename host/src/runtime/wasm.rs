@@ -1,33 +1,38 @@
 //! [`WasmRuntime`]: runs transform components, one fresh store per call.
+//!
+//! A call waits for one of `max_concurrent_calls` permits (the pool has an
+//! instance slot for each), then runs on a blocking thread: a new `Store`
+//! with a memory limiter and an epoch deadline, an instance from the
+//! module's `InstancePre`, the call, and the store dropped. A fresh store per
+//! call is the isolation: a trap poisons its store, and no state leaks from
+//! one call (or one tenant) to the next. `wafer-bench wasm` measures what it
+//! costs against reusing an instance.
 
-use super::bindings::{self, Component, ComponentPre, log, wit};
+use super::bindings::{self, ComponentPre, Instance, Request, Response};
 use super::cache::{Loaded, ModuleCache};
 use super::engine;
 use super::error::RuntimeError;
 use super::limits::Limits;
-use super::output::GuestOutput;
+use super::output::{GuestOutput, LogBudget};
+use super::validate;
 use super::{CallStats, ModuleId, TransformRuntime};
 use crate::model::{BatchInput, Descriptor, OnDemandInput, Table, TransformKind};
 use async_trait::async_trait;
 use dashmap::DashMap;
-use std::collections::HashSet;
+use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::Semaphore;
-use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, ResourceLimiter, Store, Trap};
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Engine, PoolConcurrencyLimitError, ResourceLimiter, Store, Trap, WasmBacktrace};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-/// Import namespaces a transform may use. WASI here has an empty context:
-/// no preopened directories (so `wasi:filesystem` reaches nothing), no
-/// environment or arguments, closed stdin, stdout/stderr captured. Sockets
-/// and HTTP are not linked at all, so a component importing them is refused
-/// at publish time.
-const ALLOWED_IMPORTS: [&str; 6] =
-    ["wafer:transform/", "wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:filesystem/"];
+/// Table elements an instance may grow to; far beyond what a transform's
+/// indirect-call table needs.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
 
-/// Per-store state: WASI context, the memory limiter and the log budget.
+/// Per-store state: the WASI context, the memory limiter, the log sink.
 pub(crate) struct State {
     wasi: WasiCtx,
     table: ResourceTable,
@@ -41,18 +46,17 @@ impl WasiView for State {
     }
 }
 
-/// The `types` interface has no functions; the trait only marks it linked.
-impl wit::Host for State {}
-
-impl log::Host for State {
-    fn log(&mut self, level: log::Level, message: String) {
-        self.log.line(level, &message);
+impl State {
+    /// A line from the guest's `log` import.
+    pub(crate) fn guest_log(&mut self, level: tracing::Level, message: &str) {
+        self.log.line(level, message);
     }
 }
 
-/// Denies memory growth past the cap and remembers that it did, so an
-/// allocation failure is reported as the memory limit it is rather than as
-/// the generic trap the guest's allocator turns it into.
+/// Denies memory growth past the cap and remembers that growth failed, so
+/// an allocation failure is reported as the memory limit it is rather than
+/// as the generic trap (`unreachable`, from `handle_alloc_error`) the
+/// guest's allocator turns it into.
 struct MemoryLimiter {
     max_bytes: usize,
     denied: bool,
@@ -67,41 +71,38 @@ impl ResourceLimiter for MemoryLimiter {
         Ok(true)
     }
 
+    /// Growth we allowed can still fail (past the memory's own maximum, or
+    /// the pool slot's); for the caller that is the same memory limit.
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.denied = true;
+        Ok(())
+    }
+
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }
 
-/// Guest log lines for one call, tagged with the module, bounded in bytes.
+/// The `log` import for one call: lines tagged `name@version`, within the
+/// call's log budget (shared with stdout and stderr); lines past it are
+/// dropped and counted.
 struct LogSink {
     module: String,
-    budget: usize,
-    dropped: usize,
+    budget: LogBudget,
 }
 
 impl LogSink {
-    fn line(&mut self, level: log::Level, message: &str) {
-        if message.len() > self.budget {
-            self.dropped += 1;
+    fn line(&mut self, level: tracing::Level, message: &str) {
+        if !self.budget.take_line(message.len()) {
             return;
         }
-        self.budget -= message.len();
         let module = &self.module;
         match level {
-            log::Level::Trace | log::Level::Debug => {
-                tracing::debug!(transform = %module, "{message}")
-            }
-            log::Level::Info => tracing::info!(transform = %module, "{message}"),
-            log::Level::Warn => tracing::warn!(transform = %module, "{message}"),
-            log::Level::Error => tracing::error!(transform = %module, "{message}"),
-        }
-    }
-}
-
-impl Drop for LogSink {
-    fn drop(&mut self) {
-        if self.dropped > 0 {
-            tracing::warn!(transform = %self.module, dropped = self.dropped, "guest log lines over the per-call budget were dropped");
+            tracing::Level::TRACE => tracing::trace!(transform = %module, "{message}"),
+            tracing::Level::DEBUG => tracing::debug!(transform = %module, "{message}"),
+            tracing::Level::INFO => tracing::info!(transform = %module, "{message}"),
+            tracing::Level::WARN => tracing::warn!(transform = %module, "{message}"),
+            tracing::Level::ERROR => tracing::error!(transform = %module, "{message}"),
         }
     }
 }
@@ -117,33 +118,57 @@ struct Inner {
     linker: Linker<State>,
     cache: ModuleCache,
     limits: Limits,
+    /// One permit per pooled instance slot: a call beyond them waits (up to
+    /// its timeout) instead of failing to instantiate.
     permits: Semaphore,
     stats: DashMap<ModuleId, Mutex<StatsCell>>,
 }
 
-/// The wasmtime-backed [`TransformRuntime`].
+/// The wasmtime-backed [`TransformRuntime`]. Cheap to clone (shared state).
 #[derive(Clone)]
 pub struct WasmRuntime {
     inner: Arc<Inner>,
 }
 
-/// What a call was asked to do.
+/// What a call was asked to do, owned so it can move to a blocking thread.
 enum Call {
     Describe,
     Batch(BatchInput),
     OnDemand(OnDemandInput),
 }
 
+impl Call {
+    fn request(&self) -> Request<'_> {
+        match self {
+            Call::Describe => Request::Describe,
+            Call::Batch(input) => Request::Batch(input),
+            Call::OnDemand(input) => Request::OnDemand(input),
+        }
+    }
+}
+
+/// Per-call engine cost, in microseconds per iteration, from
+/// [`WasmRuntime::measure_call_overhead`].
+#[derive(Clone, Debug, Default)]
+pub struct CallOverhead {
+    /// What every call pays: new store (WASI context, limiter, deadline),
+    /// instantiate from the `InstancePre`, call `describe`, drop the store.
+    pub fresh_instance_micros: Vec<f64>,
+    /// The alternative: `describe` again on one instance kept alive.
+    pub reused_instance_micros: Vec<f64>,
+}
+
 impl WasmRuntime {
-    /// `cache_dir` holds compiled modules across restarts (`None`: compile
-    /// in memory only).
+    /// `cache_dir` keeps compiled modules across restarts (`None`: compile
+    /// in memory only). Starts the epoch ticker thread, which ends when the
+    /// last clone of the runtime is dropped.
     pub fn new(cache_dir: Option<PathBuf>, limits: Limits) -> Result<WasmRuntime, RuntimeError> {
         let engine = engine::build_engine(&limits)?;
         engine::start_epoch_ticker(&engine);
         let mut linker = Linker::<State>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .map_err(|e| RuntimeError::Internal(format!("linking WASI: {e:#}")))?;
-        Component::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+        bindings::add_to_linker(&mut linker)
             .map_err(|e| RuntimeError::Internal(format!("linking the log import: {e:#}")))?;
         let cache = ModuleCache::new(cache_dir, &engine)?;
         let permits = Semaphore::new(limits.max_concurrent_calls.max(1));
@@ -154,55 +179,111 @@ impl WasmRuntime {
         &self.inner.limits
     }
 
-    /// Runs `call` on a blocking thread in a fresh store with the deadline
-    /// and memory cap, waiting for a free instance slot first, then checks a
-    /// table output against the descriptor (`expected_rows`: on-demand calls
-    /// must answer one row per input row).
-    async fn run(
-        &self,
-        id: &ModuleId,
-        loaded: Arc<Loaded>,
-        call: Call,
-        expected_rows: Option<usize>,
-    ) -> Result<CallOutput, RuntimeError> {
-        let limits = &self.inner.limits;
-        let _permit = tokio::time::timeout(limits.call_timeout, self.inner.permits.acquire())
+    /// Times `iterations` calls of `describe` on a loaded module, each in a
+    /// fresh store and instance, and as many on one reused instance: the
+    /// numbers behind choosing a fresh store per call. The loop runs on one
+    /// blocking thread, so the figures exclude the permit and thread hop
+    /// every real call adds. For `wafer-bench`.
+    pub async fn measure_call_overhead(&self, id: &ModuleId, iterations: usize) -> Result<CallOverhead, RuntimeError> {
+        let pre = self.loaded(id)?.pre.clone();
+        let _permit = self.permit().await?;
+        let inner = self.inner.clone();
+        let module = id.to_string();
+        tokio::task::spawn_blocking(move || -> Result<CallOverhead, RuntimeError> {
+            let mut out = CallOverhead::default();
+            for _ in 0..iterations {
+                let t = Instant::now();
+                inner.call_blocking(&module, &pre, &Call::Describe)?;
+                out.fresh_instance_micros.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            let (mut store, _, _) = inner.new_store(&module);
+            let instance = Instance::new(&pre, &mut store).map_err(|e| RuntimeError::Internal(format!("{e:#}")))?;
+            for _ in 0..iterations {
+                let t = Instant::now();
+                store.set_epoch_deadline(engine::deadline_ticks(inner.limits.call_timeout));
+                instance.call(&mut store, Request::Describe).map_err(|e| RuntimeError::Internal(format!("{e:#}")))?;
+                out.reused_instance_micros.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| RuntimeError::Internal(format!("measurement task failed: {e}")))?
+    }
+
+    /// A free instance slot, waiting up to the call timeout for one.
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, RuntimeError> {
+        tokio::time::timeout(self.inner.limits.call_timeout, self.inner.permits.acquire())
             .await
             .map_err(|_| RuntimeError::Busy)?
-            .map_err(|_| RuntimeError::Busy)?;
+            .map_err(|_| RuntimeError::Internal("the call semaphore was closed".into()))
+    }
+
+    /// Runs `call` on a blocking thread in a fresh store, then `finish`es
+    /// its response, and counts the outcome in the module's stats.
+    async fn run<R: Send + 'static>(
+        &self,
+        id: &ModuleId,
+        pre: ComponentPre<State>,
+        call: Call,
+        finish: impl FnOnce(Response) -> Result<R, RuntimeError>,
+    ) -> Result<R, RuntimeError> {
+        let _permit = self.permit().await?;
         let inner = self.inner.clone();
         let module = id.to_string();
         let started = Instant::now();
-        let pre = loaded.clone();
-        let result = tokio::task::spawn_blocking(move || inner.call_blocking(&module, &pre.pre, call))
+        let result = tokio::task::spawn_blocking(move || inner.call_blocking(&module, &pre, &call))
             .await
             .map_err(|e| RuntimeError::Internal(format!("transform call task failed: {e}")))
             .and_then(|r| r)
-            .and_then(|output| match &output {
-                CallOutput::Table(t) => {
-                    check_output(&id.to_string(), &loaded.descriptor, t, expected_rows, limits).map(|()| output)
-                }
-                CallOutput::Descriptor(_) => Ok(output),
-            });
-        self.record(id, started, &result);
+            .and_then(finish);
+        self.record(id, started, result.as_ref().err());
         result
     }
 
-    fn record(&self, id: &ModuleId, started: Instant, result: &Result<CallOutput, RuntimeError>) {
+    /// Runs a batch or on-demand call and checks its table against the
+    /// descriptor (`expected_rows`: on-demand answers one row per input row).
+    async fn call_table(
+        &self,
+        id: &ModuleId,
+        kind: TransformKind,
+        call: Call,
+        expected_rows: Option<usize>,
+    ) -> Result<Table, RuntimeError> {
+        let loaded = self.loaded(id)?;
+        if loaded.descriptor.kind != kind {
+            let (is, called) = match kind {
+                TransformKind::Batch => ("on-demand", "batch"),
+                TransformKind::OnDemand => ("batch", "on-demand"),
+            };
+            return Err(RuntimeError::Guest {
+                module: id.to_string(),
+                message: format!("it is a {is} transform and cannot be called as {called}"),
+            });
+        }
+        let module = id.to_string();
+        let limits = &self.inner.limits;
+        self.run(id, loaded.pre.clone(), call, |response| match response {
+            Response::Table(Ok(table)) => validate::check_output(&loaded.descriptor, &table, expected_rows, limits)
+                .map(|()| table)
+                .map_err(|message| RuntimeError::BadOutput { module, message }),
+            Response::Table(Err(message)) => Err(RuntimeError::Guest { module, message }),
+            Response::Descriptor(_) => Err(RuntimeError::Internal("a call answered with a descriptor".into())),
+        })
+        .await
+    }
+
+    fn record(&self, id: &ModuleId, started: Instant, error: Option<&RuntimeError>) {
         let cell = self.inner.stats.entry(id.clone()).or_default();
         let mut c = cell.lock().expect("stats lock");
         c.stats.calls += 1;
         c.total_micros += started.elapsed().as_secs_f64() * 1e6;
         c.stats.mean_micros = c.total_micros / c.stats.calls as f64;
-        match result {
-            Ok(_) => {}
-            Err(e) => {
-                c.stats.errors += 1;
-                match e {
-                    RuntimeError::Trap { .. } | RuntimeError::MemoryLimit { .. } => c.stats.traps += 1,
-                    RuntimeError::Timeout { .. } => c.stats.timeouts += 1,
-                    _ => {}
-                }
+        if let Some(e) = error {
+            c.stats.errors += 1;
+            match e {
+                RuntimeError::Trap { .. } | RuntimeError::MemoryLimit { .. } => c.stats.traps += 1,
+                RuntimeError::Timeout { .. } => c.stats.timeouts += 1,
+                _ => {}
             }
         }
     }
@@ -212,138 +293,89 @@ impl WasmRuntime {
     }
 }
 
-enum CallOutput {
-    Descriptor(Descriptor),
-    Table(Table),
-}
-
 impl Inner {
-    fn call_blocking(&self, module: &str, pre: &ComponentPre<State>, call: Call) -> Result<CallOutput, RuntimeError> {
-        let stdout = GuestOutput::new(self.limits.log_bytes_per_call);
-        let stderr = GuestOutput::new(self.limits.log_bytes_per_call);
+    /// A store for one call of `module`: empty WASI context with captured
+    /// output, the memory cap, the epoch deadline.
+    fn new_store(&self, module: &str) -> (Store<State>, GuestOutput, GuestOutput) {
+        let budget = LogBudget::new(self.limits.log_bytes_per_call);
+        let stdout = GuestOutput::new(budget.clone());
+        let stderr = GuestOutput::new(budget.clone());
+        // The builder's defaults are the sandbox: no preopens, environment,
+        // arguments or network; stdin closed. Only the output is ours.
         let wasi = WasiCtx::builder().stdout(stdout.clone()).stderr(stderr.clone()).build();
         let state = State {
             wasi,
             table: ResourceTable::new(),
             limiter: MemoryLimiter { max_bytes: self.limits.memory_bytes, denied: false },
-            log: LogSink { module: module.to_string(), budget: self.limits.log_bytes_per_call, dropped: 0 },
+            log: LogSink { module: module.to_string(), budget },
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(engine::deadline_ticks(self.limits.call_timeout));
         store.epoch_deadline_trap();
-
-        let result = (|| -> wasmtime::Result<Result<CallOutput, String>> {
-            let instance = pre.instantiate(&mut store)?;
-            let t = instance.wafer_transform_transform();
-            Ok(match &call {
-                Call::Describe => {
-                    Ok(CallOutput::Descriptor(bindings::descriptor_from_wit(t.call_describe(&mut store)?)))
-                }
-                Call::Batch(input) => t
-                    .call_batch(&mut store, &bindings::batch_input_to_wit(input))?
-                    .map(|table| CallOutput::Table(bindings::table_from_wit(table))),
-                Call::OnDemand(input) => t
-                    .call_on_demand(&mut store, &bindings::on_demand_input_to_wit(input))?
-                    .map(|table| CallOutput::Table(bindings::table_from_wit(table))),
-            })
-        })();
-        forward_output(module, "stdout", &stdout);
-        forward_output(module, "stderr", &stderr);
-        let denied = store.data().limiter.denied;
-        match result {
-            Ok(Ok(output)) => Ok(output),
-            Ok(Err(message)) => Err(RuntimeError::Guest { module: module.to_string(), message }),
-            Err(err) => Err(self.classify(module, err, denied, &stderr)),
-        }
+        (store, stdout, stderr)
     }
 
-    /// A trap, a deadline or a denied allocation, told apart.
+    /// One call in a fresh store. Blocking: the guest runs on this thread
+    /// until it returns or the epoch deadline traps it.
+    fn call_blocking(&self, module: &str, pre: &ComponentPre<State>, call: &Call) -> Result<Response, RuntimeError> {
+        let (mut store, stdout, stderr) = self.new_store(module);
+        let result = Instance::new(pre, &mut store).and_then(|instance| instance.call(&mut store, call.request()));
+        forward_output(module, &stdout, &stderr, &store.data().log.budget);
+        let memory_denied = store.data().limiter.denied;
+        drop(store);
+        result.map_err(|err| self.classify(module, err, memory_denied, &stderr))
+    }
+
+    /// A trap, a deadline, a denied allocation or a full pool, told apart.
     fn classify(&self, module: &str, err: wasmtime::Error, memory_denied: bool, stderr: &GuestOutput) -> RuntimeError {
         let module = module.to_string();
         if memory_denied {
             return RuntimeError::MemoryLimit { module, limit_bytes: self.limits.memory_bytes };
         }
-        match err.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => RuntimeError::Timeout { module, limit: self.limits.call_timeout },
-            Some(trap) => {
-                // A Rust guest prints its panic message to stderr before
-                // trapping; that line says far more than the trap code.
-                let tail = stderr.contents().0.trim().lines().last().unwrap_or("").to_string();
-                let message = if tail.is_empty() { trap.to_string() } else { format!("{trap}: {tail}") };
-                RuntimeError::Trap { module, message }
-            }
-            None => RuntimeError::Trap { module, message: format!("{err:#}") },
+        if err.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
+            return RuntimeError::Busy;
         }
+        let what = match err.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => return RuntimeError::Timeout { module, limit: self.limits.call_timeout },
+            Some(trap) => trap.to_string(),
+            None => format!("{err:#}"),
+        };
+        // A Rust guest prints its panic message to stderr before trapping,
+        // which says far more than the trap code; else name where it was.
+        let context = stderr.tail().or_else(|| backtrace_summary(&err));
+        let message = match context {
+            Some(context) => format!("{what}: {context}"),
+            None => what,
+        };
+        RuntimeError::Trap { module, message }
     }
 }
 
-fn forward_output(module: &str, stream: &str, pipe: &GuestOutput) {
-    let (text, dropped) = pipe.contents();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        tracing::info!(transform = %module, stream, "{line}");
-    }
-    if dropped > 0 {
-        tracing::warn!(transform = %module, stream, dropped_bytes = dropped, "guest output over the per-call budget was dropped");
-    }
+/// The innermost few guest functions of a trap, when names are known.
+fn backtrace_summary(err: &wasmtime::Error) -> Option<String> {
+    let frames: Vec<&str> =
+        err.downcast_ref::<WasmBacktrace>()?.frames().iter().filter_map(|f| f.func_name()).take(3).collect();
+    (!frames.is_empty()).then(|| format!("in {}", frames.join(" <- ")))
 }
 
-/// Names the first import outside [`ALLOWED_IMPORTS`], if any.
-fn disallowed_import<'a>(imports: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    imports.into_iter().find(|name| !ALLOWED_IMPORTS.iter().any(|p| name.starts_with(p)))
-}
-
-/// Publish-time checks of what the component says about itself.
-fn validate_descriptor(d: &Descriptor) -> Result<(), String> {
-    if d.outputs.is_empty() {
-        return Err("describe lists no outputs".into());
-    }
-    let mut seen = HashSet::new();
-    for o in &d.outputs {
-        crate::model::registry::validate_name("output", &o.name)?;
-        if !seen.insert(&o.name) {
-            return Err(format!("describe lists output '{}' twice", o.name));
+/// Forwards a call's captured stdout/stderr to the host log, tagged with
+/// the module, and says how much output the budget dropped.
+fn forward_output(module: &str, stdout: &GuestOutput, stderr: &GuestOutput, budget: &LogBudget) {
+    for (stream, output) in [("stdout", stdout), ("stderr", stderr)] {
+        for line in output.kept().lines().filter(|l| !l.trim().is_empty()) {
+            tracing::info!(transform = %module, stream, "{line}");
         }
     }
-    Ok(())
-}
-
-/// Output must have the shape the transform promised.
-fn check_output(
-    module: &str,
-    descriptor: &Descriptor,
-    table: &Table,
-    expected_rows: Option<usize>,
-    limits: &Limits,
-) -> Result<(), RuntimeError> {
-    let bad = |message: String| RuntimeError::BadOutput { module: module.to_string(), message };
-    let rows = expected_rows.unwrap_or(table.rows());
-    if expected_rows.is_none() {
-        table.check_shape().map_err(bad)?;
-    } else if let Some(c) = table.columns.iter().find(|c| c.len() != rows) {
-        return Err(bad(format!("column '{}' has {} rows, expected one per input row ({rows})", c.name, c.len())));
+    let (bytes, lines) = budget.dropped();
+    if bytes > 0 {
+        tracing::warn!(
+            transform = %module,
+            dropped_bytes = bytes,
+            dropped_log_lines = lines,
+            "guest output over the per-call budget was dropped"
+        );
     }
-    if rows > limits.output_rows {
-        return Err(bad(format!("{rows} rows, over the limit of {}", limits.output_rows)));
-    }
-    for c in &table.columns {
-        match descriptor.output(&c.name) {
-            None => return Err(bad(format!("column '{}' is not a declared output", c.name))),
-            Some(o) if o.value_type != c.values.value_type() => {
-                return Err(bad(format!(
-                    "column '{}' has type {} but is declared {}",
-                    c.name,
-                    c.values.value_type(),
-                    o.value_type
-                )));
-            }
-            Some(_) => {}
-        }
-        if c.nulls.iter().any(|&i| i as usize >= rows) || c.nulls.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(bad(format!("column '{}' lists null rows out of range or out of order", c.name)));
-        }
-    }
-    Ok(())
 }
 
 #[async_trait]
@@ -356,51 +388,54 @@ impl TransformRuntime for WasmRuntime {
         if bytes.len() > limit {
             return Err(RuntimeError::ModuleTooLarge { size: bytes.len(), limit });
         }
-        match bytes.get(..8) {
-            Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
-                return Err(RuntimeError::InvalidComponent(
-                    "this is a core WebAssembly module, not a component; build with `cargo build --target wasm32-wasip2`".into(),
-                ));
-            }
-            Some([0, b'a', b's', b'm', ..]) => {}
-            _ => {
-                return Err(RuntimeError::InvalidComponent("not a WebAssembly binary (no \\0asm header)".into()));
-            }
-        }
+        validate::check_binary(bytes).map_err(RuntimeError::InvalidComponent)?;
+
+        // Hashing and compiling are CPU-bound: off the async workers.
         let inner = self.inner.clone();
         let (sha, owned) = (id.sha256.clone(), bytes.to_vec());
-        let pre = tokio::task::spawn_blocking(move || -> Result<ComponentPre<State>, RuntimeError> {
-            let component = inner.cache.compile(&inner.engine, &sha, &owned)?;
-            let ty = component.component_type();
-            let imports: Vec<String> = ty.imports(&inner.engine).map(|(name, _)| name.to_string()).collect();
-            if let Some(bad) = disallowed_import(imports.iter().map(String::as_str)) {
-                return Err(RuntimeError::InvalidComponent(format!(
-                    "imports '{bad}', which the sandbox does not provide (allowed: {})",
-                    ALLOWED_IMPORTS.join("*, ")
-                )));
+        let (pre, compiled) = tokio::task::spawn_blocking(move || {
+            let actual = hex::encode(Sha256::digest(&owned));
+            if actual != sha {
+                // The sha names the cache file: it must be the bytes' own.
+                return Err(RuntimeError::Internal(format!("module id says sha256 {sha}, the bytes hash to {actual}")));
             }
+            let compiled = inner.cache.compile(&inner.engine, &sha, &owned)?;
+            let ty = compiled.component.component_type();
+            validate::check_imports(ty.imports(&inner.engine).map(|(name, _)| name))
+                .map_err(RuntimeError::InvalidComponent)?;
+            validate::check_exports(ty.exports(&inner.engine).map(|(name, _)| name))
+                .map_err(RuntimeError::InvalidComponent)?;
             let instance_pre = inner
                 .linker
-                .instantiate_pre(&component)
+                .instantiate_pre(&compiled.component)
                 .map_err(|e| RuntimeError::InvalidComponent(format!("cannot be linked: {e:#}")))?;
-            ComponentPre::new(instance_pre).map_err(|e| {
-                RuntimeError::InvalidComponent(format!("does not export the wafer:transform@0.1.0 interface: {e:#}"))
-            })
+            let pre = ComponentPre::new(instance_pre).map_err(|e| {
+                RuntimeError::InvalidComponent(format!("does not match the wafer:transform@0.1.0 world: {e:#}"))
+            })?;
+            Ok((pre, compiled))
         })
         .await
         .map_err(|e| RuntimeError::Internal(format!("compile task failed: {e}")))??;
 
-        let probe = Arc::new(Loaded { pre, descriptor: placeholder_descriptor() });
-        let descriptor = match self.run(id, probe.clone(), Call::Describe, None).await {
-            Ok(CallOutput::Descriptor(d)) => d,
-            Ok(CallOutput::Table(_)) => unreachable!("describe returns a descriptor"),
-            Err(e) => {
-                return Err(RuntimeError::InvalidComponent(format!("describe failed: {e}")));
-            }
-        };
-        validate_descriptor(&descriptor).map_err(RuntimeError::InvalidComponent)?;
-        let pre = Arc::try_unwrap(probe).map_err(|_| RuntimeError::Internal("probe still shared".into()))?.pre;
+        let descriptor = self
+            .run(id, pre.clone(), Call::Describe, |response| match response {
+                Response::Descriptor(d) => Ok(d),
+                Response::Table(_) => Err(RuntimeError::Internal("describe answered with a table".into())),
+            })
+            .await
+            .map_err(|e| match e {
+                RuntimeError::Busy => RuntimeError::Busy,
+                e => RuntimeError::InvalidComponent(format!("describe failed: {e}")),
+            })?;
+        validate::check_descriptor(&descriptor).map_err(RuntimeError::InvalidComponent)?;
+
+        let inner = self.inner.clone();
+        let sha = id.sha256.clone();
+        if let Err(e) = tokio::task::spawn_blocking(move || inner.cache.persist(&sha, compiled)).await {
+            tracing::warn!(transform = %id, error = %e, "caching the compiled module failed");
+        }
         self.inner.cache.insert(&id.sha256, Loaded { pre, descriptor: descriptor.clone() });
+        tracing::debug!(transform = %id, sha256 = %id.sha256, "transform module loaded");
         Ok(descriptor)
     }
 
@@ -409,55 +444,15 @@ impl TransformRuntime for WasmRuntime {
     }
 
     async fn batch(&self, id: &ModuleId, input: BatchInput) -> Result<Table, RuntimeError> {
-        let loaded = self.loaded(id)?;
-        if loaded.descriptor.kind != TransformKind::Batch {
-            return Err(RuntimeError::Guest { module: id.to_string(), message: "not a batch transform".into() });
-        }
-        match self.run(id, loaded, Call::Batch(input), None).await? {
-            CallOutput::Table(t) => Ok(t),
-            CallOutput::Descriptor(_) => unreachable!("batch returns a table"),
-        }
+        self.call_table(id, TransformKind::Batch, Call::Batch(input), None).await
     }
 
     async fn on_demand(&self, id: &ModuleId, input: OnDemandInput) -> Result<Table, RuntimeError> {
-        let loaded = self.loaded(id)?;
-        let rows = input.features.iter().chain(input.request.iter()).map(|c| c.len()).max().unwrap_or(0);
-        match self.run(id, loaded, Call::OnDemand(input), Some(rows)).await? {
-            CallOutput::Table(t) => Ok(t),
-            CallOutput::Descriptor(_) => unreachable!("on-demand returns a table"),
-        }
+        let rows = input.features.iter().chain(&input.request).map(|c| c.len()).max().unwrap_or(0);
+        self.call_table(id, TransformKind::OnDemand, Call::OnDemand(input), Some(rows)).await
     }
 
     fn stats(&self, id: &ModuleId) -> CallStats {
         self.inner.stats.get(id).map(|c| c.lock().expect("stats lock").stats.clone()).unwrap_or_default()
-    }
-}
-
-/// Stands in until `describe` has answered; never used for output checks.
-fn placeholder_descriptor() -> Descriptor {
-    Descriptor {
-        kind: TransformKind::Batch,
-        inputs: vec![],
-        request_fields: vec![],
-        outputs: vec![],
-        params: vec![],
-        min_history: 0,
-        related: vec![],
-        description: String::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_sandbox_imports_are_allowed() {
-        assert_eq!(disallowed_import(["wasi:cli/stdout@0.2.6", "wafer:transform/log@0.1.0"]), None);
-        assert_eq!(
-            disallowed_import(["wasi:io/streams@0.2.6", "wasi:sockets/tcp@0.2.6"]),
-            Some("wasi:sockets/tcp@0.2.6")
-        );
-        assert_eq!(disallowed_import(["wasi:http/outgoing-handler@0.2.6"]), Some("wasi:http/outgoing-handler@0.2.6"));
     }
 }
