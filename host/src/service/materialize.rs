@@ -250,17 +250,19 @@ impl Wafer {
                 }
             }
             if !pending.is_empty() && (done || pending_rows >= WRITE_BATCH_ROWS || rx.is_empty()) {
-                let rows: Vec<FeatureRow> = pending.iter().flat_map(|p| p.rows.iter().cloned()).collect();
-                let written = self.offline().write_feature_rows(&group.name, &rows).await?;
-                let latest: Vec<FeatureRow> =
-                    pending.iter().filter_map(|p| p.rows.iter().max_by_key(|r| r.event_ts).cloned()).collect();
-                self.online().write(&group.name, &latest, ttl).await?;
                 let entities = pending.len() as u64;
+                let mut rows = Vec::with_capacity(pending_rows);
+                let mut latest = Vec::with_capacity(pending.len());
+                for p in pending.drain(..) {
+                    latest.extend(p.rows.iter().max_by_key(|r| r.event_ts).cloned());
+                    rows.extend(p.rows);
+                }
+                let written = self.offline().write_feature_rows(&group.name, &rows).await?;
+                self.online().write(&group.name, &latest, ttl).await?;
                 self.jobs().update(job_id, |j| {
                     j.entities_done += entities;
                     j.rows_written += written;
                 });
-                pending.clear();
                 pending_rows = 0;
                 if last_persist.elapsed() > Duration::from_secs(2) {
                     self.jobs().persist(job_id).await?;
