@@ -15,9 +15,14 @@ pub struct Config {
     /// `postgres://...` for the production registry and offline store;
     /// `None` = SQLite at `<data_dir>/wafer.db`.
     pub database_url: Option<String>,
+    /// PostgreSQL schema for all of wafer's tables (created if missing);
+    /// `None` = the connection's default `search_path`.
+    pub database_schema: Option<String>,
     /// `redis://...` for the production online store; `None` or `memory` =
     /// in-process.
     pub online: Option<String>,
+    /// Prefix of every key in a Redis online store. Default `wafer:`.
+    pub online_key_prefix: String,
     /// API tokens as (role, token) pairs; empty = no auth (loopback only).
     pub tokens: Vec<(String, String)>,
     /// Serve without tokens on a non-loopback address anyway.
@@ -35,7 +40,9 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
             data_dir: data_dir.into(),
             database_url: None,
+            database_schema: None,
             online: None,
+            online_key_prefix: "wafer:".into(),
             tokens: Vec::new(),
             insecure_no_auth: false,
             limits: Limits::default(),

@@ -7,7 +7,10 @@ use crate::config::Config;
 use crate::runtime::WasmRuntime;
 use crate::service::Wafer;
 use crate::store::memory::MemoryOnlineStore;
+use crate::store::postgres::PostgresStore;
+use crate::store::redis::RedisOnlineStore;
 use crate::store::sqlite::SqliteStore;
+use crate::store::{OfflineStore, OnlineStore, Registry};
 use anyhow::{Context, bail};
 use std::future::Future;
 use std::sync::Arc;
@@ -23,32 +26,16 @@ impl App {
     /// Opens (or creates) the stores named by `config` and loads the
     /// registry. Time comes from `clock`.
     pub async fn open(config: Config, clock: SharedClock) -> anyhow::Result<App> {
-        if let Some(url) = &config.database_url
-            && !url.starts_with("sqlite:")
-        {
-            bail!("database URL '{}' is not supported by this build; use SQLite (the default)", redact(url));
-        }
-        if let Some(online) = &config.online
-            && online != "memory"
-        {
-            bail!("online store '{}' is not supported by this build; use 'memory' (the default)", redact(online));
-        }
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-        let db_path = config.data_dir.join("wafer.db");
-        let sqlite =
-            Arc::new(SqliteStore::open(&db_path).await.with_context(|| format!("opening {}", db_path.display()))?);
-        let online = Arc::new(MemoryOnlineStore::new(clock.clone()));
+        let (registry, offline, offline_summary) = open_database(&config).await?;
+        let online = open_online(&config, clock.clone()).await?;
         let runtime = Arc::new(
             WasmRuntime::new(Some(config.data_dir.join("modules")), config.limits.clone())
                 .context("starting the Wasm runtime")?,
         );
-        tracing::info!(
-            offline = %format!("SQLite at {}", db_path.display()),
-            online = %crate::store::OnlineStore::summary(online.as_ref()),
-            "stores ready"
-        );
-        let wafer = Wafer::new(sqlite.clone(), sqlite, online, runtime, clock).await?;
+        tracing::info!(offline = %offline_summary, online = %online.summary(), "stores ready");
+        let wafer = Wafer::new(registry, offline, online, runtime, clock).await?;
         Ok(App { wafer, config })
     }
 
@@ -58,6 +45,47 @@ impl App {
             self.config.max_body_bytes,
             crate::api::auth::Tokens::new(&self.config.tokens),
         )
+    }
+}
+
+/// The registry and offline store: PostgreSQL for `postgres://` URLs,
+/// otherwise SQLite (`sqlite:PATH`, or `<data dir>/wafer.db` by default).
+async fn open_database(config: &Config) -> anyhow::Result<(Arc<dyn Registry>, Arc<dyn OfflineStore>, String)> {
+    match config.database_url.as_deref() {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            let pg = Arc::new(
+                PostgresStore::connect(url, config.database_schema.as_deref())
+                    .await
+                    .with_context(|| format!("connecting to PostgreSQL at {}", redact(url)))?,
+            );
+            Ok((pg.clone(), pg, format!("PostgreSQL at {}", redact(url))))
+        }
+        Some(url) if !url.starts_with("sqlite:") => {
+            bail!("database URL '{}' is not supported; use postgres://... or sqlite:PATH", redact(url))
+        }
+        url => {
+            let path = match url.map(|u| u.trim_start_matches("sqlite:").trim_start_matches("//")) {
+                Some(p) if !p.is_empty() => std::path::PathBuf::from(p),
+                _ => config.data_dir.join("wafer.db"),
+            };
+            let sqlite =
+                Arc::new(SqliteStore::open(&path).await.with_context(|| format!("opening {}", path.display()))?);
+            Ok((sqlite.clone(), sqlite, format!("SQLite at {}", path.display())))
+        }
+    }
+}
+
+/// The online store: Redis for `redis://` (or `rediss://`) URLs, else the
+/// in-process store.
+async fn open_online(config: &Config, clock: SharedClock) -> anyhow::Result<Arc<dyn OnlineStore>> {
+    match config.online.as_deref() {
+        None | Some("memory") => Ok(Arc::new(MemoryOnlineStore::new(clock))),
+        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => Ok(Arc::new(
+            RedisOnlineStore::connect(url, &config.online_key_prefix)
+                .await
+                .with_context(|| format!("connecting to Redis at {}", redact(url)))?,
+        )),
+        Some(other) => bail!("online store '{}' is not supported; use memory or redis://...", redact(other)),
     }
 }
 

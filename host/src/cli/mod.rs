@@ -39,6 +39,9 @@ pub struct ServeArgs {
     /// postgres://... for the production registry and offline store.
     #[arg(long, env = "WAFER_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// PostgreSQL schema for wafer's tables (created if missing).
+    #[arg(long, env = "WAFER_DATABASE_SCHEMA")]
+    pub database_schema: Option<String>,
     /// `memory` (default) or redis://...
     #[arg(long, env = "WAFER_ONLINE")]
     pub online: Option<String>,
@@ -96,6 +99,7 @@ impl ServeArgs {
         let mut config = Config::new(self.data_dir);
         config.listen = self.listen;
         config.database_url = self.database_url;
+        config.database_schema = self.database_schema;
         config.online = self.online;
         config.insecure_no_auth = self.insecure_no_auth;
         if let Some(tokens) = self.api_tokens {

@@ -7,10 +7,15 @@
 //! lives in one file; only this module runs SQL or talks to a cache.
 //!
 //! - `sqlite.rs`: the embedded default for registry and offline store.
+//! - `postgres.rs`: the production registry and offline store (PostgreSQL).
 //! - `memory.rs`: the in-process online store (dashmap) with per-group TTL.
+//! - `redis.rs`: the Redis online store (one hash per group and entity, hash-tagged by entity).
 
 pub mod memory;
+pub mod postgres;
+pub mod redis;
 pub mod sqlite;
+mod stored;
 
 use crate::model::{
     Entity, EntityKey, FeatureGroup, FeatureRow, Job, Source, SourceRow, Timestamp, TransformSummary, TransformVersion,

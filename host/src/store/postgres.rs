@@ -1,0 +1,1255 @@
+//! The production backend: PostgreSQL holds the registry, the module bytes,
+//! the job history and the offline store, with the same semantics as
+//! `sqlite.rs` (whose tests these mirror).
+//!
+//! Durability: PostgreSQL's default `synchronous_commit = on`, so a write is
+//! in the WAL on disk when its commit returns. Concurrency: a pool of
+//! connections; every write is one transaction, and read-modify-write
+//! updates lock the row they read (`FOR UPDATE`), so concurrent hosts on one
+//! database serialize per transform rather than losing an update.
+//!
+//! Bulk writes bind one array per column and insert `FROM UNNEST(...)`: the
+//! statement text and its five parameters are the same for any row count, so
+//! it is prepared once per connection, and a 1,000-row write is one round
+//! trip. Unlike SQLite, PostgreSQL refuses an upsert that touches the same
+//! row twice in one statement, so duplicate keys in one call are collapsed
+//! first (the last one wins, as it does in SQLite).
+//!
+//! Isolation: `connect` can put all tables in one schema (via `search_path`),
+//! so tests, or several deployments, share one database without meeting.
+
+use super::stored;
+use super::{OfflineStore, Registry, SourceRange, StoreError, StoreResult, VersionInsert};
+use crate::clock::{Clock, SystemClock};
+use crate::model::{
+    Descriptor, Entity, EntityKey, FeatureGroup, FeatureRow, Job, JobState, Source, SourceRow, Timestamp,
+    TransformSummary, TransformVersion, Value,
+};
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Connection, Executor};
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+
+const BACKEND: &str = "postgres";
+
+/// Rows per UNNEST insert. Arrays have no parameter limit; chunking only
+/// bounds the size of one message and of the de-duplication map.
+const ROWS_PER_INSERT: usize = 10_000;
+
+/// Entities per `latest_feature_rows` query.
+const ENTITIES_PER_LOOKUP: usize = 1_000;
+
+const MAX_CONNECTIONS: u32 = 16;
+
+/// Registry, module store, job history and offline store in one PostgreSQL
+/// database (optionally one schema of it).
+#[derive(Clone, Debug)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `url` and brings the schema up to date. With `schema`,
+    /// every table lives in that schema, created if missing: each pooled
+    /// connection sets its `search_path` to it as it connects.
+    pub async fn connect(url: &str, schema: Option<&str>) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| unavailable(format!("bad database URL: {e}")))?;
+        let mut pool = PgPoolOptions::new().max_connections(MAX_CONNECTIONS).acquire_timeout(Duration::from_secs(30));
+        if let Some(schema) = schema {
+            let schema = quote_ident(schema);
+            let mut conn = sqlx::PgConnection::connect_with(&options).await.map_err(|e| unavailable(e.to_string()))?;
+            // Concurrent creators of the same schema can still collide on
+            // the catalog's unique index; a retry then finds it.
+            let created = conn.execute(format!("CREATE SCHEMA IF NOT EXISTS {schema}").as_str()).await;
+            if let Err(e) = created {
+                let duplicate = e.as_database_error().is_some_and(|d| d.is_unique_violation());
+                if !duplicate {
+                    return Err(db_err(e));
+                }
+            }
+            conn.close().await.map_err(db_err)?;
+            let set_path = format!("SET search_path TO {schema}");
+            pool = pool.after_connect(move |conn, _meta| {
+                let set_path = set_path.clone();
+                Box::pin(async move {
+                    conn.execute(set_path.as_str()).await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = pool.connect_with(options).await.map_err(|e| unavailable(e.to_string()))?;
+        MIGRATOR.run(&pool).await.map_err(|e| unavailable(format!("migrating failed: {e}")))?;
+        Ok(PostgresStore { pool })
+    }
+
+    /// Waits for in-flight work and closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn begin(&self) -> StoreResult<sqlx::Transaction<'static, sqlx::Postgres>> {
+        self.pool.begin().await.map_err(db_err)
+    }
+
+    async fn put_spec<T: Serialize>(&self, table: &str, name: &str, value: &T) -> StoreResult<()> {
+        let spec = spec_json(value)?;
+        let sql = format!(
+            "INSERT INTO {table} (name, spec, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at"
+        );
+        // One statement is its own transaction.
+        sqlx::query(&sql).bind(name).bind(spec).bind(now_micros()).execute(&self.pool).await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn get_spec<T: DeserializeOwned + Named>(&self, table: &str, name: &str) -> StoreResult<Option<T>> {
+        let sql = format!("SELECT spec FROM {table} WHERE name = $1");
+        let spec: Option<String> =
+            sqlx::query_scalar(&sql).bind(name).fetch_optional(&self.pool).await.map_err(db_err)?;
+        spec.map(|s| from_spec(table, name, &s)).transpose()
+    }
+
+    async fn list_specs<T: DeserializeOwned + Named>(&self, table: &str) -> StoreResult<Vec<T>> {
+        let sql = format!("SELECT name, spec FROM {table} ORDER BY name");
+        let rows: Vec<(String, String)> = sqlx::query_as(&sql).fetch_all(&self.pool).await.map_err(db_err)?;
+        rows.iter().map(|(name, spec)| from_spec(table, name, spec)).collect()
+    }
+
+    async fn delete_spec(&self, table: &str, name: &str) -> StoreResult<bool> {
+        let sql = format!("DELETE FROM {table} WHERE name = $1");
+        let done = sqlx::query(&sql).bind(name).execute(&self.pool).await.map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn versions_of(&self, name: Option<&str>) -> StoreResult<Vec<TransformVersion>> {
+        let rows: Vec<VersionRow> = sqlx::query_as(
+            "SELECT name, version, sha256, size_bytes, descriptor, created_at FROM transform_versions \
+             WHERE $1::text IS NULL OR name = $1 ORDER BY name, created_at, version",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.into_iter().map(VersionRow::into_version).collect()
+    }
+}
+
+/// `"name"`, with embedded quotes doubled, for use as an SQL identifier.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+// ---------------------------------------------------------------------------
+// Registry
+
+/// Registry objects carry their name outside their stored spec.
+trait Named {
+    fn set_name(&mut self, name: String);
+}
+
+macro_rules! named {
+    ($($t:ty),*) => {$(
+        impl Named for $t {
+            fn set_name(&mut self, name: String) {
+                self.name = name;
+            }
+        }
+    )*};
+}
+named!(Entity, Source, FeatureGroup);
+
+/// The object as a client would PUT it: its JSON without `name`, which is the
+/// row's key (and which the model types refuse to deserialize).
+fn spec_json<T: Serialize>(value: &T) -> StoreResult<String> {
+    let mut json = serde_json::to_value(value).map_err(|e| StoreError::Corrupt(format!("cannot encode spec: {e}")))?;
+    if let Some(object) = json.as_object_mut() {
+        object.remove("name");
+    }
+    Ok(json.to_string())
+}
+
+fn from_spec<T: DeserializeOwned + Named>(table: &str, name: &str, spec: &str) -> StoreResult<T> {
+    let mut value: T = serde_json::from_str(spec)
+        .map_err(|e| StoreError::Corrupt(format!("{table} row '{name}' has an unreadable spec: {e}")))?;
+    value.set_name(name.to_string());
+    Ok(value)
+}
+
+#[derive(sqlx::FromRow)]
+struct VersionRow {
+    name: String,
+    version: String,
+    sha256: String,
+    size_bytes: i64,
+    descriptor: String,
+    created_at: i64,
+}
+
+impl VersionRow {
+    fn into_version(self) -> StoreResult<TransformVersion> {
+        let descriptor: Descriptor = serde_json::from_str(&self.descriptor).map_err(|e| {
+            StoreError::Corrupt(format!("descriptor of {}@{} is unreadable: {e}", self.name, self.version))
+        })?;
+        Ok(TransformVersion {
+            name: self.name,
+            version: self.version,
+            sha256: self.sha256,
+            size_bytes: u64::try_from(self.size_bytes).unwrap_or_default(),
+            descriptor,
+            created_at: Timestamp(self.created_at),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct TransformRow {
+    name: String,
+    active_version: Option<String>,
+    previous_version: Option<String>,
+    status: String,
+}
+
+impl TransformRow {
+    fn into_summary(self, versions: Vec<TransformVersion>) -> TransformSummary {
+        TransformSummary {
+            name: self.name,
+            active_version: self.active_version,
+            previous_version: self.previous_version,
+            status: self.status,
+            versions,
+        }
+    }
+}
+
+fn job_state_name(state: JobState) -> &'static str {
+    match state {
+        JobState::Queued => "queued",
+        JobState::Running => "running",
+        JobState::Succeeded => "succeeded",
+        JobState::Failed => "failed",
+    }
+}
+
+fn job_from_spec(spec: &str) -> StoreResult<Job> {
+    serde_json::from_str(spec).map_err(|e| StoreError::Corrupt(format!("job record is unreadable: {e}")))
+}
+
+#[async_trait]
+impl Registry for PostgresStore {
+    async fn put_entity(&self, entity: &Entity) -> StoreResult<()> {
+        self.put_spec("entities", &entity.name, entity).await
+    }
+    async fn get_entity(&self, name: &str) -> StoreResult<Option<Entity>> {
+        self.get_spec("entities", name).await
+    }
+    async fn list_entities(&self) -> StoreResult<Vec<Entity>> {
+        self.list_specs("entities").await
+    }
+    async fn delete_entity(&self, name: &str) -> StoreResult<bool> {
+        self.delete_spec("entities", name).await
+    }
+
+    async fn put_source(&self, source: &Source) -> StoreResult<()> {
+        self.put_spec("sources", &source.name, source).await
+    }
+    async fn get_source(&self, name: &str) -> StoreResult<Option<Source>> {
+        self.get_spec("sources", name).await
+    }
+    async fn list_sources(&self) -> StoreResult<Vec<Source>> {
+        self.list_specs("sources").await
+    }
+    async fn delete_source(&self, name: &str) -> StoreResult<bool> {
+        self.delete_spec("sources", name).await
+    }
+
+    async fn put_feature_group(&self, group: &FeatureGroup) -> StoreResult<()> {
+        self.put_spec("feature_groups", &group.name, group).await
+    }
+    async fn get_feature_group(&self, name: &str) -> StoreResult<Option<FeatureGroup>> {
+        self.get_spec("feature_groups", name).await
+    }
+    async fn list_feature_groups(&self) -> StoreResult<Vec<FeatureGroup>> {
+        self.list_specs("feature_groups").await
+    }
+    async fn delete_feature_group(&self, name: &str) -> StoreResult<bool> {
+        self.delete_spec("feature_groups", name).await
+    }
+
+    /// Two publishers of one version may race: the loser's insert does
+    /// nothing (after waiting for the winner's commit), and the stored sha256
+    /// then decides between `AlreadyExists` and `Conflict`, as it does when
+    /// the version was there before.
+    async fn insert_transform_version(&self, v: &TransformVersion, module: &[u8]) -> StoreResult<VersionInsert> {
+        debug_assert_eq!(v.sha256, hex::encode(<sha2::Sha256 as sha2::Digest>::digest(module)));
+        let descriptor = serde_json::to_string(&v.descriptor)
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode descriptor: {e}")))?;
+        let size = i64::try_from(v.size_bytes).unwrap_or(i64::MAX);
+        let stored_sha = async |conn: &mut sqlx::PgConnection| -> StoreResult<Option<String>> {
+            sqlx::query_scalar("SELECT sha256 FROM transform_versions WHERE name = $1 AND version = $2")
+                .bind(&v.name)
+                .bind(&v.version)
+                .fetch_optional(conn)
+                .await
+                .map_err(db_err)
+        };
+        let outcome = |sha: String| {
+            if sha == v.sha256 {
+                Ok(VersionInsert::AlreadyExists)
+            } else {
+                Err(StoreError::Conflict(format!(
+                    "version {} of {} already exists with different bytes (sha256 {sha})",
+                    v.version, v.name
+                )))
+            }
+        };
+        let mut tx = self.begin().await?;
+        // Checked first so re-publishing does not ship the module bytes again.
+        if let Some(sha) = stored_sha(&mut tx).await? {
+            return outcome(sha);
+        }
+        let now = now_micros();
+        sqlx::query(
+            "INSERT INTO transforms (name, status, updated_at) VALUES ($1, 'inactive', $2) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&v.name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO modules (sha256, bytes, size_bytes, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (sha256) DO NOTHING",
+        )
+        .bind(&v.sha256)
+        .bind(module)
+        .bind(module.len() as i64)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let inserted = sqlx::query(
+            "INSERT INTO transform_versions (name, version, sha256, size_bytes, descriptor, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name, version) DO NOTHING",
+        )
+        .bind(&v.name)
+        .bind(&v.version)
+        .bind(&v.sha256)
+        .bind(size)
+        .bind(descriptor)
+        .bind(v.created_at.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if inserted.rows_affected() == 0 {
+            // Lost a race; under READ COMMITTED this statement sees the
+            // winner's committed row.
+            let sha = stored_sha(&mut tx).await?;
+            tx.rollback().await.map_err(db_err)?;
+            return sha.map_or_else(|| Err(StoreError::Conflict(format!("{}@{} changed", v.name, v.version))), outcome);
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(VersionInsert::Created)
+    }
+
+    async fn get_transform_version(&self, name: &str, version: &str) -> StoreResult<Option<TransformVersion>> {
+        let row: Option<VersionRow> = sqlx::query_as(
+            "SELECT name, version, sha256, size_bytes, descriptor, created_at FROM transform_versions \
+             WHERE name = $1 AND version = $2",
+        )
+        .bind(name)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.map(VersionRow::into_version).transpose()
+    }
+
+    async fn get_module(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>> {
+        sqlx::query_scalar("SELECT bytes FROM modules WHERE sha256 = $1")
+            .bind(sha256)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn get_transform(&self, name: &str) -> StoreResult<Option<TransformSummary>> {
+        let row: Option<TransformRow> =
+            sqlx::query_as("SELECT name, active_version, previous_version, status FROM transforms WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let versions = self.versions_of(Some(name)).await?;
+        Ok(Some(row.into_summary(versions)))
+    }
+
+    async fn list_transforms(&self) -> StoreResult<Vec<TransformSummary>> {
+        let rows: Vec<TransformRow> =
+            sqlx::query_as("SELECT name, active_version, previous_version, status FROM transforms ORDER BY name")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+        let mut by_name: HashMap<String, Vec<TransformVersion>> = HashMap::new();
+        for v in self.versions_of(None).await? {
+            by_name.entry(v.name.clone()).or_default().push(v);
+        }
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let versions = by_name.remove(&row.name).unwrap_or_default();
+                row.into_summary(versions)
+            })
+            .collect())
+    }
+
+    /// Same rules as the SQLite store: activating `v` makes the version it
+    /// replaces the rollback target; disabling keeps the disabled version as
+    /// the rollback target; unknown transforms or versions are a `Conflict`.
+    /// The row is locked while it is read, so concurrent switches serialize.
+    async fn set_active_version(&self, name: &str, version: Option<&str>) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let current: Option<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT active_version, previous_version FROM transforms WHERE name = $1 FOR UPDATE")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let Some((active, previous)) = current else {
+            return Err(StoreError::Conflict(format!("transform '{name}' does not exist")));
+        };
+        let (new_active, new_previous, status) = match version {
+            Some(v) => {
+                let exists: Option<i32> =
+                    sqlx::query_scalar("SELECT 1 FROM transform_versions WHERE name = $1 AND version = $2")
+                        .bind(name)
+                        .bind(v)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                if exists.is_none() {
+                    return Err(StoreError::Conflict(format!("transform '{name}' has no version {v}")));
+                }
+                let new_previous = match active {
+                    Some(a) if a != v => Some(a),
+                    Some(_) => previous,
+                    // Re-enabling the disabled version: nothing older is known.
+                    None => previous.filter(|p| p != v),
+                };
+                (Some(v.to_string()), new_previous, "active")
+            }
+            None => match active {
+                Some(a) => (None, Some(a), "disabled"),
+                // Never active or already disabled: nothing to switch off.
+                None => return Ok(()),
+            },
+        };
+        sqlx::query(
+            "UPDATE transforms SET active_version = $2, previous_version = $3, status = $4, updated_at = $5 \
+             WHERE name = $1",
+        )
+        .bind(name)
+        .bind(new_active)
+        .bind(new_previous)
+        .bind(status)
+        .bind(now_micros())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn save_job(&self, job: &Job) -> StoreResult<()> {
+        let spec = serde_json::to_string(job).map_err(|e| StoreError::Corrupt(format!("cannot encode job: {e}")))?;
+        sqlx::query(
+            "INSERT INTO jobs (id, feature_group, state, spec, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (id) DO UPDATE SET feature_group = excluded.feature_group, state = excluded.state, \
+             spec = excluded.spec, created_at = excluded.created_at",
+        )
+        .bind(&job.id)
+        .bind(&job.feature_group)
+        .bind(job_state_name(job.state))
+        .bind(spec)
+        .bind(job.created_at.0)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn get_job(&self, id: &str) -> StoreResult<Option<Job>> {
+        let spec: Option<String> = sqlx::query_scalar("SELECT spec FROM jobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        spec.as_deref().map(job_from_spec).transpose()
+    }
+
+    async fn list_jobs(&self, feature_group: Option<&str>, limit: u32) -> StoreResult<Vec<Job>> {
+        // Two statements, not `$1 IS NULL OR ...`: a generic plan for that
+        // could not use either index.
+        let specs: Vec<String> = match feature_group {
+            Some(group) => {
+                sqlx::query_scalar(
+                    "SELECT spec FROM jobs WHERE feature_group = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+                )
+                .bind(group)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+            }
+            None => {
+                sqlx::query_scalar("SELECT spec FROM jobs ORDER BY created_at DESC, id DESC LIMIT $1")
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(db_err)?;
+        specs.iter().map(|s| job_from_spec(s)).collect()
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Offline store
+
+fn values_json(values: &BTreeMap<String, Value>) -> StoreResult<String> {
+    serde_json::to_string(values).map_err(|e| StoreError::Corrupt(format!("cannot encode values: {e}")))
+}
+
+fn values_from_json(text: &str) -> StoreResult<BTreeMap<String, Value>> {
+    serde_json::from_str::<stored::Values>(text)
+        .map(|v| v.0)
+        .map_err(|e| StoreError::Corrupt(format!("stored values are unreadable: {e}")))
+}
+
+/// Indices of `keys`, keeping only the last occurrence of each key, in input
+/// order: what SQLite's row-by-row upsert of the same rows would leave.
+fn last_of_each<K: Eq + std::hash::Hash>(keys: impl DoubleEndedIterator<Item = K> + ExactSizeIterator) -> Vec<usize> {
+    let n = keys.len();
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    let mut keep: Vec<usize> =
+        keys.rev().enumerate().filter_map(|(i, k)| seen.insert(k).then_some(n - 1 - i)).collect();
+    keep.reverse();
+    keep
+}
+
+const SOURCE_UPSERT: &str = "INSERT INTO source_rows (source, entity_key, ts, values_json, ingested_at) \
+     SELECT $1, k, t, v, $5 FROM UNNEST($2::text[], $3::bigint[], $4::text[]) AS u (k, t, v) \
+     ON CONFLICT (source, entity_key, ts) DO UPDATE \
+     SET values_json = excluded.values_json, ingested_at = excluded.ingested_at \
+     WHERE source_rows.values_json <> excluded.values_json";
+
+const FEATURE_UPSERT: &str = "INSERT INTO feature_rows (group_name, entity_key, event_ts, created_ts, values_json) \
+     SELECT $1, k, e, c, v FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::text[]) AS u (k, e, c, v) \
+     ON CONFLICT (group_name, entity_key, event_ts, created_ts) DO UPDATE \
+     SET values_json = excluded.values_json WHERE feature_rows.values_json <> excluded.values_json";
+
+/// For each key, the newest (event_ts, created_ts) is one backwards seek on
+/// the primary key; `DISTINCT ON` would read an entity's whole history.
+const LATEST_FEATURES: &str = "SELECT f.entity_key, f.event_ts, f.created_ts, f.values_json \
+     FROM UNNEST($2::text[]) AS k (key) CROSS JOIN LATERAL ( \
+         SELECT entity_key, event_ts, created_ts, values_json FROM feature_rows \
+         WHERE group_name = $1 AND entity_key = k.key \
+         ORDER BY event_ts DESC, created_ts DESC LIMIT 1) AS f";
+
+#[async_trait]
+impl OfflineStore for PostgresStore {
+    async fn write_source_rows(&self, source: &str, rows: &[SourceRow]) -> StoreResult<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // Encode before taking a connection, so it is held for SQL only.
+        let encoded = rows.iter().map(|r| values_json(&r.values)).collect::<StoreResult<Vec<_>>>()?;
+        let ingested_at = now_micros();
+        let mut tx = self.begin().await?;
+        for (rows, values) in rows.chunks(ROWS_PER_INSERT).zip(encoded.chunks(ROWS_PER_INSERT)) {
+            let keep = last_of_each(rows.iter().map(|r| (r.entity.as_str(), r.ts)));
+            let keys: Vec<&str> = keep.iter().map(|&i| rows[i].entity.as_str()).collect();
+            let ts: Vec<i64> = keep.iter().map(|&i| rows[i].ts.0).collect();
+            let values: Vec<&str> = keep.iter().map(|&i| values[i].as_str()).collect();
+            sqlx::query(SOURCE_UPSERT)
+                .bind(source)
+                .bind(keys)
+                .bind(ts)
+                .bind(values)
+                .bind(ingested_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(rows.len() as u64)
+    }
+
+    async fn read_source(&self, source: &str, entity: &EntityKey, range: SourceRange) -> StoreResult<Vec<SourceRow>> {
+        let until = range.until.map_or(i64::MAX, |t| t.0);
+        let mut rows: Vec<(i64, String)> = match range.last {
+            Some(n) => sqlx::query_as(
+                "SELECT ts, values_json FROM source_rows WHERE source = $1 AND entity_key = $2 AND ts <= $3 \
+                 ORDER BY ts DESC LIMIT $4",
+            )
+            .bind(source)
+            .bind(entity.as_str())
+            .bind(until)
+            .bind(i64::from(n))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?,
+            None => sqlx::query_as(
+                "SELECT ts, values_json FROM source_rows WHERE source = $1 AND entity_key = $2 AND ts <= $3 \
+                 ORDER BY ts",
+            )
+            .bind(source)
+            .bind(entity.as_str())
+            .bind(until)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?,
+        };
+        if range.last.is_some() {
+            rows.reverse();
+        }
+        rows.into_iter()
+            .map(|(ts, values)| {
+                Ok(SourceRow { entity: entity.clone(), ts: Timestamp(ts), values: values_from_json(&values)? })
+            })
+            .collect()
+    }
+
+    async fn source_entities(&self, source: &str) -> StoreResult<Vec<(EntityKey, Timestamp)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT entity_key, MAX(ts) FROM source_rows WHERE source = $1 GROUP BY entity_key ORDER BY entity_key",
+        )
+        .bind(source)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.into_iter().map(|(k, ts)| (EntityKey(k), Timestamp(ts))).collect())
+    }
+
+    async fn delete_source_rows(&self, source: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM source_rows WHERE source = $1")
+            .bind(source)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn write_feature_rows(&self, group: &str, rows: &[FeatureRow]) -> StoreResult<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let encoded = rows.iter().map(|r| values_json(&r.values)).collect::<StoreResult<Vec<_>>>()?;
+        let mut tx = self.begin().await?;
+        for (rows, values) in rows.chunks(ROWS_PER_INSERT).zip(encoded.chunks(ROWS_PER_INSERT)) {
+            let keep = last_of_each(rows.iter().map(|r| (r.entity.as_str(), r.event_ts, r.created)));
+            let keys: Vec<&str> = keep.iter().map(|&i| rows[i].entity.as_str()).collect();
+            let events: Vec<i64> = keep.iter().map(|&i| rows[i].event_ts.0).collect();
+            let created: Vec<i64> = keep.iter().map(|&i| rows[i].created.0).collect();
+            let values: Vec<&str> = keep.iter().map(|&i| values[i].as_str()).collect();
+            sqlx::query(FEATURE_UPSERT)
+                .bind(group)
+                .bind(keys)
+                .bind(events)
+                .bind(created)
+                .bind(values)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(rows.len() as u64)
+    }
+
+    async fn latest_feature_rows(&self, group: &str, entities: &[EntityKey]) -> StoreResult<Vec<Option<FeatureRow>>> {
+        let mut unique: Vec<&str> = entities.iter().map(EntityKey::as_str).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        let mut found: HashMap<String, FeatureRow> = HashMap::with_capacity(unique.len());
+        for keys in unique.chunks(ENTITIES_PER_LOOKUP) {
+            let rows: Vec<(String, i64, i64, String)> =
+                sqlx::query_as(LATEST_FEATURES).bind(group).bind(keys).fetch_all(&self.pool).await.map_err(db_err)?;
+            for (key, event_ts, created, values) in rows {
+                let row = FeatureRow {
+                    entity: EntityKey(key.clone()),
+                    event_ts: Timestamp(event_ts),
+                    created: Timestamp(created),
+                    values: values_from_json(&values)?,
+                };
+                found.insert(key, row);
+            }
+        }
+        Ok(entities.iter().map(|e| found.get(e.as_str()).cloned()).collect())
+    }
+
+    async fn delete_feature_rows(&self, group: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM feature_rows WHERE group_name = $1")
+            .bind(group)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        Registry::ping(self).await
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Errors and time
+
+fn unavailable(message: String) -> StoreError {
+    StoreError::Unavailable { backend: BACKEND, message }
+}
+
+/// Decoding failures and PostgreSQL's data-corruption codes mean the stored
+/// data is bad; constraint violations that a call site did not anticipate are
+/// conflicts; everything else (connection, pool, I/O, timeouts) may pass on
+/// retry.
+fn db_err(e: sqlx::Error) -> StoreError {
+    use sqlx::Error as E;
+    match &e {
+        E::Decode(_) | E::ColumnDecode { .. } | E::ColumnNotFound(_) | E::ColumnIndexOutOfBounds { .. } => {
+            StoreError::Corrupt(e.to_string())
+        }
+        E::Database(db) => {
+            // data_corrupted, index_corrupted.
+            if matches!(db.code().as_deref(), Some("XX001" | "XX002")) {
+                StoreError::Corrupt(e.to_string())
+            } else if matches!(
+                db.kind(),
+                sqlx::error::ErrorKind::UniqueViolation
+                    | sqlx::error::ErrorKind::ForeignKeyViolation
+                    | sqlx::error::ErrorKind::NotNullViolation
+                    | sqlx::error::ErrorKind::CheckViolation
+            ) {
+                StoreError::Conflict(db.message().to_string())
+            } else {
+                unavailable(e.to_string())
+            }
+        }
+        _ => unavailable(e.to_string()),
+    }
+}
+
+fn now_micros() -> i64 {
+    SystemClock.now().0
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{FeatureSpec, FieldSpec, Freshness, Producer, SourceField, TransformKind, ValueType};
+    use sha2::Digest;
+    use sqlx::{Connection, Executor};
+
+    const URL_VAR: &str = "WAFER_TEST_DATABASE_URL";
+
+    /// A store in a fresh schema of the test server, dropped (with all its
+    /// tables) when this goes out of scope, even if the test panicked.
+    struct TestDb {
+        store: PostgresStore,
+        url: String,
+        schema: String,
+    }
+
+    impl Drop for TestDb {
+        fn drop(&mut self) {
+            let (url, schema) = (self.url.clone(), quote_ident(&self.schema));
+            // Drop runs inside the test's runtime, which cannot be blocked
+            // on; a thread with its own runtime can.
+            let dropped = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(async {
+                    let mut conn = sqlx::PgConnection::connect(&url).await?;
+                    conn.execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str()).await?;
+                    conn.close().await
+                })
+            })
+            .join();
+            if !matches!(dropped, Ok(Ok(()))) {
+                eprintln!("could not drop test schema {}: {dropped:?}", self.schema);
+            }
+        }
+    }
+
+    fn test_url() -> Option<String> {
+        let url = std::env::var(URL_VAR).ok().filter(|u| !u.is_empty());
+        if url.is_none() {
+            eprintln!("skipped the PostgreSQL backend: {URL_VAR} is not set");
+        }
+        url
+    }
+
+    async fn connect(url: &str, schema: &str) -> PostgresStore {
+        PostgresStore::connect(url, Some(schema)).await.unwrap()
+    }
+
+    /// `None` (after saying so) when no test server is configured.
+    async fn store() -> Option<TestDb> {
+        let url = test_url()?;
+        let schema = format!("wafer_test_{:016x}", rand::random::<u64>());
+        let store = connect(&url, &schema).await;
+        Some(TestDb { store, url, schema })
+    }
+
+    fn key(k: &str) -> EntityKey {
+        EntityKey(k.to_string())
+    }
+
+    fn values(pairs: &[(&str, f64)]) -> BTreeMap<String, Value> {
+        pairs.iter().map(|(k, v)| (k.to_string(), Value::Float64(*v))).collect()
+    }
+
+    fn source_row(entity: &str, ts: i64, close: f64) -> SourceRow {
+        SourceRow { entity: key(entity), ts: Timestamp::from_secs(ts), values: values(&[("close", close)]) }
+    }
+
+    fn feature_row(entity: &str, event: i64, created: i64, x: f64) -> FeatureRow {
+        FeatureRow {
+            entity: key(entity),
+            event_ts: Timestamp::from_secs(event),
+            created: Timestamp::from_secs(created),
+            values: values(&[("x", x)]),
+        }
+    }
+
+    fn version(name: &str, version: &str, bytes: &[u8], created: i64) -> TransformVersion {
+        TransformVersion {
+            name: name.into(),
+            version: version.into(),
+            sha256: hex::encode(sha2::Sha256::digest(bytes)),
+            size_bytes: bytes.len() as u64,
+            descriptor: Descriptor {
+                kind: TransformKind::Batch,
+                inputs: vec![FieldSpec {
+                    name: "close".into(),
+                    value_type: ValueType::Float64,
+                    description: String::new(),
+                }],
+                request_fields: vec![],
+                outputs: vec![FieldSpec {
+                    name: "sma_20".into(),
+                    value_type: ValueType::Float64,
+                    description: String::new(),
+                }],
+                params: vec![],
+                min_history: 20,
+                related: vec![],
+                description: "moving averages".into(),
+            },
+            created_at: Timestamp::from_secs(created),
+        }
+    }
+
+    async fn count(store: &PostgresStore, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&store.pool).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn registry_objects_round_trip_and_deleting_removes_only_the_definition() {
+        let Some(db) = store().await else { return };
+        let store = &db.store;
+        let entity = Entity { name: "ticker".into(), join_keys: vec!["ticker".into()], description: "a stock".into() };
+        let source = Source {
+            name: "prices".into(),
+            entity: "ticker".into(),
+            timestamp_field: "ts".into(),
+            fields: vec![SourceField {
+                name: "close".into(),
+                value_type: ValueType::Float64,
+                description: String::new(),
+            }],
+            description: String::new(),
+        };
+        let mut params = serde_json::Map::new();
+        params.insert("benchmark".into(), serde_json::json!("SPY"));
+        let group = FeatureGroup {
+            name: "technical".into(),
+            entity: "ticker".into(),
+            features: vec![FeatureSpec {
+                name: "sma_20".into(),
+                value_type: ValueType::Float64,
+                description: "d".into(),
+            }],
+            freshness: Freshness {
+                expected_interval_seconds: Some(3600),
+                max_age_seconds: Some(7200),
+                online_ttl_seconds: None,
+            },
+            producer: Producer::Batch {
+                transform: "indicators".into(),
+                version: Some("1.0.0".into()),
+                source: Some("prices".into()),
+                sources: vec![],
+                lookback: 252,
+                schedule_seconds: Some(3600),
+                params,
+            },
+            description: String::new(),
+        };
+        store.put_entity(&entity).await.unwrap();
+        store.put_source(&source).await.unwrap();
+        store.put_feature_group(&group).await.unwrap();
+        store.write_source_rows("prices", &[source_row("AAPL", 1, 1.0)]).await.unwrap();
+
+        assert_eq!(store.get_entity("ticker").await.unwrap(), Some(entity.clone()));
+        assert_eq!(store.get_source("prices").await.unwrap(), Some(source.clone()));
+        assert_eq!(store.get_feature_group("technical").await.unwrap(), Some(group.clone()));
+        assert_eq!(store.list_entities().await.unwrap(), vec![entity.clone()]);
+        assert_eq!(store.list_sources().await.unwrap(), vec![source]);
+        assert_eq!(store.list_feature_groups().await.unwrap(), vec![group.clone()]);
+
+        // Putting again replaces the definition.
+        let updated = Entity { description: "an equity".into(), ..entity };
+        store.put_entity(&updated).await.unwrap();
+        assert_eq!(store.list_entities().await.unwrap(), vec![updated]);
+
+        assert!(store.delete_feature_group("technical").await.unwrap());
+        assert!(!store.delete_feature_group("technical").await.unwrap());
+        assert!(store.delete_source("prices").await.unwrap());
+        assert!(store.delete_entity("ticker").await.unwrap());
+        assert_eq!(store.get_feature_group("technical").await.unwrap(), None);
+        assert!(store.list_sources().await.unwrap().is_empty());
+        assert_eq!(count(store, "source_rows").await, 1, "data is deleted separately");
+    }
+
+    #[tokio::test]
+    async fn publishing_the_same_bytes_again_is_a_no_op_and_different_bytes_conflict() {
+        let Some(db) = store().await else { return };
+        let store = &db.store;
+        let v1 = version("indicators", "1.0.0", b"module one", 10);
+        assert_eq!(store.insert_transform_version(&v1, b"module one").await.unwrap(), VersionInsert::Created);
+        assert_eq!(store.insert_transform_version(&v1, b"module one").await.unwrap(), VersionInsert::AlreadyExists);
+
+        let other = version("indicators", "1.0.0", b"module two", 11);
+        let err = store.insert_transform_version(&other, b"module two").await.unwrap_err();
+        let StoreError::Conflict(message) = err else { panic!("expected a conflict, got {err:?}") };
+        assert!(message.contains("1.0.0") && message.contains("indicators") && message.contains(&v1.sha256));
+
+        // Same bytes under another version share one module row.
+        let v2 = version("indicators", "1.1.0", b"module one", 12);
+        assert_eq!(store.insert_transform_version(&v2, b"module one").await.unwrap(), VersionInsert::Created);
+        assert_eq!(count(store, "modules").await, 1);
+
+        assert_eq!(store.get_transform_version("indicators", "1.0.0").await.unwrap(), Some(v1.clone()));
+        assert_eq!(store.get_transform_version("indicators", "9.9.9").await.unwrap(), None);
+        assert_eq!(store.get_module(&v1.sha256).await.unwrap().as_deref(), Some(&b"module one"[..]));
+        assert_eq!(store.get_module("00").await.unwrap(), None);
+
+        let summary = store.get_transform("indicators").await.unwrap().unwrap();
+        assert_eq!(summary.status, "inactive");
+        assert_eq!(summary.active_version, None);
+        assert_eq!(summary.versions, vec![v1, v2]);
+        assert_eq!(store.get_transform("nope").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn activation_remembers_the_previous_version_for_rollback_and_disable() {
+        let Some(db) = store().await else { return };
+        let store = &db.store;
+        for (i, v) in ["1.0.0", "1.1.0", "2.0.0"].iter().enumerate() {
+            let bytes = format!("bytes {v}");
+            store
+                .insert_transform_version(&version("risk", v, bytes.as_bytes(), i as i64), bytes.as_bytes())
+                .await
+                .unwrap();
+        }
+        let state = async |store: &PostgresStore| {
+            let t = store.get_transform("risk").await.unwrap().unwrap();
+            (t.status, t.active_version, t.previous_version)
+        };
+        let s = |status: &str, active: Option<&str>, previous: Option<&str>| {
+            (status.to_string(), active.map(String::from), previous.map(String::from))
+        };
+
+        store.set_active_version("risk", Some("1.0.0")).await.unwrap();
+        assert_eq!(state(store).await, s("active", Some("1.0.0"), None));
+        store.set_active_version("risk", Some("1.1.0")).await.unwrap();
+        assert_eq!(state(store).await, s("active", Some("1.1.0"), Some("1.0.0")));
+        // Activating the active version again changes nothing.
+        store.set_active_version("risk", Some("1.1.0")).await.unwrap();
+        assert_eq!(state(store).await, s("active", Some("1.1.0"), Some("1.0.0")));
+        // Rollback is activating the previous version: the two swap.
+        store.set_active_version("risk", Some("1.0.0")).await.unwrap();
+        assert_eq!(state(store).await, s("active", Some("1.0.0"), Some("1.1.0")));
+
+        store.set_active_version("risk", None).await.unwrap();
+        assert_eq!(state(store).await, s("disabled", None, Some("1.0.0")));
+        store.set_active_version("risk", None).await.unwrap();
+        assert_eq!(state(store).await, s("disabled", None, Some("1.0.0")));
+        store.set_active_version("risk", Some("2.0.0")).await.unwrap();
+        assert_eq!(state(store).await, s("active", Some("2.0.0"), Some("1.0.0")));
+
+        assert!(matches!(store.set_active_version("risk", Some("3.0.0")).await, Err(StoreError::Conflict(_))));
+        assert!(matches!(store.set_active_version("nope", Some("1.0.0")).await, Err(StoreError::Conflict(_))));
+        let listed = store.list_transforms().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].versions.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn jobs_are_upserted_and_listed_newest_first() {
+        let Some(db) = store().await else { return };
+        let store = &db.store;
+        let job = |id: &str, group: &str, created: i64| Job {
+            id: id.into(),
+            feature_group: group.into(),
+            state: JobState::Queued,
+            incremental: false,
+            entities_done: 0,
+            entities_total: 10,
+            rows_written: 0,
+            errors: vec![],
+            created_at: Timestamp::from_secs(created),
+            started_at: None,
+            finished_at: None,
+            transform: None,
+        };
+        store.save_job(&job("a", "technical", 1)).await.unwrap();
+        store.save_job(&job("b", "risk", 2)).await.unwrap();
+        store.save_job(&job("c", "technical", 3)).await.unwrap();
+        let done = Job { state: JobState::Failed, errors: vec!["MSFT: trap".into()], ..job("a", "technical", 1) };
+        store.save_job(&done).await.unwrap();
+
+        assert_eq!(store.get_job("a").await.unwrap(), Some(done));
+        assert_eq!(store.get_job("zz").await.unwrap(), None);
+        let ids = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+        assert_eq!(ids(store.list_jobs(None, 10).await.unwrap()), vec!["c", "b", "a"]);
+        assert_eq!(ids(store.list_jobs(Some("technical"), 10).await.unwrap()), vec!["c", "a"]);
+        assert_eq!(ids(store.list_jobs(None, 1).await.unwrap()), vec!["c"]);
+    }
+
+    #[tokio::test]
+    async fn writing_the_same_rows_twice_keeps_one_copy_of_each() {
+        let Some(db) = store().await else { return };
+        let store = &db.store;
+        // More rows than one statement holds, so chunking is exercised.
+        let sources: Vec<SourceRow> = (0..5_000).map(|i| source_row(&format!("T{}", i % 7), i, i as f64)).collect();
+        let features: Vec<FeatureRow> =
+            (0..9_000).map(|i| feature_row(&format!("T{}", i % 7), i, 100_000, i as f64)).collect();
+        for _ in 0..2 {
+            assert_eq!(store.write_source_rows("prices", &sources).await.unwrap(), 5_000);
+            assert_eq!(store.write_feature_rows("technical", &features).await.unwrap(), 9_000);
+        }
+        assert_eq!(count(store, "source_rows").await, 5_000);
+        assert_eq!(count(store, "feature_rows").await, 9_000);
+
+        // A rewrite with new values replaces them in place.
+        store.write_source_rows("prices", &[source_row("T0", 0, -1.0)]).await.unwrap();
+        let rows = store.read_source("prices", &key("T0"), SourceRange { last: None, until: Some(Timestamp(0)) }).await;
+        assert_eq!(rows.unwrap(), vec![source_row("T0", 0, -1.0)]);
+        assert_eq!(count(store, "source_rows").await, 5_000);
+        assert_eq!(store.write_source_rows("prices", &[]).await.unwrap(), 0);
+
+        store.delete_source_rows("prices").await.unwrap();
+        store.delete_feature_rows("technical").await.unwrap();
+        assert_eq!(count(store, "source_rows").await, 0);
+        assert_eq!(count(store, "feature_rows").await, 0);
+    }
+
+    #[tokio::test]
+    async fn source_reads_honour_last_and_until_and_come_oldest_first() {
+        let Some(db) = store().await else { return };
+        let store = &db.store;
+        let mut rows: Vec<SourceRow> = (1..=10).map(|t| source_row("AAPL", t, t as f64)).collect();
+        rows.push(source_row("MSFT", 20, 1.0));
+        rows.reverse(); // write order does not matter
+        store.write_source_rows("prices", &rows).await.unwrap();
+        store.write_source_rows("other", &[source_row("AAPL", 99, 1.0)]).await.unwrap();
+
+        let ts = |range: SourceRange| {
+            let store = store.clone();
+            async move {
+                let rows = store.read_source("prices", &key("AAPL"), range).await.unwrap();
+                rows.iter().map(|r| r.ts.0 / Timestamp::MICROS_PER_SECOND).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(ts(SourceRange::default()).await, (1..=10).collect::<Vec<_>>());
+        assert_eq!(ts(SourceRange { last: Some(3), until: None }).await, vec![8, 9, 10]);
+        assert_eq!(ts(SourceRange { last: None, until: Some(Timestamp::from_secs(4)) }).await, vec![1, 2, 3, 4]);
+        assert_eq!(ts(SourceRange { last: Some(2), until: Some(Timestamp::from_secs(4)) }).await, vec![3, 4]);
+        assert_eq!(ts(SourceRange { last: Some(50), until: None }).await.len(), 10);
+        assert_eq!(ts(SourceRange { last: Some(0), until: None }).await, Vec::<i64>::new());
+        let read = store.read_source("prices", &key("AAPL"), SourceRange { last: Some(1), until: None }).await.unwrap();
+        assert_eq!(read, vec![source_row("AAPL", 10, 10.0)]);
+
+        assert_eq!(
+            store.source_entities("prices").await.unwrap(),
+            vec![(key("AAPL"), Timestamp::from_secs(10)), (key("MSFT"), Timestamp::from_secs(20))]
+        );
+        assert!(store.source_entities("missing").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn latest_feature_row_is_the_newest_event_and_on_ties_the_newest_created() {
+        let Some(db) = store().await else { return };
+        let store = &db.store;
+        store
+            .write_feature_rows(
+                "valuation",
+                &[
+                    feature_row("AAPL", 10, 11, 1.0),
+                    feature_row("AAPL", 20, 21, 2.0),
+                    feature_row("AAPL", 20, 30, 3.0), // correction of event 20
+                    feature_row("AAPL", 15, 99, 4.0), // late arrival of an older event
+                    feature_row("MSFT", 5, 5, 5.0),
+                ],
+            )
+            .await
+            .unwrap();
+        store.write_feature_rows("other", &[feature_row("AAPL", 50, 50, 9.0)]).await.unwrap();
+
+        let latest =
+            store.latest_feature_rows("valuation", &[key("MSFT"), key("NONE"), key("AAPL"), key("MSFT")]).await;
+        assert_eq!(
+            latest.unwrap(),
+            vec![
+                Some(feature_row("MSFT", 5, 5, 5.0)),
+                None,
+                Some(feature_row("AAPL", 20, 30, 3.0)),
+                Some(feature_row("MSFT", 5, 5, 5.0)),
+            ]
+        );
+
+        // More entities than one lookup statement takes.
+        let many: Vec<FeatureRow> = (0..1_200).map(|i| feature_row(&format!("E{i}"), i, i, i as f64)).collect();
+        store.write_feature_rows("many", &many).await.unwrap();
+        let keys: Vec<EntityKey> = many.iter().rev().map(|r| r.entity.clone()).collect();
+        let latest = store.latest_feature_rows("many", &keys).await.unwrap();
+        assert_eq!(latest, many.into_iter().rev().map(Some).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn values_of_every_type_round_trip() {
+        let Some(db) = store().await else { return };
+        let store = &db.store;
+        let values: BTreeMap<String, Value> = [
+            ("f", Value::Float64(190.0)),
+            ("i", Value::Int64(-3)),
+            ("b", Value::Bool(true)),
+            ("s", Value::String("x\"y".into())),
+            ("fl", Value::Float64List(vec![1.5, 2.0])),
+            ("sl", Value::StringList(vec!["a".into()])),
+            ("n", Value::Null),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let row = FeatureRow { entity: key("AAPL"), event_ts: Timestamp(1), created: Timestamp(2), values };
+        store.write_feature_rows("g", std::slice::from_ref(&row)).await.unwrap();
+        assert_eq!(store.latest_feature_rows("g", &[key("AAPL")]).await.unwrap(), vec![Some(row)]);
+    }
+
+    #[tokio::test]
+    async fn unreadable_stored_data_is_reported_as_corrupt() {
+        let Some(db) = store().await else { return };
+        let store = &db.store;
+        sqlx::query("INSERT INTO source_rows VALUES ('prices', 'AAPL', 1, 'not json', 0)")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+        let err = store.read_source("prices", &key("AAPL"), SourceRange::default()).await.unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn acknowledged_writes_are_read_back_by_a_new_connection_and_schemas_do_not_meet() {
+        let Some(db) = store().await else { return };
+        {
+            let store = connect(&db.url, &db.schema).await;
+            store
+                .put_entity(&Entity {
+                    name: "ticker".into(),
+                    join_keys: vec!["ticker".into()],
+                    description: String::new(),
+                })
+                .await
+                .unwrap();
+            store.write_source_rows("prices", &[source_row("AAPL", 1, 1.0)]).await.unwrap();
+            store.write_feature_rows("technical", &[feature_row("AAPL", 1, 2, 3.0)]).await.unwrap();
+            let v = version("indicators", "1.0.0", b"wasm", 1);
+            store.insert_transform_version(&v, b"wasm").await.unwrap();
+            store.set_active_version("indicators", Some("1.0.0")).await.unwrap();
+            // Dropped without close(), as after a crash.
+        }
+        // Connecting again runs the (already applied) migrations again.
+        let store = connect(&db.url, &db.schema).await;
+        assert_eq!(store.list_entities().await.unwrap().len(), 1);
+        let rows = store.read_source("prices", &key("AAPL"), SourceRange::default()).await.unwrap();
+        assert_eq!(rows, vec![source_row("AAPL", 1, 1.0)]);
+        let latest = store.latest_feature_rows("technical", &[key("AAPL")]).await.unwrap();
+        assert_eq!(latest, vec![Some(feature_row("AAPL", 1, 2, 3.0))]);
+        let t = store.get_transform("indicators").await.unwrap().unwrap();
+        assert_eq!(t.active_version.as_deref(), Some("1.0.0"));
+        assert!(store.get_module(&t.versions[0].sha256).await.unwrap().is_some());
+        Registry::ping(&store).await.unwrap();
+        OfflineStore::ping(&store).await.unwrap();
+        store.close().await;
+
+        let Some(other) = self::store().await else { return };
+        assert!(other.store.list_entities().await.unwrap().is_empty());
+        assert!(other.store.source_entities("prices").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_same_key_twice_in_one_write_keeps_the_last_row() {
+        let Some(db) = store().await else { return };
+        let store = &db.store;
+        let sources = [source_row("AAPL", 1, 1.0), source_row("AAPL", 2, 2.0), source_row("AAPL", 1, 3.0)];
+        assert_eq!(store.write_source_rows("prices", &sources).await.unwrap(), 3);
+        let rows = store.read_source("prices", &key("AAPL"), SourceRange::default()).await.unwrap();
+        assert_eq!(rows, vec![source_row("AAPL", 1, 3.0), source_row("AAPL", 2, 2.0)]);
+
+        let features = [feature_row("AAPL", 1, 1, 1.0), feature_row("AAPL", 1, 1, 2.0)];
+        assert_eq!(store.write_feature_rows("technical", &features).await.unwrap(), 2);
+        let latest = store.latest_feature_rows("technical", &[key("AAPL")]).await.unwrap();
+        assert_eq!(latest, vec![Some(feature_row("AAPL", 1, 1, 2.0))]);
+        assert_eq!(count(store, "feature_rows").await, 1);
+    }
+
+    #[tokio::test]
+    async fn racing_publishers_of_one_version_get_one_created_and_one_verdict_by_bytes() {
+        let Some(db) = store().await else { return };
+        let store = &db.store;
+        let same = version("risk", "1.0.0", b"bytes", 1);
+        let (a, b) = tokio::join!(
+            store.insert_transform_version(&same, b"bytes"),
+            store.insert_transform_version(&same, b"bytes")
+        );
+        let mut outcomes = vec![a.unwrap(), b.unwrap()];
+        outcomes.sort_by_key(|o| *o == VersionInsert::Created);
+        assert_eq!(outcomes, vec![VersionInsert::AlreadyExists, VersionInsert::Created]);
+
+        let one = version("risk", "2.0.0", b"one", 2);
+        let two = version("risk", "2.0.0", b"two", 2);
+        let (a, b) =
+            tokio::join!(store.insert_transform_version(&one, b"one"), store.insert_transform_version(&two, b"two"));
+        let created = [&a, &b].iter().filter(|r| matches!(r, Ok(VersionInsert::Created))).count();
+        let conflicts = [&a, &b].iter().filter(|r| matches!(r, Err(StoreError::Conflict(_)))).count();
+        assert_eq!((created, conflicts), (1, 1), "{a:?} {b:?}");
+        assert_eq!(count(store, "transform_versions").await, 2);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_is_reported_as_unavailable() {
+        // Port 1 on loopback refuses connections; no test server needed.
+        let err = PostgresStore::connect("postgres://postgres@127.0.0.1:1/test", Some("x")).await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable { backend: "postgres", .. }), "{err:?}");
+    }
+}
