@@ -14,6 +14,7 @@
 pub mod memory;
 pub mod postgres;
 pub mod redis;
+mod sql;
 pub mod sqlite;
 mod stored;
 

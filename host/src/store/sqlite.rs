@@ -14,18 +14,19 @@
 //! finds a numbered (`?NNN`) one by a linear scan, so thousands of numbered
 //! parameters make binding quadratic (measured: 75% of write time).
 
-use super::stored;
+use super::sql::{
+    Named, TransformRow, VersionRow, from_spec, job_from_spec, job_state_name, spec_json, values_from_json, values_json,
+};
 use super::{OfflineStore, Registry, SourceRange, StoreError, StoreResult, VersionInsert};
 use crate::clock::{Clock, SystemClock};
 use crate::model::{
-    Descriptor, Entity, EntityKey, FeatureGroup, FeatureRow, Job, JobState, Source, SourceRow, Timestamp,
-    TransformSummary, TransformVersion, Value,
+    Entity, EntityKey, FeatureGroup, FeatureRow, Job, Source, SourceRow, Timestamp, TransformSummary, TransformVersion,
 };
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -145,98 +146,6 @@ impl SqliteStore {
 
 // ---------------------------------------------------------------------------
 // Registry
-
-/// Registry objects carry their name outside their stored spec.
-trait Named {
-    fn set_name(&mut self, name: String);
-}
-
-macro_rules! named {
-    ($($t:ty),*) => {$(
-        impl Named for $t {
-            fn set_name(&mut self, name: String) {
-                self.name = name;
-            }
-        }
-    )*};
-}
-named!(Entity, Source, FeatureGroup);
-
-/// The object as a client would PUT it: its JSON without `name`, which is the
-/// row's key (and which the model types refuse to deserialize).
-fn spec_json<T: Serialize>(value: &T) -> StoreResult<String> {
-    let mut json = serde_json::to_value(value).map_err(|e| StoreError::Corrupt(format!("cannot encode spec: {e}")))?;
-    if let Some(object) = json.as_object_mut() {
-        object.remove("name");
-    }
-    Ok(json.to_string())
-}
-
-fn from_spec<T: DeserializeOwned + Named>(table: &str, name: &str, spec: &str) -> StoreResult<T> {
-    let mut value: T = serde_json::from_str(spec)
-        .map_err(|e| StoreError::Corrupt(format!("{table} row '{name}' has an unreadable spec: {e}")))?;
-    value.set_name(name.to_string());
-    Ok(value)
-}
-
-#[derive(sqlx::FromRow)]
-struct VersionRow {
-    name: String,
-    version: String,
-    sha256: String,
-    size_bytes: i64,
-    descriptor: String,
-    created_at: i64,
-}
-
-impl VersionRow {
-    fn into_version(self) -> StoreResult<TransformVersion> {
-        let descriptor: Descriptor = serde_json::from_str(&self.descriptor).map_err(|e| {
-            StoreError::Corrupt(format!("descriptor of {}@{} is unreadable: {e}", self.name, self.version))
-        })?;
-        Ok(TransformVersion {
-            name: self.name,
-            version: self.version,
-            sha256: self.sha256,
-            size_bytes: u64::try_from(self.size_bytes).unwrap_or_default(),
-            descriptor,
-            created_at: Timestamp(self.created_at),
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct TransformRow {
-    name: String,
-    active_version: Option<String>,
-    previous_version: Option<String>,
-    status: String,
-}
-
-impl TransformRow {
-    fn into_summary(self, versions: Vec<TransformVersion>) -> TransformSummary {
-        TransformSummary {
-            name: self.name,
-            active_version: self.active_version,
-            previous_version: self.previous_version,
-            status: self.status,
-            versions,
-        }
-    }
-}
-
-fn job_state_name(state: JobState) -> &'static str {
-    match state {
-        JobState::Queued => "queued",
-        JobState::Running => "running",
-        JobState::Succeeded => "succeeded",
-        JobState::Failed => "failed",
-    }
-}
-
-fn job_from_spec(spec: &str) -> StoreResult<Job> {
-    serde_json::from_str(spec).map_err(|e| StoreError::Corrupt(format!("job record is unreadable: {e}")))
-}
 
 #[async_trait]
 impl Registry for SqliteStore {
@@ -544,16 +453,6 @@ fn cache_statement(rows: usize, chunk: usize) -> bool {
     rows == chunk || rows <= 16
 }
 
-fn values_json(values: &BTreeMap<String, Value>) -> StoreResult<String> {
-    serde_json::to_string(values).map_err(|e| StoreError::Corrupt(format!("cannot encode values: {e}")))
-}
-
-fn values_from_json(text: &str) -> StoreResult<BTreeMap<String, Value>> {
-    serde_json::from_str::<stored::Values>(text)
-        .map(|v| v.0)
-        .map_err(|e| StoreError::Corrupt(format!("stored values are unreadable: {e}")))
-}
-
 #[async_trait]
 impl OfflineStore for SqliteStore {
     async fn write_source_rows(&self, source: &str, rows: &[SourceRow]) -> StoreResult<u64> {
@@ -776,8 +675,11 @@ fn now_micros() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{FeatureSpec, FieldSpec, Freshness, Producer, SourceField, TransformKind, ValueType};
+    use crate::model::{
+        Descriptor, FeatureSpec, FieldSpec, Freshness, JobState, Producer, SourceField, TransformKind, Value, ValueType,
+    };
     use sha2::Digest;
+    use std::collections::BTreeMap;
 
     async fn store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
