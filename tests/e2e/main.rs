@@ -3,6 +3,7 @@
 
 mod backends;
 mod errors;
+mod faults;
 mod flow;
 mod openapi;
 mod sandbox;

@@ -22,16 +22,22 @@ async fn healthz() -> Json<serde_json::Value> {
 async fn readyz(State(w): State<Wafer>) -> impl IntoResponse {
     let mut checks = serde_json::Map::new();
     let mut ok = true;
+    // A backend that hangs is as unready as one that refuses.
+    let check = |f| tokio::time::timeout(std::time::Duration::from_secs(1), f);
     for (name, result) in [
-        ("registry", w.registry().ping().await),
-        ("offline_store", w.offline().ping().await),
-        ("online_store", w.online().ping().await),
+        ("registry", check(w.registry().ping()).await),
+        ("offline_store", check(w.offline().ping()).await),
+        ("online_store", check(w.online().ping()).await),
     ] {
         let status = match result {
-            Ok(()) => "ok".to_string(),
-            Err(e) => {
+            Ok(Ok(())) => "ok".to_string(),
+            Ok(Err(e)) => {
                 ok = false;
                 e.to_string()
+            }
+            Err(_) => {
+                ok = false;
+                "did not answer within 1 s".to_string()
             }
         };
         checks.insert(name.to_string(), json!(status));

@@ -133,7 +133,25 @@ impl Wafer {
                     })
                 })
                 .collect::<ServiceResult<Vec<_>>>()?;
-            let mut rows = self.online().read(&group.name, &keys).await?;
+            // An unavailable online store is a miss for every entity: the
+            // offline store answers below (`source: offline`), so reads keep
+            // working through an online-store outage.
+            // The online read gets half of what is left of the deadline, so a
+            // hanging store still leaves time for the offline store.
+            let online_deadline =
+                tokio::time::Instant::now() + deadline.saturating_duration_since(tokio::time::Instant::now()) / 2;
+            let mut rows = match tokio::time::timeout_at(online_deadline, self.online().read(&group.name, &keys)).await
+            {
+                Ok(Ok(rows)) => rows,
+                Ok(Err(e)) => {
+                    tracing::warn!(group = %group.name, error = %e, "online store unavailable; reading the offline store");
+                    vec![None; keys.len()]
+                }
+                Err(_) => {
+                    tracing::warn!(group = %group.name, "online store did not answer in time; reading the offline store");
+                    vec![None; keys.len()]
+                }
+            };
             let mut sources = vec![ValueSource::Online; keys.len()];
             let expired_or_missing = |row: &Option<FeatureRow>| match row {
                 None => true,
@@ -160,7 +178,7 @@ impl Wafer {
                     }
                     if !refill.is_empty() {
                         let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
-                        self.online().write(&group.name, &refill, ttl).await?;
+                        self.refill_online(&group.name, &refill, ttl).await;
                     }
                 }
             }
@@ -281,8 +299,23 @@ impl Wafer {
         };
         self.offline().write_feature_rows(&group.name, std::slice::from_ref(&latest)).await?;
         let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
-        self.online().write(&group.name, std::slice::from_ref(&latest), ttl).await?;
+        self.refill_online(&group.name, std::slice::from_ref(&latest), ttl).await;
         Ok(Some(latest))
+    }
+}
+
+impl Wafer {
+    /// Puts rows the read found elsewhere back online, in the background so
+    /// the answer never waits for it. Best effort: the values are durable
+    /// offline, so a failing online store only costs the next read another
+    /// offline lookup.
+    async fn refill_online(&self, group: &str, rows: &[FeatureRow], ttl: Option<Duration>) {
+        let (this, group, rows) = (self.clone(), group.to_string(), rows.to_vec());
+        tokio::spawn(async move {
+            if let Err(e) = this.online().write(&group, &rows, ttl).await {
+                tracing::warn!(group, error = %e, "could not refill the online store");
+            }
+        });
     }
 }
 
