@@ -133,3 +133,36 @@ async fn pushed_values_keep_the_newest_event_and_the_latest_correction_across_a_
     let f = read_profile(&app).await;
     assert_eq!(f["profile:pe_ratio"]["source"], json!("online"), "refilled online: {f}");
 }
+
+#[tokio::test]
+async fn an_incremental_run_computes_only_entities_with_new_source_rows_and_writes_only_new_rows() {
+    let app = TestApp::spawn().await;
+    let prices = app.setup_technical(&["AAPL", "MSFT"], 260).await;
+    let full = app.materialize_and_wait("technical").await;
+    assert_eq!(full["entities_done"], json!(2), "{full}");
+
+    // Nothing new: an incremental run has nothing to do.
+    let (status, idle) =
+        app.post_json("/v1/materialize?wait=true", &json!({"feature_group": "technical", "incremental": true})).await;
+    assert_eq!(status, StatusCode::OK, "{idle}");
+    assert_eq!((idle["entities_total"].clone(), idle["rows_written"].clone()), (json!(0), json!(0)), "{idle}");
+
+    // One new bar for AAPL only.
+    let next = prices.end.plus_secs(86_400);
+    let csv = format!("ticker,ts,open,high,low,close,volume\nAAPL,{next},100,101,99,100.5,1000\n");
+    let (status, body) = app.post_csv("/v1/sources/prices/rows", &csv).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, inc) =
+        app.post_json("/v1/materialize?wait=true", &json!({"feature_group": "technical", "incremental": true})).await;
+    assert_eq!(status, StatusCode::OK, "{inc}");
+    assert_eq!(inc["state"], json!("succeeded"), "{inc}");
+    assert_eq!((inc["entities_total"].clone(), inc["rows_written"].clone()), (json!(1), json!(1)), "{inc}");
+
+    let (_, read) = app.read_groups(&["AAPL"], &["technical"], "none").await;
+    let sma20 = &read["results"][0]["features"]["technical:sma_20"];
+    assert_eq!(sma20["event_timestamp"], json!(next.to_rfc3339()), "{read}");
+    let mut closes = prices.closes("AAPL");
+    closes.push(100.5);
+    let expected = closes[closes.len() - 20..].iter().sum::<f64>() / 20.0;
+    wafer_tests::harness::assert_close(sma20["value"].as_f64().unwrap(), expected, 1e-9, "sma_20 after the new bar");
+}

@@ -70,16 +70,25 @@ impl Wafer {
         self.ensure_loaded(&version).await?;
         let join_keys = self.entity(&group.entity)?.join_keys.clone();
         let first_source = group.producer.source_names().remove(0);
+        // Each entity's newest source row, read once: it lists the entities
+        // when the request names none, and tells incremental runs who is new.
+        let newest: HashMap<EntityKey, Timestamp> = if req.entities.is_none() || req.incremental {
+            self.offline().source_entities(&first_source).await?.into_iter().collect()
+        } else {
+            HashMap::new()
+        };
         let mut entities = match &req.entities {
             Some(list) => {
                 list.iter().map(|v| entity_key_from_json(v, &join_keys)).collect::<ServiceResult<Vec<_>>>()?
             }
-            None => self.offline().source_entities(&first_source).await?.into_iter().map(|(k, _)| k).collect(),
+            None => {
+                let mut keys: Vec<EntityKey> = newest.keys().cloned().collect();
+                keys.sort();
+                keys
+            }
         };
         let mut after = HashMap::new();
         if req.incremental {
-            let newest: HashMap<EntityKey, Timestamp> =
-                self.offline().source_entities(&first_source).await?.into_iter().collect();
             let latest = self.offline().latest_feature_rows(&group.name, &entities).await?;
             let mut keep = Vec::new();
             for (key, row) in entities.into_iter().zip(latest) {
