@@ -2,6 +2,7 @@
 //! with the documented defaults.
 
 use crate::runtime::Limits;
+use crate::service::ClusterSettings;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -32,6 +33,9 @@ pub struct Config {
     /// Largest accepted request body, in bytes (component uploads and CSV
     /// ingest are the big ones). Default 64 MiB.
     pub max_body_bytes: usize,
+    /// How this host shares jobs and registry state with other hosts on
+    /// the same stores.
+    pub cluster: ClusterSettings,
 }
 
 impl Config {
@@ -47,6 +51,7 @@ impl Config {
             insecure_no_auth: false,
             limits: Limits::default(),
             max_body_bytes: 64 << 20,
+            cluster: ClusterSettings::default(),
         }
     }
 }

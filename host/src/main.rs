@@ -30,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
             }
             let mut config = Config::new(&args.data_dir);
             config.listen = args.listen;
+            args.stores.apply(&mut config);
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             let app = App::open(config, Arc::new(SystemClock)).await?;
             demo::load(&app.wafer).await?;

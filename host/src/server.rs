@@ -35,7 +35,7 @@ impl App {
                 .context("starting the Wasm runtime")?,
         );
         tracing::info!(offline = %offline_summary, online = %online.summary(), "stores ready");
-        let wafer = Wafer::new(registry, offline, online, runtime, clock).await?;
+        let wafer = Wafer::new(registry, offline, online, runtime, clock, config.cluster.clone()).await?;
         Ok(App { wafer, config })
     }
 
@@ -98,8 +98,10 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     check_exposure(&app.config, addr)?;
-    tracing::info!(%addr, "wafer serving");
-    axum::serve(listener, app.router()).with_graceful_shutdown(shutdown).await?;
+    tracing::info!(%addr, host = %app.config.cluster.host_id, "wafer serving");
+    let served = axum::serve(listener, app.router()).with_graceful_shutdown(shutdown).await;
+    app.wafer.shutdown().await;
+    served?;
     Ok(())
 }
 

@@ -1,95 +1,19 @@
 //! The `wafer` binary as users run it: `wafer serve` as a child process,
 //! then the client commands against it.
 
-use serde_json::{Value, json};
+use serde_json::json;
 use std::io::Read;
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-const WAFER: &str = env!("CARGO_BIN_EXE_wafer");
+mod support;
 
-/// Kills the server by its pid when the test ends, even on a panic.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port that was free a moment ago. The server binds it itself, so there
-/// is a small race with other processes; retrying would hide real failures.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-/// A command with no ambient configuration from the environment.
-fn wafer() -> Command {
-    let mut cmd = Command::new(WAFER);
-    for var in
-        ["WAFER_LISTEN", "WAFER_DATA_DIR", "WAFER_DATABASE_URL", "WAFER_ONLINE", "WAFER_API_TOKENS", "WAFER_SERVER"]
-    {
-        cmd.env_remove(var);
-    }
-    cmd.env("RUST_LOG", "warn").stdin(Stdio::null());
-    cmd
-}
-
-async fn start_server(data_dir: &Path) -> Server {
-    let port = free_port();
-    let child = wafer()
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(data_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting wafer serve");
-    let mut server = Server { child, base: format!("http://127.0.0.1:{port}") };
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(resp) = client.get(format!("{}/healthz", server.base)).send().await
-            && resp.status().is_success()
-        {
-            return server;
-        }
-        if let Some(status) = server.child.try_wait().expect("polling the server") {
-            panic!("wafer serve exited early with {status}");
-        }
-        assert!(Instant::now() < deadline, "wafer serve did not answer /healthz within 30 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Runs a client command off the async runtime and returns its output.
-async fn run(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || wafer().args(&args).output().expect("running wafer"))
-        .await
-        .expect("command task")
-}
-
-fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
-
-async fn send(req: reqwest::RequestBuilder) -> Value {
-    let resp = req.send().await.expect("request");
-    let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{status}: {body}");
-    body
-}
+use support::{Server, free_port, run, send, start_server, text, wafer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_publishes_a_transform_and_materializes_a_group_on_a_served_store() {
     let tmp = tempfile::tempdir().expect("temp dir");
-    let server = start_server(&tmp.path().join("data")).await;
+    let server = start_server(&tmp.path().join("data"), &[]).await;
     let base = server.base.clone();
 
     let wasm = tmp.path().join("indicators.wasm");

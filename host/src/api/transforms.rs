@@ -175,7 +175,10 @@ async fn invoke(State(w): State<Wafer>, Path(name): Path<String>, Json(b): Json<
             w.invoke_on_demand(&version, input).await?
         }
     };
-    Ok(Json(table_json(&output)))
+    let mut answer = table_json(&output);
+    // Which version ran: without a version in the request, the active one.
+    answer["transform"] = json!({"name": version.name, "version": version.version, "sha256": version.sha256});
+    Ok(Json(answer))
 }
 
 fn with_defaults(mut params: Vec<(String, String)>, v: &TransformVersion) -> Vec<(String, String)> {

@@ -36,6 +36,21 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     #[arg(long, env = "WAFER_DATA_DIR", default_value = "./wafer-data")]
     pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub stores: StoreArgs,
+    /// Comma-separated role=token pairs (roles: read, write, admin).
+    #[arg(long, env = "WAFER_API_TOKENS", hide_env_values = true)]
+    pub api_tokens: Option<String>,
+    /// Serve without tokens on a non-loopback address.
+    #[arg(long)]
+    pub insecure_no_auth: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Which stores to use; the default is embedded (SQLite + in-process).
+#[derive(Args, Debug)]
+pub struct StoreArgs {
     /// postgres://... for the production registry and offline store.
     #[arg(long, env = "WAFER_DATABASE_URL")]
     pub database_url: Option<String>,
@@ -45,12 +60,26 @@ pub struct ServeArgs {
     /// `memory` (default) or redis://...
     #[arg(long, env = "WAFER_ONLINE")]
     pub online: Option<String>,
-    /// Comma-separated role=token pairs (roles: read, write, admin).
-    #[arg(long, env = "WAFER_API_TOKENS", hide_env_values = true)]
-    pub api_tokens: Option<String>,
-    /// Serve without tokens on a non-loopback address.
-    #[arg(long)]
-    pub insecure_no_auth: bool,
+    /// Prefix of every Redis key.
+    #[arg(long, env = "WAFER_ONLINE_KEY_PREFIX", default_value = "wafer:")]
+    pub online_key_prefix: String,
+}
+
+/// Several hosts on one store (see `ClusterSettings` for the defaults).
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    /// This host's name in job leases and progress [default: hostname:pid].
+    #[arg(long, env = "WAFER_HOST_ID")]
+    pub host_id: Option<String>,
+    /// Entities per job task, the unit a host leases.
+    #[arg(long, env = "WAFER_JOB_CHUNK_ENTITIES", default_value_t = 32)]
+    pub job_chunk_entities: usize,
+    /// Seconds a job task lease lasts without renewal.
+    #[arg(long, env = "WAFER_JOB_LEASE_SECONDS", default_value_t = 30.0)]
+    pub job_lease_seconds: f64,
+    /// Seconds between full registry reloads on a shared store.
+    #[arg(long, env = "WAFER_REGISTRY_RESYNC_SECONDS", default_value_t = 10.0)]
+    pub registry_resync_seconds: f64,
 }
 
 #[derive(Args, Debug)]
@@ -60,6 +89,10 @@ pub struct DemoArgs {
     /// Recreated on every start: the demo's data is generated fresh.
     #[arg(long, default_value = "./wafer-demo-data")]
     pub data_dir: PathBuf,
+    /// The demo runs on PostgreSQL and Redis too; their data is kept
+    /// (the demo upserts over it).
+    #[command(flatten)]
+    pub stores: StoreArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -98,15 +131,35 @@ impl ServeArgs {
     pub fn into_config(self) -> anyhow::Result<Config> {
         let mut config = Config::new(self.data_dir);
         config.listen = self.listen;
-        config.database_url = self.database_url;
-        config.database_schema = self.database_schema;
-        config.online = self.online;
+        self.stores.apply(&mut config);
         config.insecure_no_auth = self.insecure_no_auth;
         if let Some(tokens) = self.api_tokens {
             config.tokens = parse_tokens(&tokens)?;
         }
+        let cluster = &mut config.cluster;
+        if let Some(host_id) = self.cluster.host_id {
+            cluster.host_id = host_id;
+        }
+        anyhow::ensure!(self.cluster.job_chunk_entities > 0, "--job-chunk-entities must be at least 1");
+        cluster.job_chunk_entities = self.cluster.job_chunk_entities;
+        cluster.job_lease = seconds("--job-lease-seconds", self.cluster.job_lease_seconds)?;
+        cluster.registry_resync = seconds("--registry-resync-seconds", self.cluster.registry_resync_seconds)?;
         Ok(config)
     }
+}
+
+impl StoreArgs {
+    pub fn apply(self, config: &mut Config) {
+        config.database_url = self.database_url;
+        config.database_schema = self.database_schema;
+        config.online = self.online;
+        config.online_key_prefix = self.online_key_prefix;
+    }
+}
+
+fn seconds(flag: &str, value: f64) -> anyhow::Result<std::time::Duration> {
+    anyhow::ensure!(value.is_finite() && value >= 0.1, "{flag} must be at least 0.1 (got {value})");
+    Ok(std::time::Duration::from_secs_f64(value))
 }
 
 /// `admin=s3cret,read=r3ad` -> [("admin", "s3cret"), ("read", "r3ad")].

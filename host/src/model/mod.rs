@@ -12,7 +12,7 @@ pub mod value;
 
 pub use entity_key::EntityKey;
 pub use feature_ref::FeatureRef;
-pub use job::{Job, JobState};
+pub use job::{Job, JobState, JobTask, LeasedTask, TaskOutcome};
 pub use registry::{Entity, FeatureGroup, FeatureSpec, Freshness, Producer, Source, SourceField};
 pub use table::{BatchInput, Column, ColumnValues, NamedTable, OnDemandInput, Table};
 pub use time::Timestamp;

@@ -2,22 +2,26 @@
 //! group's batch transform once with columnar input, and write the produced
 //! rows to the offline store and the newest to the online store.
 //!
-//! Transforms run on a few entities at once; their rows flow to a single
-//! writer that batches them into large transactions (SQLite has one writer
-//! anyway, and a durable commit per entity would dominate the run time).
-//! Re-running a job is safe: rows upsert on (entity, event time, created).
+//! A job is planned on the host that receives the request and split into
+//! tasks of a few entities (`ClusterSettings::job_chunk_entities`); the job
+//! workers of every host sharing the store lease and run them (`worker.rs`).
+//! A task computes its entities a few at a time, then writes all their rows
+//! in one offline write: large writes are what make materialization fast
+//! (one durable commit per task, not per entity). Every row of a job
+//! carries the job's start time as its created time, so a task computed
+//! twice (its first host died) upserts the same rows, never duplicates.
 
 use super::{ServiceError, ServiceResult, Wafer};
 use crate::model::{
-    BatchInput, Column, EntityKey, FeatureGroup, FeatureRow, Job, NamedTable, Producer, SourceRow, Table, Timestamp,
-    TransformVersion,
+    BatchInput, Column, EntityKey, FeatureGroup, FeatureRow, Job, JobState, JobTask, NamedTable, Producer, SourceRow,
+    Table, TaskOutcome, Timestamp, TransformVersion,
 };
-use crate::store::SourceRange;
+use crate::store::{SourceRange, StoreError};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::Semaphore;
 
 /// `POST /v1/materialize`.
 #[derive(Debug, Deserialize)]
@@ -34,30 +38,14 @@ pub struct MaterializeRequest {
     pub incremental: bool,
 }
 
-/// Entities computed at once. Transforms are CPU-bound and run on blocking
-/// threads; a few more than the core count keeps the cores busy while the
-/// others read their input.
+/// Entities of one task computed at once. Transforms are CPU-bound and run
+/// on blocking threads; a few more than the core count keeps the cores busy
+/// while the others read their input.
 const PARALLEL_ENTITIES: usize = 4;
-/// Rows buffered before the writer commits a batch.
-const WRITE_BATCH_ROWS: usize = 20_000;
-/// Errors kept in a job's error list; later ones are only counted.
-const MAX_JOB_ERRORS: usize = 50;
-
-struct Plan {
-    group: Arc<FeatureGroup>,
-    version: TransformVersion,
-    entities: Vec<EntityKey>,
-    /// Incremental runs: each entity's latest materialized event time.
-    after: HashMap<EntityKey, Timestamp>,
-}
-
-/// One entity's produced rows on their way to the writer.
-struct Produced {
-    rows: Vec<FeatureRow>,
-}
 
 impl Wafer {
-    /// Validates the request, queues the job and starts it in the background.
+    /// Validates the request, plans the job and stores it with its tasks;
+    /// job workers (on this host or any other sharing the store) run it.
     pub async fn start_materialize(&self, req: MaterializeRequest) -> ServiceResult<Job> {
         let group = self.feature_group(&req.feature_group)?;
         let Producer::Batch { transform, version, .. } = &group.producer else {
@@ -87,7 +75,7 @@ impl Wafer {
                 keys
             }
         };
-        let mut after = HashMap::new();
+        let mut after: HashMap<EntityKey, Timestamp> = HashMap::new();
         if req.incremental {
             let latest = self.offline().latest_feature_rows(&group.name, &entities).await?;
             let mut keep = Vec::new();
@@ -103,82 +91,116 @@ impl Wafer {
             }
             entities = keep;
         }
-        let job = self.jobs().create(&group.name, req.incremental, self.clock().now()).await?;
-        let transform_label = format!("{}@{}", version.name, version.version);
-        let total = entities.len() as u64;
-        self.jobs().update(&job.id, |j| {
-            j.entities_total = total;
-            j.transform = Some(transform_label);
-        });
-        let plan = Plan { group, version, entities, after };
-        let this = self.clone();
-        let id = job.id.clone();
-        tokio::spawn(async move {
-            if let Err(e) = this.run_materialize(&id, plan).await {
-                this.jobs().update(&id, |j| j.errors.push(format!("job failed: {e}")));
-            }
-            if let Err(e) = this.jobs().finish(&id, this.clock().now()).await {
-                tracing::error!(job = %id, error = %e, "could not record finished job");
-            }
-        });
-        Ok(self.jobs().get(&job.id).await?.unwrap_or(job))
+        let now = self.clock().now();
+        let id = format!("job-{}-{:08x}", now.to_datetime().format("%Y%m%dT%H%M%S"), rand::random::<u32>());
+        let mut job = Job {
+            id: id.clone(),
+            feature_group: group.name.clone(),
+            state: JobState::Running,
+            incremental: req.incremental,
+            entities_done: 0,
+            entities_total: entities.len() as u64,
+            rows_written: 0,
+            errors: Vec::new(),
+            created_at: now,
+            started_at: Some(now),
+            finished_at: None,
+            transform: Some(format!("{}@{}", version.name, version.version)),
+            hosts: BTreeMap::new(),
+        };
+        if entities.is_empty() {
+            job.finish(now);
+        }
+        let chunk = self.cluster().job_chunk_entities.max(1);
+        let tasks: Vec<JobTask> = entities
+            .chunks(chunk)
+            .enumerate()
+            .map(|(i, keys)| JobTask {
+                job_id: id.clone(),
+                task_no: i as u32,
+                after: keys.iter().map(|k| after.get(k).copied()).collect(),
+                entities: keys.to_vec(),
+            })
+            .collect();
+        self.jobs().create(&job, &tasks).await?;
+        self.wake_worker();
+        Ok(job)
     }
 
-    async fn run_materialize(&self, job_id: &str, plan: Plan) -> ServiceResult<()> {
-        let started = self.clock().now();
-        self.jobs().update(job_id, |j| {
-            j.state = crate::model::JobState::Running;
-            j.started_at = Some(started);
-        });
-        self.jobs().persist(job_id).await?;
-        let plan = Arc::new(plan);
-        let (tx, rx) = mpsc::channel::<Produced>(PARALLEL_ENTITIES * 2);
-        let writer = tokio::spawn({
-            let this = self.clone();
-            let plan = plan.clone();
-            let id = job_id.to_string();
-            async move { this.write_produced(&id, &plan.group, rx).await }
-        });
-
-        let queue = Arc::new(std::sync::Mutex::new(plan.entities.clone().into_iter()));
-        let mut workers = tokio::task::JoinSet::new();
-        for _ in 0..PARALLEL_ENTITIES {
-            let (this, plan, queue, tx, id) =
-                (self.clone(), plan.clone(), queue.clone(), tx.clone(), job_id.to_string());
-            workers.spawn(async move {
-                loop {
-                    let next = queue.lock().expect("queue lock").next();
-                    let Some(entity) = next else { break };
-                    match this.compute_entity(&plan, &entity, started).await {
-                        Ok(rows) => {
-                            if tx.send(Produced { rows }).await.is_err() {
-                                break; // the writer failed; it reports why
-                            }
-                        }
-                        Err(e) => this.jobs().update(&id, |j| {
-                            j.entities_done += 1;
-                            push_error(j, format!("{entity}: {e}"));
-                        }),
-                    }
-                }
+    /// Runs one task: computes its entities and writes their rows, offline
+    /// in one write, then each entity's newest row online. Entities that
+    /// fail are reported in the outcome; `Err` means the task could not be
+    /// committed (a store is down) and should be retried.
+    pub(super) async fn materialize_task(&self, job: &Job, task: &JobTask) -> ServiceResult<TaskOutcome> {
+        let mut outcome = TaskOutcome {
+            host: self.cluster().host_id.clone(),
+            entities_done: task.entities.len() as u64,
+            ..TaskOutcome::default()
+        };
+        let plan = match self.task_plan(job).await {
+            Ok(plan) => Arc::new(plan),
+            Err(e) if is_transient(&e) => return Err(e),
+            Err(e) => {
+                outcome.errors.extend(task.entities.iter().map(|entity| format!("{entity}: {e}")));
+                return Ok(outcome);
+            }
+        };
+        let created = job.started_at.unwrap_or(job.created_at);
+        let permits = Arc::new(Semaphore::new(PARALLEL_ENTITIES));
+        let mut running = tokio::task::JoinSet::new();
+        for (i, entity) in task.entities.iter().enumerate() {
+            let (this, plan, permits, entity) = (self.clone(), plan.clone(), permits.clone(), entity.clone());
+            let after = task.after.get(i).copied().flatten();
+            running.spawn(async move {
+                let _permit = permits.acquire_owned().await.expect("semaphore is never closed");
+                let rows = this.compute_entity(&plan.0, &plan.1, &entity, created, after).await;
+                (i, entity, rows)
             });
         }
-        drop(tx);
-        while workers.join_next().await.is_some() {}
-        writer.await.map_err(|e| ServiceError::Invalid(format!("writer task failed: {e}")))?
+        let mut produced: Vec<(usize, Vec<FeatureRow>)> = Vec::with_capacity(task.entities.len());
+        while let Some(joined) = running.join_next().await {
+            let (i, entity, rows) = joined.map_err(|e| ServiceError::Invalid(format!("task panicked: {e}")))?;
+            match rows {
+                Ok(rows) => produced.push((i, rows)),
+                Err(e) if is_transient(&e) => return Err(e),
+                Err(e) => outcome.errors.push(format!("{entity}: {e}")),
+            }
+        }
+        // Input order, so a task's writes are the same whichever finished first.
+        produced.sort_by_key(|(i, _)| *i);
+        let latest: Vec<FeatureRow> =
+            produced.iter().filter_map(|(_, rows)| rows.iter().max_by_key(|r| r.event_ts).cloned()).collect();
+        let rows: Vec<FeatureRow> = produced.into_iter().flat_map(|(_, rows)| rows).collect();
+        let group = &plan.0;
+        outcome.rows_written = self.offline().write_feature_rows(&group.name, &rows).await?;
+        let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
+        self.online().write(&group.name, &latest, ttl).await?;
+        Ok(outcome)
+    }
+
+    /// The group and transform version a job runs.
+    async fn task_plan(&self, job: &Job) -> ServiceResult<(Arc<FeatureGroup>, TransformVersion)> {
+        let group = self.feature_group_fresh(&job.feature_group).await?;
+        let (name, version) = job
+            .transform_version()
+            .ok_or_else(|| ServiceError::Invalid(format!("job {} does not name its transform version", job.id)))?;
+        let version = self.resolve_version(name, Some(version)).await?;
+        self.ensure_loaded(&version).await?;
+        Ok((group, version))
     }
 
     /// Reads one entity's inputs and runs the transform on them.
     async fn compute_entity(
         &self,
-        plan: &Plan,
+        group: &FeatureGroup,
+        version: &TransformVersion,
         entity: &EntityKey,
         created: Timestamp,
+        after: Option<Timestamp>,
     ) -> ServiceResult<Vec<FeatureRow>> {
-        let input = self.batch_input(&plan.group, &plan.version, entity).await?;
-        let output = self.invoke_batch(&plan.version, input).await?;
-        let after = plan.after.get(entity).copied();
-        Ok(rows_from_output(&plan.group, entity, &output, created, after))
+        let input = self.batch_input(group, version, entity).await?;
+        let output = self.invoke_batch(version, input).await?;
+        Ok(rows_from_output(group, entity, &output, created, after))
     }
 
     /// Builds a batch transform's input for one entity: the whole history
@@ -226,62 +248,6 @@ impl Wafer {
             })
             .collect();
         Ok(Table { timestamps, columns })
-    }
-
-    /// Batches produced rows into large offline writes, then writes each
-    /// entity's newest row online. Progress counts an entity once its rows
-    /// are durable.
-    async fn write_produced(
-        &self,
-        job_id: &str,
-        group: &FeatureGroup,
-        mut rx: mpsc::Receiver<Produced>,
-    ) -> ServiceResult<()> {
-        let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
-        let mut last_persist = std::time::Instant::now();
-        let mut pending: Vec<Produced> = Vec::new();
-        let mut pending_rows = 0usize;
-        loop {
-            let next = rx.recv().await;
-            let done = next.is_none();
-            if let Some(p) = next {
-                pending_rows += p.rows.len();
-                pending.push(p);
-                // Keep filling the batch while more results are ready.
-                while pending_rows < WRITE_BATCH_ROWS {
-                    match rx.try_recv() {
-                        Ok(p) => {
-                            pending_rows += p.rows.len();
-                            pending.push(p);
-                        }
-                        Err(_) => break,
-                    }
-                }
-            }
-            if !pending.is_empty() && (done || pending_rows >= WRITE_BATCH_ROWS || rx.is_empty()) {
-                let entities = pending.len() as u64;
-                let mut rows = Vec::with_capacity(pending_rows);
-                let mut latest = Vec::with_capacity(pending.len());
-                for p in pending.drain(..) {
-                    latest.extend(p.rows.iter().max_by_key(|r| r.event_ts).cloned());
-                    rows.extend(p.rows);
-                }
-                let written = self.offline().write_feature_rows(&group.name, &rows).await?;
-                self.online().write(&group.name, &latest, ttl).await?;
-                self.jobs().update(job_id, |j| {
-                    j.entities_done += entities;
-                    j.rows_written += written;
-                });
-                pending_rows = 0;
-                if last_persist.elapsed() > Duration::from_secs(2) {
-                    self.jobs().persist(job_id).await?;
-                    last_persist = std::time::Instant::now();
-                }
-            }
-            if done {
-                return Ok(());
-            }
-        }
     }
 }
 
@@ -345,10 +311,8 @@ pub fn entity_key_from_json(v: &serde_json::Value, join_keys: &[String]) -> Serv
     }
 }
 
-fn push_error(job: &mut Job, message: String) {
-    if job.errors.len() < MAX_JOB_ERRORS {
-        job.errors.push(message);
-    } else if job.errors.len() == MAX_JOB_ERRORS {
-        job.errors.push("further errors omitted".into());
-    }
+/// Store outages pass; a task that met one is retried rather than recorded
+/// as failed.
+fn is_transient(e: &ServiceError) -> bool {
+    matches!(e, ServiceError::Store(StoreError::Unavailable { .. }))
 }

@@ -9,8 +9,13 @@
 //! - `ingest.rs`: source rows (JSON, CSV) and pushed feature rows.
 //! - `materialize.rs`: materialization jobs (batch transforms over sources).
 //! - `serving.rs`: online reads with freshness status.
-//! - `jobs.rs`: job progress tracking.
+//! - `jobs.rs`: creating, reading and waiting for jobs.
+//! - `worker.rs`: this host's share of the jobs: leasing, running and
+//!   committing job tasks.
+//! - `cluster.rs`: settings for several hosts on one store, and keeping
+//!   this host's registry caches in step with the others.
 
+pub mod cluster;
 pub mod error;
 pub mod ingest;
 pub mod jobs;
@@ -18,15 +23,20 @@ pub mod materialize;
 pub mod registry;
 pub mod serving;
 pub mod transforms;
+mod worker;
 
+pub use cluster::ClusterSettings;
 pub use error::{ServiceError, ServiceResult};
 
 use crate::clock::SharedClock;
-use crate::model::{Entity, FeatureGroup, Source};
+use crate::model::{Entity, FeatureGroup, Source, TransformSummary, TransformVersion};
 use crate::runtime::TransformRuntime;
 use crate::store::{OfflineStore, OnlineStore, Registry};
 use dashmap::DashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
 
 /// The assembled feature store: stores, runtime, clock and caches. Cheap to
 /// clone; every clone shares the same state.
@@ -41,23 +51,40 @@ struct Inner {
     online: Arc<dyn OnlineStore>,
     runtime: Arc<dyn TransformRuntime>,
     clock: SharedClock,
+    cluster: ClusterSettings,
     jobs: jobs::JobTracker,
-    /// Definitions read on every request are served from memory; every
-    /// registry write goes through `service::registry`, which updates these
-    /// after the store write succeeds.
+    /// Definitions read on every request are served from memory. This
+    /// host's registry writes update them after the store write succeeds;
+    /// other hosts' writes reach them through `cluster.rs`.
     entities: DashMap<String, Arc<Entity>>,
     sources: DashMap<String, Arc<Source>>,
     groups: DashMap<String, Arc<FeatureGroup>>,
+    /// Transform lifecycles (which version is active), read when a version
+    /// is resolved; dropped whenever the transform changes.
+    transforms: DashMap<String, Arc<TransformSummary>>,
+    /// Published versions are immutable, so they stay cached.
+    versions: DashMap<(String, String), Arc<TransformVersion>>,
+    /// Bumped by every transform invalidation: a lookup that raced with one
+    /// does not cache what it read (it may predate the change).
+    transform_epoch: AtomicU64,
+    /// Wakes this host's job worker when a job is created.
+    wake_worker: Notify,
+    /// Tells the background tasks (worker, registry sync) to stop.
+    shutdown: watch::Sender<bool>,
+    background: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Wafer {
-    /// Assembles the store and loads the registry caches.
+    /// Assembles the store, loads the registry caches and starts this
+    /// host's background work: the job worker and, on a store shared by
+    /// several hosts, the registry sync. [`Wafer::shutdown`] stops both.
     pub async fn new(
         registry: Arc<dyn Registry>,
         offline: Arc<dyn OfflineStore>,
         online: Arc<dyn OnlineStore>,
         runtime: Arc<dyn TransformRuntime>,
         clock: SharedClock,
+        cluster: ClusterSettings,
     ) -> ServiceResult<Wafer> {
         let wafer = Wafer {
             inner: Arc::new(Inner {
@@ -67,33 +94,50 @@ impl Wafer {
                 online,
                 runtime,
                 clock,
+                cluster,
                 entities: DashMap::new(),
                 sources: DashMap::new(),
                 groups: DashMap::new(),
+                transforms: DashMap::new(),
+                versions: DashMap::new(),
+                transform_epoch: AtomicU64::new(0),
+                wake_worker: Notify::new(),
+                shutdown: watch::channel(false).0,
+                background: std::sync::Mutex::new(Vec::new()),
             }),
         };
+        // Listen before loading, so no change falls between the two.
+        let changes = wafer.registry().changes().await?;
         wafer.reload_registry().await?;
+        let mut background = vec![tokio::spawn(wafer.clone().run_worker(wafer.inner.shutdown.subscribe()))];
+        if let Some(changes) = changes {
+            background.push(tokio::spawn(wafer.clone().sync_registry(changes, wafer.inner.shutdown.subscribe())));
+        }
+        *wafer.inner.background.lock().expect("background lock") = background;
         Ok(wafer)
     }
 
+    /// Stops the job worker (its unfinished tasks are handed back for
+    /// other hosts or the next start) and the registry sync.
+    pub async fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+        let handles = std::mem::take(&mut *self.inner.background.lock().expect("background lock"));
+        for handle in handles {
+            let _ = handle.await;
+        }
+    }
+
     /// Re-reads every definition from the registry store into the caches.
+    /// Entries are replaced and stale ones removed, never cleared first, so
+    /// requests served meanwhile always find what exists.
     pub async fn reload_registry(&self) -> ServiceResult<()> {
         let i = &self.inner;
         let entities = i.registry.list_entities().await?;
         let sources = i.registry.list_sources().await?;
         let groups = i.registry.list_feature_groups().await?;
-        i.entities.clear();
-        i.sources.clear();
-        i.groups.clear();
-        for e in entities {
-            i.entities.insert(e.name.clone(), Arc::new(e));
-        }
-        for s in sources {
-            i.sources.insert(s.name.clone(), Arc::new(s));
-        }
-        for g in groups {
-            i.groups.insert(g.name.clone(), Arc::new(g));
-        }
+        replace_all(&i.entities, entities.into_iter().map(|e| (e.name.clone(), e)));
+        replace_all(&i.sources, sources.into_iter().map(|s| (s.name.clone(), s)));
+        replace_all(&i.groups, groups.into_iter().map(|g| (g.name.clone(), g)));
         Ok(())
     }
 
@@ -121,6 +165,14 @@ impl Wafer {
         &self.inner.jobs
     }
 
+    pub fn cluster(&self) -> &ClusterSettings {
+        &self.inner.cluster
+    }
+
+    pub(crate) fn wake_worker(&self) {
+        self.inner.wake_worker.notify_one();
+    }
+
     pub fn entity(&self, name: &str) -> ServiceResult<Arc<Entity>> {
         self.inner.entities.get(name).map(|e| e.clone()).ok_or_else(|| ServiceError::not_found("entity", name))
     }
@@ -133,9 +185,64 @@ impl Wafer {
         self.inner.groups.get(name).map(|e| e.clone()).ok_or_else(|| ServiceError::not_found("feature group", name))
     }
 
+    /// The group from the cache, else from the registry: a job task may
+    /// name a group another host created a moment ago.
+    pub async fn feature_group_fresh(&self, name: &str) -> ServiceResult<Arc<FeatureGroup>> {
+        if let Ok(group) = self.feature_group(name) {
+            return Ok(group);
+        }
+        let group = self.registry().get_feature_group(name).await?;
+        self.cache_feature_group(name, group);
+        self.feature_group(name)
+    }
+
+    fn cache_entity(&self, name: &str, entity: Option<Entity>) {
+        match entity {
+            Some(e) => self.inner.entities.insert(name.to_string(), Arc::new(e)),
+            None => self.inner.entities.remove(name).map(|(_, e)| e),
+        };
+    }
+
+    fn cache_source(&self, name: &str, source: Option<Source>) {
+        match source {
+            Some(s) => self.inner.sources.insert(name.to_string(), Arc::new(s)),
+            None => self.inner.sources.remove(name).map(|(_, s)| s),
+        };
+    }
+
+    fn cache_feature_group(&self, name: &str, group: Option<FeatureGroup>) {
+        match group {
+            Some(g) => self.inner.groups.insert(name.to_string(), Arc::new(g)),
+            None => self.inner.groups.remove(name).map(|(_, g)| g),
+        };
+    }
+
+    /// Drops what is cached of transform `name`; the next resolve re-reads it.
+    pub(crate) fn forget_transform(&self, name: &str) {
+        self.inner.transform_epoch.fetch_add(1, Ordering::SeqCst);
+        self.inner.transforms.remove(name);
+        self.inner.versions.retain(|(n, _), _| n != name);
+    }
+
+    fn forget_all_transforms(&self) {
+        self.inner.transform_epoch.fetch_add(1, Ordering::SeqCst);
+        self.inner.transforms.clear();
+        self.inner.versions.clear();
+    }
+
     pub fn feature_group_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.inner.groups.iter().map(|g| g.key().clone()).collect();
         names.sort();
         names
     }
+}
+
+/// Makes `cache` hold exactly `items`.
+fn replace_all<T>(cache: &DashMap<String, Arc<T>>, items: impl Iterator<Item = (String, T)>) {
+    let mut names = std::collections::HashSet::new();
+    for (name, item) in items {
+        cache.insert(name.clone(), Arc::new(item));
+        names.insert(name);
+    }
+    cache.retain(|name, _| names.contains(name));
 }

@@ -9,6 +9,8 @@ use crate::model::{BatchInput, OnDemandInput, Table, TransformSummary, Transform
 use crate::runtime::{CallStats, ModuleId};
 use crate::store::VersionInsert;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 /// Result of publishing: the version and whether it was new.
 pub struct Published {
@@ -44,6 +46,7 @@ impl Wafer {
             created_at: self.clock().now(),
         };
         let created = self.registry().insert_transform_version(&record, bytes).await? == VersionInsert::Created;
+        self.forget_transform(name);
         tracing::info!(transform = %id, sha256 = %record.sha256, "published transform version");
         Ok(Published { version: record, created })
     }
@@ -54,6 +57,7 @@ impl Wafer {
             return Err(ServiceError::not_found("transform version", format!("{name}@{version}")));
         }
         self.registry().set_active_version(name, Some(version)).await?;
+        self.forget_transform(name);
         tracing::info!(transform = name, version, "activated transform version");
         self.transform(name).await
     }
@@ -61,6 +65,7 @@ impl Wafer {
     pub async fn disable_transform(&self, name: &str) -> ServiceResult<TransformSummary> {
         self.transform(name).await?;
         self.registry().set_active_version(name, None).await?;
+        self.forget_transform(name);
         tracing::info!(transform = name, "disabled transform");
         self.transform(name).await
     }
@@ -87,12 +92,14 @@ impl Wafer {
     }
 
     /// The version a producer runs: the pinned one, else the active one.
+    /// Served from this host's caches: versions are immutable, and which one
+    /// is active is re-read after every change announced by any host.
     pub async fn resolve_version(&self, name: &str, pinned: Option<&str>) -> ServiceResult<TransformVersion> {
         let version = match pinned {
             Some(v) => v.to_string(),
             None => {
-                let t = self.transform(name).await?;
-                t.active_version.ok_or_else(|| {
+                let t = self.transform_cached(name).await?;
+                t.active_version.clone().ok_or_else(|| {
                     ServiceError::Conflict(format!(
                         "transform '{name}' has no active version ({}); activate one or pin a version",
                         t.status
@@ -100,10 +107,36 @@ impl Wafer {
                 })?
             }
         };
-        self.registry()
-            .get_transform_version(name, &version)
+        self.version_cached(name, &version).await
+    }
+
+    async fn transform_cached(&self, name: &str) -> ServiceResult<Arc<TransformSummary>> {
+        if let Some(t) = self.inner.transforms.get(name) {
+            return Ok(t.clone());
+        }
+        let epoch = self.inner.transform_epoch.load(Ordering::SeqCst);
+        let t = Arc::new(self.transform(name).await?);
+        if self.inner.transform_epoch.load(Ordering::SeqCst) == epoch {
+            self.inner.transforms.insert(name.to_string(), t.clone());
+        }
+        Ok(t)
+    }
+
+    async fn version_cached(&self, name: &str, version: &str) -> ServiceResult<TransformVersion> {
+        let key = (name.to_string(), version.to_string());
+        if let Some(v) = self.inner.versions.get(&key) {
+            return Ok(TransformVersion::clone(&v));
+        }
+        let epoch = self.inner.transform_epoch.load(Ordering::SeqCst);
+        let v = self
+            .registry()
+            .get_transform_version(name, version)
             .await?
-            .ok_or_else(|| ServiceError::not_found("transform version", format!("{name}@{version}")))
+            .ok_or_else(|| ServiceError::not_found("transform version", format!("{name}@{version}")))?;
+        if self.inner.transform_epoch.load(Ordering::SeqCst) == epoch {
+            self.inner.versions.insert(key, Arc::new(v.clone()));
+        }
+        Ok(v)
     }
 
     /// Makes sure the version's module is compiled in this process (after a

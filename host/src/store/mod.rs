@@ -10,8 +10,12 @@
 //! - `postgres.rs`: the production registry and offline store (PostgreSQL).
 //! - `memory.rs`: the in-process online store (dashmap) with per-group TTL.
 //! - `redis.rs`: the Redis online store (one hash per group and entity, hash-tagged by entity).
+//! - `pg_listen.rs`: registry change announcements from PostgreSQL (LISTEN/NOTIFY).
 
+#[cfg(test)]
+mod job_conformance;
 pub mod memory;
+mod pg_listen;
 pub mod postgres;
 pub mod redis;
 mod sql;
@@ -19,10 +23,12 @@ pub mod sqlite;
 mod stored;
 
 use crate::model::{
-    Entity, EntityKey, FeatureGroup, FeatureRow, Job, Source, SourceRow, Timestamp, TransformSummary, TransformVersion,
+    Entity, EntityKey, FeatureGroup, FeatureRow, Job, JobTask, LeasedTask, Source, SourceRow, TaskOutcome, Timestamp,
+    TransformSummary, TransformVersion,
 };
 use async_trait::async_trait;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +54,22 @@ pub enum VersionInsert {
     Created,
     /// The same name, version and bytes were already stored; nothing changed.
     AlreadyExists,
+}
+
+/// A registry write announced by the store, possibly made by another host
+/// sharing it. Hosts refresh what they cache of the named object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryChange {
+    Entity(String),
+    Source(String),
+    FeatureGroup(String),
+    /// The transform's lifecycle or one of its versions.
+    Transform(String),
+    /// A job was created: idle hosts should look for tasks.
+    JobCreated(String),
+    /// Announcements may have been missed (the listener reconnected):
+    /// reload everything.
+    Resync,
 }
 
 /// Which rows of an entity's source history to read, oldest first.
@@ -93,6 +115,37 @@ pub trait Registry: Send + Sync {
     async fn save_job(&self, job: &Job) -> StoreResult<()>;
     async fn get_job(&self, id: &str) -> StoreResult<Option<Job>>;
     async fn list_jobs(&self, feature_group: Option<&str>, limit: u32) -> StoreResult<Vec<Job>>;
+
+    /// Stores a job and its tasks in one transaction; the tasks are then
+    /// open for any host sharing the store to lease.
+    async fn create_job(&self, job: &Job, tasks: &[JobTask]) -> StoreResult<()>;
+    /// Leases the oldest open task for `owner`: a pending one, or one whose
+    /// holder's lease has expired. Concurrent callers never get the same
+    /// task. Lease times are on the store's own clock.
+    async fn lease_task(&self, owner: &str, lease: Duration) -> StoreResult<Option<LeasedTask>>;
+    /// Extends `owner`'s lease; `false` when it no longer holds the task.
+    async fn renew_lease(&self, job_id: &str, task_no: u32, owner: &str, lease: Duration) -> StoreResult<bool>;
+    /// Gives a task back unfinished (a host shutting down) so another host
+    /// can take it at once.
+    async fn release_task(&self, job_id: &str, task_no: u32, owner: &str) -> StoreResult<()>;
+    /// Marks the task done and adds its outcome to the job, in one
+    /// transaction; the call that completes the last open task finishes the
+    /// job. `None` when `outcome.host` no longer holds the task (its lease
+    /// expired and another host took it over), so nothing is counted twice.
+    async fn complete_task(
+        &self,
+        job_id: &str,
+        task_no: u32,
+        outcome: &TaskOutcome,
+        now: Timestamp,
+    ) -> StoreResult<Option<Job>>;
+
+    /// Announcements of registry writes made by any host sharing this
+    /// store. `None` when the store serves one host only (SQLite), where
+    /// every write goes through this process anyway.
+    async fn changes(&self) -> StoreResult<Option<mpsc::Receiver<RegistryChange>>> {
+        Ok(None)
+    }
 
     async fn ping(&self) -> StoreResult<()>;
 }

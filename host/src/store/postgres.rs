@@ -19,12 +19,14 @@
 //! so tests, or several deployments, share one database without meeting.
 
 use super::sql::{
-    Named, TransformRow, VersionRow, from_spec, job_from_spec, job_state_name, spec_json, values_from_json, values_json,
+    LeasedRow, Named, TransformRow, VersionRow, from_spec, job_from_spec, job_spec, job_state_name, spec_json,
+    task_columns, values_from_json, values_json,
 };
-use super::{OfflineStore, Registry, SourceRange, StoreError, StoreResult, VersionInsert};
+use super::{OfflineStore, Registry, RegistryChange, SourceRange, StoreError, StoreResult, VersionInsert};
 use crate::clock::{Clock, SystemClock};
 use crate::model::{
-    Entity, EntityKey, FeatureGroup, FeatureRow, Job, Source, SourceRow, Timestamp, TransformSummary, TransformVersion,
+    Entity, EntityKey, FeatureGroup, FeatureRow, Job, JobTask, LeasedTask, Source, SourceRow, TaskOutcome, Timestamp,
+    TransformSummary, TransformVersion,
 };
 use async_trait::async_trait;
 use serde::Serialize;
@@ -34,6 +36,7 @@ use sqlx::{Connection, Executor};
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
@@ -48,11 +51,19 @@ const ENTITIES_PER_LOOKUP: usize = 1_000;
 
 const MAX_CONNECTIONS: u32 = 16;
 
+/// How long a call waits for a connection, including (re)connecting. While
+/// the database is down, sqlx keeps retrying the connect until this passes;
+/// a request should fail in a few seconds with 503, not hang.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Registry, module store, job history and offline store in one PostgreSQL
 /// database (optionally one schema of it).
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// The schema wafer's tables live in; change announcements from other
+    /// schemas (other deployments on the same database) are ignored.
+    schema: String,
 }
 
 impl PostgresStore {
@@ -61,7 +72,7 @@ impl PostgresStore {
     /// connection sets its `search_path` to it as it connects.
     pub async fn connect(url: &str, schema: Option<&str>) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(url).map_err(|e| unavailable(format!("bad database URL: {e}")))?;
-        let mut pool = PgPoolOptions::new().max_connections(MAX_CONNECTIONS).acquire_timeout(Duration::from_secs(30));
+        let mut pool = PgPoolOptions::new().max_connections(MAX_CONNECTIONS).acquire_timeout(ACQUIRE_TIMEOUT);
         if let Some(schema) = schema {
             let schema = quote_ident(schema);
             let mut conn = sqlx::PgConnection::connect_with(&options).await.map_err(|e| unavailable(e.to_string()))?;
@@ -86,7 +97,8 @@ impl PostgresStore {
         }
         let pool = pool.connect_with(options).await.map_err(|e| unavailable(e.to_string()))?;
         MIGRATOR.run(&pool).await.map_err(|e| unavailable(format!("migrating failed: {e}")))?;
-        Ok(PostgresStore { pool })
+        let schema: String = sqlx::query_scalar("SELECT current_schema()").fetch_one(&pool).await.map_err(db_err)?;
+        Ok(PostgresStore { pool, schema })
     }
 
     /// Waits for in-flight work and closes every connection.
@@ -376,7 +388,7 @@ impl Registry for PostgresStore {
     }
 
     async fn save_job(&self, job: &Job) -> StoreResult<()> {
-        let spec = serde_json::to_string(job).map_err(|e| StoreError::Corrupt(format!("cannot encode job: {e}")))?;
+        let spec = job_spec(job)?;
         sqlx::query(
             "INSERT INTO jobs (id, feature_group, state, spec, created_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (id) DO UPDATE SET feature_group = excluded.feature_group, state = excluded.state, \
@@ -424,6 +436,142 @@ impl Registry for PostgresStore {
         }
         .map_err(db_err)?;
         specs.iter().map(|s| job_from_spec(s)).collect()
+    }
+
+    async fn create_job(&self, job: &Job, tasks: &[JobTask]) -> StoreResult<()> {
+        let spec = job_spec(job)?;
+        let mut task_nos = Vec::with_capacity(tasks.len());
+        let mut entities = Vec::with_capacity(tasks.len());
+        let mut after = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let (e, a) = task_columns(task)?;
+            task_nos.push(i64::from(task.task_no));
+            entities.push(e);
+            after.push(a);
+        }
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO jobs (id, feature_group, state, spec, created_at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(&job.id)
+            .bind(&job.feature_group)
+            .bind(job_state_name(job.state))
+            .bind(spec)
+            .bind(job.created_at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO job_tasks (job_id, task_no, created_at, entities, after_json) \
+             SELECT $1, n, $2, e, a FROM UNNEST($3::bigint[], $4::text[], $5::text[]) AS u (n, e, a)",
+        )
+        .bind(&job.id)
+        .bind(job.created_at.0)
+        .bind(task_nos)
+        .bind(entities)
+        .bind(after)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn lease_task(&self, owner: &str, lease: Duration) -> StoreResult<Option<LeasedTask>> {
+        // SKIP LOCKED: hosts leasing at the same moment each take a
+        // different task instead of queueing on the same row.
+        let row: Option<LeasedRow> = sqlx::query_as(&format!(
+            "UPDATE job_tasks SET state = 'leased', owner = $1, lease_expires_at = {DB_NOW} + $2, \
+             attempts = attempts + 1 \
+             WHERE (job_id, task_no) IN ( \
+                 SELECT job_id, task_no FROM job_tasks \
+                 WHERE state = 'pending' OR (state = 'leased' AND lease_expires_at < {DB_NOW}) \
+                 ORDER BY created_at, job_id, task_no LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING job_id, task_no, entities, after_json, attempts"
+        ))
+        .bind(owner)
+        .bind(micros(lease))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.map(LeasedRow::into_leased).transpose()
+    }
+
+    async fn renew_lease(&self, job_id: &str, task_no: u32, owner: &str, lease: Duration) -> StoreResult<bool> {
+        let done = sqlx::query(&format!(
+            "UPDATE job_tasks SET lease_expires_at = {DB_NOW} + $4 \
+             WHERE job_id = $1 AND task_no = $2 AND owner = $3 AND state = 'leased'"
+        ))
+        .bind(job_id)
+        .bind(i64::from(task_no))
+        .bind(owner)
+        .bind(micros(lease))
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_task(&self, job_id: &str, task_no: u32, owner: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE job_tasks SET state = 'pending', owner = NULL, lease_expires_at = NULL \
+             WHERE job_id = $1 AND task_no = $2 AND owner = $3 AND state = 'leased'",
+        )
+        .bind(job_id)
+        .bind(i64::from(task_no))
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn complete_task(
+        &self,
+        job_id: &str,
+        task_no: u32,
+        outcome: &TaskOutcome,
+        now: Timestamp,
+    ) -> StoreResult<Option<Job>> {
+        let mut tx = self.begin().await?;
+        let held = sqlx::query(&format!(
+            "UPDATE job_tasks SET state = 'done', finished_at = {DB_NOW} \
+             WHERE job_id = $1 AND task_no = $2 AND owner = $3 AND state = 'leased'"
+        ))
+        .bind(job_id)
+        .bind(i64::from(task_no))
+        .bind(&outcome.host)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if held.rows_affected() == 0 {
+            return Ok(None);
+        }
+        // The job row lock orders the completions of one job. The count runs
+        // after it, so it sees every completion committed before ours: the
+        // last completion always sees no open task and finishes the job.
+        let spec: String = sqlx::query_scalar("SELECT spec FROM jobs WHERE id = $1 FOR UPDATE")
+            .bind(job_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_tasks WHERE job_id = $1 AND state <> 'done'")
+            .bind(job_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let mut job = job_from_spec(&spec)?;
+        job.record_task(outcome, open == 0, now);
+        sqlx::query("UPDATE jobs SET state = $2, spec = $3 WHERE id = $1")
+            .bind(job_id)
+            .bind(job_state_name(job.state))
+            .bind(job_spec(&job)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(job))
+    }
+
+    async fn changes(&self) -> StoreResult<Option<mpsc::Receiver<RegistryChange>>> {
+        Ok(Some(super::pg_listen::spawn(self.pool.clone(), self.schema.clone()).await?))
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -650,6 +798,14 @@ fn db_err(e: sqlx::Error) -> StoreError {
 fn now_micros() -> i64 {
     SystemClock.now().0
 }
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The database's clock in microseconds: leases are compared on one clock
+/// whichever host wrote them.
+const DB_NOW: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -906,10 +1062,66 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn job_task_leases_are_exclusive_and_the_last_completion_finishes_the_job() {
+        let Some(db) = store().await else { return };
+        crate::store::job_conformance::leases_are_exclusive_and_the_last_completion_finishes_the_job(&db.store).await;
+    }
+
+    #[tokio::test]
+    async fn expired_job_task_leases_are_taken_over_and_released_tasks_return() {
+        let Some(db) = store().await else { return };
+        crate::store::job_conformance::expired_leases_are_taken_over_and_released_tasks_return(&db.store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_leasers_never_share_a_job_task() {
+        let Some(db) = store().await else { return };
+        crate::store::job_conformance::concurrent_leasers_never_share_a_task(std::sync::Arc::new(db.store.clone()))
+            .await;
+    }
+
+    /// Another host's registry write reaches this one as an announcement;
+    /// announcements from another schema on the same database do not.
+    #[tokio::test]
+    async fn registry_writes_are_announced_to_every_host_of_the_schema() {
+        let Some(db) = store().await else { return };
+        let Some(other) = store().await else { return };
+        let mut changes = db.store.changes().await.unwrap().expect("PostgreSQL announces changes");
+        let peer = connect(&db.url, &db.schema).await;
+        let entity = Entity { name: "ticker".into(), join_keys: vec!["ticker".into()], description: String::new() };
+        other.store.put_entity(&entity).await.unwrap();
+        peer.put_entity(&entity).await.unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(5), changes.recv()).await.expect("announced in time");
+        assert_eq!(next, Some(RegistryChange::Entity("ticker".into())));
+        peer.create_job(&sample_job("j1"), &[]).await.unwrap();
+        let next = tokio::time::timeout(Duration::from_secs(5), changes.recv()).await.expect("announced in time");
+        assert_eq!(next, Some(RegistryChange::JobCreated("j1".into())));
+    }
+
+    fn sample_job(id: &str) -> Job {
+        Job {
+            hosts: Default::default(),
+            id: id.into(),
+            feature_group: "technical".into(),
+            state: JobState::Running,
+            incremental: false,
+            entities_done: 0,
+            entities_total: 0,
+            rows_written: 0,
+            errors: vec![],
+            created_at: Timestamp::from_secs(1),
+            started_at: None,
+            finished_at: None,
+            transform: None,
+        }
+    }
+
+    #[tokio::test]
     async fn jobs_are_upserted_and_listed_newest_first() {
         let Some(db) = store().await else { return };
         let store = &db.store;
         let job = |id: &str, group: &str, created: i64| Job {
+            hosts: Default::default(),
             id: id.into(),
             feature_group: group.into(),
             state: JobState::Queued,

@@ -5,7 +5,8 @@
 use super::stored;
 use super::{StoreError, StoreResult};
 use crate::model::{
-    Descriptor, Entity, FeatureGroup, Job, JobState, Source, Timestamp, TransformSummary, TransformVersion, Value,
+    Descriptor, Entity, EntityKey, FeatureGroup, Job, JobState, JobTask, LeasedTask, Source, Timestamp,
+    TransformSummary, TransformVersion, Value,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -111,4 +112,43 @@ pub(super) fn values_from_json(text: &str) -> StoreResult<BTreeMap<String, Value
     serde_json::from_str::<stored::Values>(text)
         .map(|v| v.0)
         .map_err(|e| StoreError::Corrupt(format!("stored values are unreadable: {e}")))
+}
+
+pub(super) fn job_spec(job: &Job) -> StoreResult<String> {
+    serde_json::to_string(job).map_err(|e| StoreError::Corrupt(format!("cannot encode job: {e}")))
+}
+
+/// A task's `entities` and `after_json` columns.
+pub(super) fn task_columns(task: &JobTask) -> StoreResult<(String, String)> {
+    let entities: Vec<&str> = task.entities.iter().map(|e| e.0.as_str()).collect();
+    let after: Vec<Option<i64>> = task.after.iter().map(|a| a.map(|t| t.0)).collect();
+    let encode = |e: serde_json::Error| StoreError::Corrupt(format!("cannot encode job task: {e}"));
+    Ok((serde_json::to_string(&entities).map_err(encode)?, serde_json::to_string(&after).map_err(encode)?))
+}
+
+/// A task row as `lease_task` returns it.
+#[derive(sqlx::FromRow)]
+pub(super) struct LeasedRow {
+    job_id: String,
+    task_no: i64,
+    entities: String,
+    after_json: String,
+    attempts: i64,
+}
+
+impl LeasedRow {
+    pub(super) fn into_leased(self) -> StoreResult<LeasedTask> {
+        let corrupt = |e: serde_json::Error| {
+            StoreError::Corrupt(format!("task {} of job {} is unreadable: {e}", self.task_no, self.job_id))
+        };
+        let entities: Vec<String> = serde_json::from_str(&self.entities).map_err(corrupt)?;
+        let after: Vec<Option<i64>> = serde_json::from_str(&self.after_json).map_err(corrupt)?;
+        let task = JobTask {
+            task_no: u32::try_from(self.task_no).unwrap_or_default(),
+            entities: entities.into_iter().map(EntityKey).collect(),
+            after: after.into_iter().map(|a| a.map(Timestamp)).collect(),
+            job_id: self.job_id,
+        };
+        Ok(LeasedTask { task, attempt: u32::try_from(self.attempts).unwrap_or_default() })
+    }
 }

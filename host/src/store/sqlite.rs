@@ -15,12 +15,14 @@
 //! parameters make binding quadratic (measured: 75% of write time).
 
 use super::sql::{
-    Named, TransformRow, VersionRow, from_spec, job_from_spec, job_state_name, spec_json, values_from_json, values_json,
+    LeasedRow, Named, TransformRow, VersionRow, from_spec, job_from_spec, job_spec, job_state_name, spec_json,
+    task_columns, values_from_json, values_json,
 };
 use super::{OfflineStore, Registry, SourceRange, StoreError, StoreResult, VersionInsert};
 use crate::clock::{Clock, SystemClock};
 use crate::model::{
-    Entity, EntityKey, FeatureGroup, FeatureRow, Job, Source, SourceRow, Timestamp, TransformSummary, TransformVersion,
+    Entity, EntityKey, FeatureGroup, FeatureRow, Job, JobTask, LeasedTask, Source, SourceRow, TaskOutcome, Timestamp,
+    TransformSummary, TransformVersion,
 };
 use async_trait::async_trait;
 use serde::Serialize;
@@ -352,7 +354,7 @@ impl Registry for SqliteStore {
     }
 
     async fn save_job(&self, job: &Job) -> StoreResult<()> {
-        let spec = serde_json::to_string(job).map_err(|e| StoreError::Corrupt(format!("cannot encode job: {e}")))?;
+        let spec = job_spec(job)?;
         let mut tx = self.begin().await?;
         sqlx::query(
             "INSERT INTO jobs (id, feature_group, state, spec, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
@@ -399,6 +401,131 @@ impl Registry for SqliteStore {
         }
         .map_err(db_err)?;
         specs.iter().map(|s| job_from_spec(s)).collect()
+    }
+
+    async fn create_job(&self, job: &Job, tasks: &[JobTask]) -> StoreResult<()> {
+        let spec = job_spec(job)?;
+        let columns = tasks.iter().map(task_columns).collect::<StoreResult<Vec<_>>>()?;
+        let mut tx = self.begin().await?;
+        sqlx::query("INSERT INTO jobs (id, feature_group, state, spec, created_at) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .bind(&job.id)
+            .bind(&job.feature_group)
+            .bind(job_state_name(job.state))
+            .bind(spec)
+            .bind(job.created_at.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        for (task, (entities, after)) in tasks.iter().zip(columns) {
+            sqlx::query(
+                "INSERT INTO job_tasks (job_id, task_no, created_at, entities, after_json) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .bind(&job.id)
+            .bind(i64::from(task.task_no))
+            .bind(job.created_at.0)
+            .bind(entities)
+            .bind(after)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn lease_task(&self, owner: &str, lease: Duration) -> StoreResult<Option<LeasedTask>> {
+        let now = now_micros();
+        // One writer: the subquery and the update cannot interleave with
+        // another lease.
+        let row: Option<LeasedRow> = sqlx::query_as(
+            "UPDATE job_tasks SET state = 'leased', owner = ?1, lease_expires_at = ?2, attempts = attempts + 1 \
+             WHERE (job_id, task_no) IN ( \
+                 SELECT job_id, task_no FROM job_tasks \
+                 WHERE state = 'pending' OR (state = 'leased' AND lease_expires_at < ?3) \
+                 ORDER BY created_at, job_id, task_no LIMIT 1) \
+             RETURNING job_id, task_no, entities, after_json, attempts",
+        )
+        .bind(owner)
+        .bind(now + micros(lease))
+        .bind(now)
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(db_err)?;
+        row.map(LeasedRow::into_leased).transpose()
+    }
+
+    async fn renew_lease(&self, job_id: &str, task_no: u32, owner: &str, lease: Duration) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE job_tasks SET lease_expires_at = ?4 \
+             WHERE job_id = ?1 AND task_no = ?2 AND owner = ?3 AND state = 'leased'",
+        )
+        .bind(job_id)
+        .bind(i64::from(task_no))
+        .bind(owner)
+        .bind(now_micros() + micros(lease))
+        .execute(&self.writer)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_task(&self, job_id: &str, task_no: u32, owner: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE job_tasks SET state = 'pending', owner = NULL, lease_expires_at = NULL \
+             WHERE job_id = ?1 AND task_no = ?2 AND owner = ?3 AND state = 'leased'",
+        )
+        .bind(job_id)
+        .bind(i64::from(task_no))
+        .bind(owner)
+        .execute(&self.writer)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn complete_task(
+        &self,
+        job_id: &str,
+        task_no: u32,
+        outcome: &TaskOutcome,
+        now: Timestamp,
+    ) -> StoreResult<Option<Job>> {
+        let mut tx = self.begin().await?;
+        let held = sqlx::query(
+            "UPDATE job_tasks SET state = 'done', finished_at = ?4 \
+             WHERE job_id = ?1 AND task_no = ?2 AND owner = ?3 AND state = 'leased'",
+        )
+        .bind(job_id)
+        .bind(i64::from(task_no))
+        .bind(&outcome.host)
+        .bind(now_micros())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if held.rows_affected() == 0 {
+            return Ok(None);
+        }
+        let spec: String = sqlx::query_scalar("SELECT spec FROM jobs WHERE id = ?1")
+            .bind(job_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM job_tasks WHERE job_id = ?1 AND state <> 'done'")
+            .bind(job_id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let mut job = job_from_spec(&spec)?;
+        job.record_task(outcome, open == 0, now);
+        sqlx::query("UPDATE jobs SET state = ?2, spec = ?3 WHERE id = ?1")
+            .bind(job_id)
+            .bind(job_state_name(job.state))
+            .bind(job_spec(&job)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(job))
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -672,6 +799,10 @@ fn now_micros() -> i64 {
     SystemClock.now().0
 }
 
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -880,9 +1011,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn job_task_leases_are_exclusive_and_the_last_completion_finishes_the_job() {
+        let (_dir, store) = store().await;
+        crate::store::job_conformance::leases_are_exclusive_and_the_last_completion_finishes_the_job(&store).await;
+    }
+
+    #[tokio::test]
+    async fn expired_job_task_leases_are_taken_over_and_released_tasks_return() {
+        let (_dir, store) = store().await;
+        crate::store::job_conformance::expired_leases_are_taken_over_and_released_tasks_return(&store).await;
+    }
+
+    #[tokio::test]
+    async fn concurrent_leasers_never_share_a_job_task() {
+        let (_dir, store) = store().await;
+        crate::store::job_conformance::concurrent_leasers_never_share_a_task(std::sync::Arc::new(store)).await;
+    }
+
+    #[tokio::test]
     async fn jobs_are_upserted_and_listed_newest_first() {
         let (_dir, store) = store().await;
         let job = |id: &str, group: &str, created: i64| Job {
+            hosts: Default::default(),
             id: id.into(),
             feature_group: group.into(),
             state: JobState::Queued,

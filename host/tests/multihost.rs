@@ -1,0 +1,327 @@
+//! Several `wafer serve` processes on one PostgreSQL and one Redis act as one
+//! service: registry writes and transform activations reach every host
+//! within a second, a materialization job is shared through task leases,
+//! and a host killed mid-job loses only the tasks it held.
+//!
+//! Needs `WAFER_TEST_DATABASE_URL` and `WAFER_TEST_REDIS_URL` (`.ci/run`
+//! sets both); without them each test says it skipped and passes. Every
+//! test uses its own schema and key prefix and removes both at the end.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashSet};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::{Server, send, start_server};
+use wafer_host::model::Timestamp;
+
+/// One PostgreSQL schema and one Redis key prefix shared by a test's hosts.
+struct Shared {
+    database_url: String,
+    redis_url: String,
+    schema: String,
+    prefix: String,
+    dirs: tempfile::TempDir,
+}
+
+impl Shared {
+    fn new(test: &str) -> Option<Shared> {
+        let (Ok(database_url), Ok(redis_url)) =
+            (std::env::var("WAFER_TEST_DATABASE_URL"), std::env::var("WAFER_TEST_REDIS_URL"))
+        else {
+            eprintln!("skipped {test}: WAFER_TEST_DATABASE_URL / WAFER_TEST_REDIS_URL unset");
+            return None;
+        };
+        let tag = format!("{:016x}", rand::random::<u64>());
+        Some(Shared {
+            database_url,
+            redis_url,
+            schema: format!("wafer_multihost_{tag}"),
+            prefix: format!("wafer-multihost:{tag}:"),
+            dirs: tempfile::tempdir().expect("temp dir"),
+        })
+    }
+
+    /// Starts a host on the shared stores with its own data dir.
+    async fn host(&self, id: &str, extra: &[&str]) -> Server {
+        let mut args: Vec<String> = [
+            "--database-url",
+            &self.database_url,
+            "--database-schema",
+            &self.schema,
+            "--online",
+            &self.redis_url,
+            "--online-key-prefix",
+            &self.prefix,
+            "--host-id",
+            id,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        start_server(&self.dirs.path().join(id), &args).await
+    }
+
+    async fn db(&self) -> sqlx::PgPool {
+        sqlx::PgPool::connect(&self.database_url).await.expect("connecting to PostgreSQL")
+    }
+
+    fn table(&self, name: &str) -> String {
+        format!("\"{}\".{name}", self.schema)
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let (db, redis, schema, prefix) =
+            (self.database_url.clone(), self.redis_url.clone(), self.schema.clone(), self.prefix.clone());
+        // The test's runtime may be gone; a thread with its own can block.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async {
+                if let Ok(pool) = sqlx::PgPool::connect(&db).await {
+                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).execute(&pool).await;
+                }
+                if let Ok(client) = redis::Client::open(redis.as_str())
+                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                {
+                    let keys: Vec<String> =
+                        redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await.unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Publishes `indicators` as `version` (and activates it) on `host`.
+async fn publish(client: &reqwest::Client, host: &Server, version: &str) {
+    let put = client
+        .put(host.url(&format!("/v1/transforms/indicators/versions/{version}")))
+        .header("content-type", "application/wasm")
+        .body(wafer_host::bundled::INDICATORS.to_vec());
+    send(put).await;
+    send(client.post(host.url("/v1/transforms/indicators/activate")).json(&json!({"version": version}))).await;
+}
+
+/// Registers `ticker`, `prices` and `technical`, and ingests `days` bars for
+/// each ticker in one CSV request; returns each ticker's closes.
+async fn setup(client: &reqwest::Client, host: &Server, tickers: &[String], days: usize) -> BTreeMap<String, Vec<f64>> {
+    send(client.put(host.url("/v1/entities/ticker")).json(&json!({"join_keys": ["ticker"]}))).await;
+    let source = json!({"entity": "ticker", "timestamp_field": "ts", "fields": [
+        {"name": "open", "type": "float64"}, {"name": "high", "type": "float64"},
+        {"name": "low", "type": "float64"}, {"name": "close", "type": "float64"},
+        {"name": "volume", "type": "int64"}]});
+    send(client.put(host.url("/v1/sources/prices")).json(&source)).await;
+    send(client.put(host.url("/v1/feature-groups/technical")).json(&wafer_host::demo::technical_group_json())).await;
+    let end = Timestamp::from_secs(chrono::Utc::now().timestamp());
+    let mut csv = String::from("ticker,ts,open,high,low,close,volume\n");
+    let mut closes = BTreeMap::new();
+    for ticker in tickers {
+        let one = wafer_host::demo::prices_csv(ticker, days, end);
+        let rows: Vec<&str> = one.lines().skip(1).collect();
+        closes.insert(ticker.clone(), rows.iter().map(|r| r.split(',').nth(5).unwrap().parse().unwrap()).collect());
+        for row in rows {
+            csv.push_str(row);
+            csv.push('\n');
+        }
+    }
+    let req = client.post(host.url("/v1/sources/prices/rows")).header("content-type", "text/csv").body(csv);
+    assert_eq!(send(req).await["written"], json!(tickers.len() * days));
+    closes
+}
+
+async fn read_technical(client: &reqwest::Client, host: &Server, tickers: &[String]) -> Value {
+    let entities: Vec<Value> = tickers.iter().map(|t| json!({"ticker": t})).collect();
+    let body = json!({"entities": entities, "feature_groups": ["technical"], "fallback": "none"});
+    send(client.post(host.url("/v1/features/online")).json(&body)).await
+}
+
+/// A read with its `age_seconds` removed (they grow between two reads).
+fn without_ages(read: &Value) -> Value {
+    let mut read = read.clone();
+    for result in read["results"].as_array_mut().into_iter().flatten() {
+        for (_, v) in result["features"].as_object_mut().into_iter().flatten() {
+            v.as_object_mut().map(|o| o.remove("age_seconds"));
+        }
+    }
+    read
+}
+
+/// Polls `check` every 10 ms until it returns true; returns how long it took.
+async fn within<F: AsyncFnMut() -> bool>(limit: Duration, what: &str, mut check: F) -> Duration {
+    let started = Instant::now();
+    while !check().await {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    started.elapsed()
+}
+
+/// Three bars of inline input for a dry run of `indicators`.
+fn invoke_body() -> Value {
+    let ts: Vec<String> = (0..3).map(|d| Timestamp::from_secs(1_700_000_000 + d * 86_400).to_rfc3339()).collect();
+    let prices = json!({"timestamps": ts, "columns": {
+        "open": [10.0, 11.0, 12.0], "high": [11.0, 12.0, 13.0], "low": [9.0, 10.0, 11.0],
+        "close": [10.5, 11.5, 12.5], "volume": [100, 200, 300]}});
+    json!({"sources": {"prices": prices}})
+}
+
+fn tickers(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("T{i:03}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_serve_the_same_features_and_see_each_others_registry_changes_within_a_second() {
+    let Some(shared) = Shared::new("the two-host registry test") else { return };
+    let a = shared.host("a", &[]).await;
+    let b = shared.host("b", &[]).await;
+    let client = reqwest::Client::new();
+
+    publish(&client, &a, "1.0.0").await;
+    let names = tickers(6);
+    let closes = setup(&client, &a, &names, 260).await;
+    // The group defined on A is served by B without a restart.
+    let seen = within(Duration::from_secs(1), "group visible on B", async || {
+        client.get(b.url("/v1/feature-groups/technical")).send().await.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    eprintln!("group defined on A visible on B after {seen:?}");
+
+    // A job started on B computes every entity; both hosts then serve the
+    // same values from Redis.
+    let job = send(client.post(b.url("/v1/materialize?wait=true")).json(&json!({"feature_group": "technical"}))).await;
+    assert_eq!((job["state"].as_str(), job["entities_done"].as_u64()), (Some("succeeded"), Some(6)), "{job}");
+    let from_a = read_technical(&client, &a, &names).await;
+    let from_b = read_technical(&client, &b, &names).await;
+    assert!(without_ages(&from_a) == without_ages(&from_b), "both hosts serve the same values");
+    for (i, ticker) in names.iter().enumerate() {
+        let sma = &from_b["results"][i]["features"]["technical:sma_20"];
+        assert_eq!(sma["source"], json!("online"), "{sma}");
+        let c = &closes[ticker];
+        let expected = c[c.len() - 20..].iter().sum::<f64>() / 20.0;
+        let got = sma["value"].as_f64().expect("sma_20 value");
+        assert!((got - expected).abs() <= 1e-9 * expected, "{ticker}: sma_20 {got}, expected {expected}");
+    }
+
+    // B resolves the active version from its cache; activating a new
+    // version on A reaches it within a second.
+    let active_on_b = async || {
+        let body = send(client.post(b.url("/v1/transforms/indicators/invoke")).json(&invoke_body())).await;
+        body["transform"]["version"].as_str().map(str::to_string)
+    };
+    assert_eq!(active_on_b().await.as_deref(), Some("1.0.0"));
+    publish(&client, &a, "1.0.1").await;
+    let took =
+        within(Duration::from_secs(1), "B runs 1.0.1", async || active_on_b().await.as_deref() == Some("1.0.1")).await;
+    eprintln!("activation on A took effect on B after {took:?}");
+
+    // Rolling back on B reaches A just the same.
+    send(client.post(b.url("/v1/transforms/indicators/rollback"))).await;
+    within(Duration::from_secs(1), "A runs 1.0.0 again", async || {
+        let body = send(client.post(a.url("/v1/transforms/indicators/invoke")).json(&invoke_body())).await;
+        body["transform"]["version"] == json!("1.0.0")
+    })
+    .await;
+
+    // A host started later serves the same features at once.
+    let c = shared.host("c", &[]).await;
+    assert!(without_ages(&read_technical(&client, &c, &names).await) == without_ages(&from_b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_is_shared_through_leases_and_a_host_killed_mid_job_loses_only_its_tasks() {
+    let Some(shared) = Shared::new("the shared-job test") else { return };
+    // One entity per task and 2 s leases, so the test sees tasks move
+    // between hosts quickly.
+    let flags = ["--job-chunk-entities", "1", "--job-lease-seconds", "2"];
+    let a = shared.host("a", &flags).await;
+    let mut b = shared.host("b", &flags).await;
+    let client = reqwest::Client::new();
+    publish(&client, &a, "1.0.0").await;
+    let names = tickers(120);
+    setup(&client, &a, &names, 300).await;
+    let db = shared.db().await;
+    let tasks = shared.table("job_tasks");
+
+    // Freeze A, start the job on B and let B work until it has committed a
+    // few tasks; then kill B, which is holding leases at that moment.
+    signal(&a, "STOP");
+    let started = send(client.post(b.url("/v1/materialize")).json(&json!({"feature_group": "technical"}))).await;
+    let job_id = started["job_id"].as_str().expect("job id").to_string();
+    within(Duration::from_secs(30), "B commits 3 tasks", async || {
+        let done: i64 =
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {tasks} WHERE owner = 'b' AND state = 'done'"))
+                .fetch_one(&db)
+                .await
+                .expect("counting B's tasks");
+        done >= 3
+    })
+    .await;
+    b.child.kill().expect("killing B");
+    b.child.wait().expect("reaping B");
+    let held: Vec<i64> =
+        sqlx::query_scalar(&format!("SELECT task_no FROM {tasks} WHERE owner = 'b' AND state = 'leased'"))
+            .fetch_all(&db)
+            .await
+            .expect("B's leases");
+    assert!(!held.is_empty() && held.len() <= 2, "B died holding its 1-2 task slots: {held:?}");
+    signal(&a, "CONT");
+
+    // A finishes the job: the pending tasks at once, B's after its leases
+    // expire.
+    let finished = within(Duration::from_secs(60), "the job finishes on A", async || {
+        let job = send(client.get(a.url(&format!("/v1/jobs/{job_id}")))).await;
+        job["state"] != json!("running")
+    })
+    .await;
+    eprintln!("A finished the job {finished:?} after B was killed");
+    let job = send(client.get(a.url(&format!("/v1/jobs/{job_id}")))).await;
+    assert_eq!(job["state"], json!("succeeded"), "{job}");
+    assert_eq!((job["entities_done"].as_u64(), job["entities_total"].as_u64()), (Some(120), Some(120)), "{job}");
+    let (on_a, on_b) = (job["hosts"]["a"].as_u64().unwrap_or(0), job["hosts"]["b"].as_u64().unwrap_or(0));
+    assert!(on_a > 0 && on_b >= 3 && on_a + on_b == 120, "each entity counted once, by the host that did it: {job}");
+
+    // Only B's held tasks ran twice, and A re-ran them.
+    let rerun: Vec<(i64, String)> =
+        sqlx::query_as(&format!("SELECT task_no, owner FROM {tasks} WHERE attempts > 1 ORDER BY task_no"))
+            .fetch_all(&db)
+            .await
+            .expect("re-run tasks");
+    let rerun_nos: HashSet<i64> = rerun.iter().map(|(n, _)| *n).collect();
+    assert_eq!(rerun_nos, held.iter().copied().collect::<HashSet<_>>(), "re-run tasks: {rerun:?}");
+    assert!(rerun.iter().all(|(_, owner)| owner == "a"), "{rerun:?}");
+    let open: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {tasks} WHERE state <> 'done'"))
+        .fetch_one(&db)
+        .await
+        .expect("open tasks");
+    assert_eq!(open, 0);
+
+    // A task computed twice wrote the same rows again: no duplicates.
+    let (rows, distinct): (i64, i64) = sqlx::query_as(&format!(
+        "SELECT COUNT(*), COUNT(DISTINCT (entity_key, event_ts)) FROM {} WHERE group_name = 'technical'",
+        shared.table("feature_rows")
+    ))
+    .fetch_one(&db)
+    .await
+    .expect("counting feature rows");
+    assert_eq!(rows, distinct, "one row per entity and event time");
+    assert_eq!(job["rows_written"].as_i64(), Some(rows), "{job}");
+
+    let served = read_technical(&client, &a, &names).await;
+    for (i, result) in served["results"].as_array().expect("results").iter().enumerate() {
+        let sma = &result["features"]["technical:sma_20"];
+        assert_eq!((&sma["status"], &sma["source"]), (&json!("fresh"), &json!("online")), "{}: {sma}", names[i]);
+    }
+}
+
+/// Sends `SIGSTOP` / `SIGCONT` to a server.
+fn signal(server: &Server, sig: &str) {
+    let status = Command::new("kill").args([format!("-{sig}"), server.pid().to_string()]).status().expect("kill");
+    assert!(status.success(), "kill -{sig} failed");
+}
