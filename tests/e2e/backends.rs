@@ -1,106 +1,121 @@
-//! The main path on the production backends: PostgreSQL (registry and
-//! offline store) and Redis (online store), the real servers named by
-//! `WAFER_TEST_DATABASE_URL` and `WAFER_TEST_REDIS_URL`. Without them the
-//! test says it skipped and passes; `.ci/run` always sets both.
+//! Where each backend pair keeps things, checked on both pairs (the rest of
+//! the behavioural suite runs on both too, through `backend_tests!`): what
+//! a restarted server finds, and what deleting a group removes.
 //!
-//! Each run isolates itself in its own PostgreSQL schema and Redis key
-//! prefix, and removes both at the end.
+//! On PostgreSQL + Redis a restarted host finds the values still in Redis
+//! (online hits) and the transforms and jobs in PostgreSQL; the embedded
+//! pair's in-process online store starts empty, so the offline store
+//! answers and refills it.
 
 use reqwest::StatusCode;
-use serde_json::json;
-use wafer_tests::TestApp;
+use serde_json::{Value, json};
 use wafer_tests::harness::assert_close;
+use wafer_tests::{Backend, TestApp, backend_tests};
 
-struct Backends {
-    database_url: String,
-    redis_url: String,
+backend_tests!(
+    a_restarted_server_serves_the_materialized_values_from_where_its_backend_keeps_them,
+    a_deleted_group_created_again_starts_empty_online_and_offline,
+);
+
+const TICKERS: [&str; 2] = ["AAPL", "MSFT"];
+
+fn features(body: &Value, i: usize) -> &serde_json::Map<String, Value> {
+    body["results"][i]["features"].as_object().expect("features object")
 }
 
-fn backends() -> Option<Backends> {
-    match (std::env::var("WAFER_TEST_DATABASE_URL"), std::env::var("WAFER_TEST_REDIS_URL")) {
-        (Ok(database_url), Ok(redis_url)) => Some(Backends { database_url, redis_url }),
-        _ => {
-            eprintln!("skipped the PostgreSQL + Redis backends: WAFER_TEST_DATABASE_URL / WAFER_TEST_REDIS_URL unset");
-            None
-        }
-    }
+/// The app's Redis keys of group `group` (empty on the embedded pair).
+async fn online_keys_of(app: &TestApp, group: &str) -> Vec<String> {
+    let keys = app.online_keys().await.unwrap_or_default();
+    keys.into_iter().filter(|k| k.ends_with(&format!(":{group}"))).collect()
 }
 
-/// Drops the test's schema even when the test fails.
-struct DropSchema {
-    url: String,
-    schema: String,
-}
-
-impl Drop for DropSchema {
-    fn drop(&mut self) {
-        let (url, schema) = (self.url.clone(), self.schema.clone());
-        // A fresh thread and runtime: the test's runtime may be gone.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-            rt.block_on(async {
-                if let Ok(pool) = sqlx::PgPool::connect(&url).await {
-                    let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).execute(&pool).await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-#[tokio::test]
-async fn the_main_path_works_on_postgres_and_redis_and_survives_a_restart() {
-    let Some(b) = backends() else { return };
-    let tag = format!("{:08x}", rand_tag());
-    let schema = format!("wafer_e2e_{tag}");
-    let _cleanup = DropSchema { url: b.database_url.clone(), schema: schema.clone() };
-    let mut app = TestApp::spawn_with(|c| {
-        c.database_url = Some(b.database_url.clone());
-        c.database_schema = Some(schema.clone());
-        c.online = Some(b.redis_url.clone());
-        c.online_key_prefix = format!("wafer-e2e:{tag}:");
-    })
-    .await;
+async fn assert_ready(app: &TestApp) {
     let (status, ready) = app.get("/readyz").await;
     assert_eq!(status, StatusCode::OK, "{ready}");
+    assert_eq!(ready["status"], json!("ready"), "{ready}");
+}
 
-    let prices = app.setup_technical(&["AAPL", "MSFT"], 260).await;
+async fn a_restarted_server_serves_the_materialized_values_from_where_its_backend_keeps_them(backend: Backend) {
+    let mut app = TestApp::spawn_on(backend, |_| {}).await;
+    assert_ready(&app).await;
+    let prices = app.setup_technical(&TICKERS, 260).await;
     let job = app.materialize_and_wait("technical").await;
     assert_eq!(job["state"], json!("succeeded"), "{job}");
     assert_eq!(job["entities_done"], json!(2), "{job}");
+    if backend == Backend::Production {
+        assert_eq!(online_keys_of(&app, "technical").await.len(), 2, "one Redis hash per entity");
+    }
 
-    let check = |body: &serde_json::Value, source: &str| {
-        for (i, ticker) in ["AAPL", "MSFT"].iter().enumerate() {
-            let f = &body["results"][i]["features"];
-            assert_eq!(f.as_object().map(|o| o.len()), Some(12), "{body}");
-            for (name, v) in f.as_object().unwrap() {
+    let check = |body: &Value, source: &str| {
+        for (i, ticker) in TICKERS.iter().enumerate() {
+            let f = features(body, i);
+            assert_eq!(f.len(), 12, "{body}");
+            for (name, v) in f {
                 assert_eq!(v["status"], json!("fresh"), "{ticker} {name}: {v}");
                 assert_eq!(v["source"], json!(source), "{ticker} {name}: {v}");
             }
             let closes = prices.closes(ticker);
-            let last20 = &closes[closes.len() - 20..];
-            let sma20 = last20.iter().sum::<f64>() / 20.0;
+            let sma20 = closes[closes.len() - 20..].iter().sum::<f64>() / 20.0;
             assert_close(f["technical:sma_20"]["value"].as_f64().unwrap(), sma20, 1e-9, "sma_20");
         }
     };
-    let (status, body) = app.read_groups(&["AAPL", "MSFT"], &["technical"], "none").await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    check(&body, "online");
+    let (status, before) = app.read_groups(&TICKERS, &["technical"], "none").await;
+    assert_eq!(status, StatusCode::OK, "{before}");
+    check(&before, "online");
 
-    // A restarted host finds everything in the shared stores: the values in
-    // Redis (still online hits), the transform and jobs in PostgreSQL.
+    // Same data dir, or same schema and key prefix.
     app.restart().await;
-    let (_, body) = app.read_groups(&["AAPL", "MSFT"], &["technical"], "none").await;
-    check(&body, "online");
+    assert_ready(&app).await;
     let (_, t) = app.get("/v1/transforms/indicators").await;
     assert_eq!(t["active_version"], json!("1.0.0"), "{t}");
+    assert_eq!(t["status"], json!("active"), "{t}");
+    let (status, old_job) = app.get(&format!("/v1/jobs/{}", job["id"].as_str().expect("job id"))).await;
+    assert_eq!(status, StatusCode::OK, "{old_job}");
 
-    // Deleting the group removes its Redis keys and offline rows.
-    let (status, _) = app.delete("/v1/feature-groups/technical").await;
-    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, after) = app.read_groups(&TICKERS, &["technical"], "none").await;
+    assert_eq!(status, StatusCode::OK, "{after}");
+    match backend {
+        Backend::Production => check(&after, "online"),
+        Backend::Embedded => check(&after, "offline"),
+    }
+    for i in 0..TICKERS.len() {
+        for (name, v) in features(&after, i) {
+            assert_eq!(v["value"], features(&before, i)[name]["value"], "{name}");
+            assert_eq!(v["event_timestamp"], features(&before, i)[name]["event_timestamp"], "{name}");
+        }
+    }
+    // The embedded read refilled the online store in the background.
+    let mut online = Value::Null;
+    for _ in 0..50 {
+        online = app.read_groups(&TICKERS, &["technical"], "none").await.1;
+        if (0..TICKERS.len()).all(|i| features(&online, i).values().all(|v| v["source"] == json!("online"))) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    check(&online, "online");
 }
 
-fn rand_tag() -> u32 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
-    nanos ^ std::process::id().rotate_left(16)
+async fn a_deleted_group_created_again_starts_empty_online_and_offline(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
+    app.setup_technical(&TICKERS, 260).await;
+    let job = app.materialize_and_wait("technical").await;
+    assert_eq!(job["state"], json!("succeeded"), "{job}");
+
+    let (status, body) = app.delete("/v1/feature-groups/technical").await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(online_keys_of(&app, "technical").await, Vec::<String>::new(), "Redis keys left behind");
+
+    // The same definition again: nothing of the old group is served, not
+    // from the online store and not from the offline one.
+    let group = wafer_host::demo::technical_group_json();
+    let (status, body) = app.put_json("/v1/feature-groups/technical", &group).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = app.read_groups(&TICKERS, &["technical"], "none").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for i in 0..TICKERS.len() {
+        for (name, v) in features(&body, i) {
+            assert_eq!(v["status"], json!("missing"), "{name}: {v}");
+        }
+    }
 }

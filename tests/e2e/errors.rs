@@ -1,7 +1,7 @@
 //! What clients see when things go wrong: the error envelope with its
 //! stable codes, for bad requests and for transforms that misbehave. A
 //! misbehaving transform must fail only its own call and leave the server
-//! serving.
+//! serving. Every test runs on both backend pairs.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -9,8 +9,24 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use wafer_host::demo::technical_group_json;
 use wafer_host::model::Timestamp;
-use wafer_tests::TestApp;
 use wafer_tests::guests::EVIL;
+use wafer_tests::{Backend, TestApp, backend_tests};
+
+backend_tests!(
+    malformed_json_is_rejected_with_invalid_json_and_where_it_broke,
+    unknown_feature_refs_are_rejected_listing_what_the_group_offers,
+    unknown_groups_are_a_bad_ref_in_features_and_not_found_elsewhere,
+    publishing_invalid_wasm_is_rejected_with_reason,
+    publishing_under_a_version_that_is_not_semantic_is_rejected,
+    csv_with_an_unknown_column_is_rejected_naming_the_column,
+    json_rows_with_a_wrongly_typed_field_are_rejected_naming_it_and_nothing_is_written,
+    a_trapping_transform_fails_its_call_with_transform_trapped_and_the_server_keeps_serving,
+    a_looping_transform_is_stopped_at_its_deadline_with_transform_timeout,
+    an_allocating_transform_hits_its_memory_cap_with_transform_memory_limit,
+    a_transform_that_returns_an_error_is_reported_as_transform_failed_with_its_message,
+    online_reads_keep_succeeding_while_transforms_loop_and_allocate,
+    a_materialize_job_over_a_trapping_transform_ends_failed_with_the_error,
+);
 
 /// Short limits so the sandbox tests answer quickly.
 const CALL_TIMEOUT: Duration = Duration::from_millis(500);
@@ -27,9 +43,8 @@ fn message(body: &Value) -> &str {
     body["error"]["message"].as_str().unwrap_or("")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_json_is_rejected_with_invalid_json_and_where_it_broke() {
-    let app = TestApp::spawn().await;
+async fn malformed_json_is_rejected_with_invalid_json_and_where_it_broke(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
     let (status, body) = app.post_raw("/v1/features/online", "application/json", "{\"entities\": [").await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_json");
     assert!(message(&body).contains("line 1"), "no position in {body}");
@@ -54,9 +69,8 @@ async fn malformed_json_is_rejected_with_invalid_json_and_where_it_broke() {
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_json");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_feature_refs_are_rejected_listing_what_the_group_offers() {
-    let app = TestApp::spawn().await;
+async fn unknown_feature_refs_are_rejected_listing_what_the_group_offers(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
     app.publish_indicators().await;
     app.register_technical().await;
 
@@ -80,9 +94,8 @@ async fn unknown_feature_refs_are_rejected_listing_what_the_group_offers() {
     assert!(message(&body).contains("technical:sma_21"), "{body}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unknown_groups_are_a_bad_ref_in_features_and_not_found_elsewhere() {
-    let app = TestApp::spawn().await;
+async fn unknown_groups_are_a_bad_ref_in_features_and_not_found_elsewhere(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
     app.publish_indicators().await;
     app.register_technical().await;
 
@@ -110,9 +123,8 @@ async fn unknown_groups_are_a_bad_ref_in_features_and_not_found_elsewhere() {
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_request");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publishing_invalid_wasm_is_rejected_with_reason() {
-    let app = TestApp::spawn().await;
+async fn publishing_invalid_wasm_is_rejected_with_reason(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
     let (status, body) = app.put_bytes("/v1/transforms/junk/versions/1.0.0", b"this is not wasm at all").await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_component");
 
@@ -128,9 +140,8 @@ async fn publishing_invalid_wasm_is_rejected_with_reason() {
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publishing_under_a_version_that_is_not_semantic_is_rejected() {
-    let app = TestApp::spawn().await;
+async fn publishing_under_a_version_that_is_not_semantic_is_rejected(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
     for version in ["1.0", "v1.0.0", "latest", "1.0.0.0"] {
         let (status, body) = app
             .put_bytes(&format!("/v1/transforms/indicators/versions/{version}"), wafer_host::bundled::INDICATORS)
@@ -143,9 +154,8 @@ async fn publishing_under_a_version_that_is_not_semantic_is_rejected() {
     assert_eq!(body["transforms"], json!([]), "{body}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn csv_with_an_unknown_column_is_rejected_naming_the_column() {
-    let app = TestApp::spawn().await;
+async fn csv_with_an_unknown_column_is_rejected_naming_the_column(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
     app.publish_indicators().await;
     app.register_technical().await;
     let csv = "ticker,ts,close,colour\nAAPL,2024-05-01T00:00:00Z,190.5,red\n";
@@ -159,9 +169,8 @@ async fn csv_with_an_unknown_column_is_rejected_naming_the_column() {
     assert!(message(&body).contains("close") && message(&body).contains("row 1"), "{body}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_rows_with_a_wrongly_typed_field_are_rejected_naming_it_and_nothing_is_written() {
-    let app = TestApp::spawn().await;
+async fn json_rows_with_a_wrongly_typed_field_are_rejected_naming_it_and_nothing_is_written(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
     app.publish_indicators().await;
     app.register_technical().await;
     app.ingest_prices(&["AAPL"], 30).await;
@@ -182,8 +191,8 @@ async fn json_rows_with_a_wrongly_typed_field_are_rejected_naming_it_and_nothing
 
 /// A server with short limits, the evil guest published as `evil`, and the
 /// `technical` group materialized for AAPL so reads have something to serve.
-async fn sandbox_app() -> TestApp {
-    let app = TestApp::spawn_with(|config| {
+async fn sandbox_app(backend: Backend) -> TestApp {
+    let app = TestApp::spawn_on(backend, |config| {
         config.limits.call_timeout = CALL_TIMEOUT;
         config.limits.memory_bytes = MEMORY_BYTES;
     })
@@ -231,9 +240,8 @@ fn assert_read_served(status: StatusCode, body: &Value) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trapping_transform_fails_its_call_with_transform_trapped_and_the_server_keeps_serving() {
-    let app = sandbox_app().await;
+async fn a_trapping_transform_fails_its_call_with_transform_trapped_and_the_server_keeps_serving(backend: Backend) {
+    let app = sandbox_app(backend).await;
     let (status, body) = invoke(&app, "trap").await;
     assert_error(status, &body, StatusCode::INTERNAL_SERVER_ERROR, "transform_trapped");
     assert!(message(&body).contains("evil"), "the message names the transform: {body}");
@@ -245,9 +253,8 @@ async fn a_trapping_transform_fails_its_call_with_transform_trapped_and_the_serv
     assert!(stats["errors"].as_u64().unwrap_or(0) >= 1, "{t}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_looping_transform_is_stopped_at_its_deadline_with_transform_timeout() {
-    let app = sandbox_app().await;
+async fn a_looping_transform_is_stopped_at_its_deadline_with_transform_timeout(backend: Backend) {
+    let app = sandbox_app(backend).await;
     let started = Instant::now();
     let (status, body) = invoke(&app, "loop").await;
     let took = started.elapsed();
@@ -257,17 +264,15 @@ async fn a_looping_transform_is_stopped_at_its_deadline_with_transform_timeout()
     assert_still_serving(&app).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_allocating_transform_hits_its_memory_cap_with_transform_memory_limit() {
-    let app = sandbox_app().await;
+async fn an_allocating_transform_hits_its_memory_cap_with_transform_memory_limit(backend: Backend) {
+    let app = sandbox_app(backend).await;
     let (status, body) = invoke(&app, "alloc").await;
     assert_error(status, &body, StatusCode::INTERNAL_SERVER_ERROR, "transform_memory_limit");
     assert_still_serving(&app).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_transform_that_returns_an_error_is_reported_as_transform_failed_with_its_message() {
-    let app = sandbox_app().await;
+async fn a_transform_that_returns_an_error_is_reported_as_transform_failed_with_its_message(backend: Backend) {
+    let app = sandbox_app(backend).await;
     let (status, body) = invoke(&app, "error").await;
     assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "transform_failed");
     // The evil guest's documented refusal.
@@ -275,9 +280,8 @@ async fn a_transform_that_returns_an_error_is_reported_as_transform_failed_with_
     assert_still_serving(&app).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn online_reads_keep_succeeding_while_transforms_loop_and_allocate() {
-    let app = std::sync::Arc::new(sandbox_app().await);
+async fn online_reads_keep_succeeding_while_transforms_loop_and_allocate(backend: Backend) {
+    let app = std::sync::Arc::new(sandbox_app(backend).await);
     let mut misbehaving = tokio::task::JoinSet::new();
     for mode in ["loop", "alloc", "loop"] {
         let app = app.clone();
@@ -310,9 +314,8 @@ async fn online_reads_keep_succeeding_while_transforms_loop_and_allocate() {
     assert_still_serving(&app).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_materialize_job_over_a_trapping_transform_ends_failed_with_the_error() {
-    let app = sandbox_app().await;
+async fn a_materialize_job_over_a_trapping_transform_ends_failed_with_the_error(backend: Backend) {
+    let app = sandbox_app(backend).await;
     let (status, body) = app
         .put_json(
             "/v1/sources/xs",

@@ -1,7 +1,8 @@
 //! The main path over HTTP: publish a transform, register definitions,
 //! ingest prices, materialize, serve online with freshness, survive a
 //! restart. Expected feature values are computed here from the prices the
-//! test sent, independently of the transform.
+//! test sent, independently of the transform. Every test runs on both
+//! backend pairs.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -11,8 +12,16 @@ use std::time::Duration;
 use wafer_host::bundled::INDICATORS;
 use wafer_host::demo::technical_group_json;
 use wafer_host::model::Timestamp;
-use wafer_tests::TestApp;
 use wafer_tests::harness::{Bar, assert_close};
+use wafer_tests::{Backend, TestApp, backend_tests};
+
+backend_tests!(
+    publishing_is_idempotent_for_the_same_bytes_and_conflicts_for_different_bytes,
+    materialized_features_are_served_fresh_then_stale_then_expired_as_the_clock_moves,
+    materializing_without_waiting_returns_a_job_that_can_be_polled_to_completion,
+    values_and_transforms_survive_a_restart_without_republishing,
+    registry_objects_can_be_listed_read_and_deleted_but_not_while_in_use,
+);
 
 /// More than the 200 closes `sma_200` needs.
 const DAYS: usize = 260;
@@ -93,9 +102,8 @@ fn with_custom_section(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn publishing_is_idempotent_for_the_same_bytes_and_conflicts_for_different_bytes() {
-    let app = TestApp::spawn().await;
+async fn publishing_is_idempotent_for_the_same_bytes_and_conflicts_for_different_bytes(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
     let path = "/v1/transforms/indicators/versions/1.0.0";
 
     let (status, first) = app.put_bytes(path, INDICATORS).await;
@@ -129,9 +137,8 @@ async fn publishing_is_idempotent_for_the_same_bytes_and_conflicts_for_different
     assert_eq!(t["active_version"], Value::Null, "nothing was activated: {t}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn materialized_features_are_served_fresh_then_stale_then_expired_as_the_clock_moves() {
-    let app = TestApp::spawn().await;
+async fn materialized_features_are_served_fresh_then_stale_then_expired_as_the_clock_moves(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
     let prices = app.setup_technical(&["AAPL", "MSFT"], DAYS).await;
 
     // A third ticker arrives as JSON rows rather than CSV.
@@ -199,9 +206,8 @@ async fn materialized_features_are_served_fresh_then_stale_then_expired_as_the_c
     assert!(s.iter().all(|(_, st)| st == "missing"), "{s:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn materializing_without_waiting_returns_a_job_that_can_be_polled_to_completion() {
-    let app = TestApp::spawn().await;
+async fn materializing_without_waiting_returns_a_job_that_can_be_polled_to_completion(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
     app.setup_technical(&["AAPL", "GOOG"], DAYS).await;
 
     let (status, started) = app.post_json("/v1/materialize", &json!({"feature_group": "technical"})).await;
@@ -230,9 +236,8 @@ async fn materializing_without_waiting_returns_a_job_that_can_be_polled_to_compl
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn values_and_transforms_survive_a_restart_without_republishing() {
-    let mut app = TestApp::spawn().await;
+async fn values_and_transforms_survive_a_restart_without_republishing(backend: Backend) {
+    let mut app = TestApp::spawn_on(backend, |_| {}).await;
     // Exactly `lookback` days, so a value recomputed from the last 252 bars
     // after the restart must equal the materialized one to the last bit of
     // tolerance (EMAs depend on where their window starts).
@@ -300,9 +305,8 @@ async fn values_and_transforms_survive_a_restart_without_republishing() {
     assert_eq!(old_job["rows_written"], first_job["rows_written"], "{old_job}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn registry_objects_can_be_listed_read_and_deleted_but_not_while_in_use() {
-    let app = TestApp::spawn().await;
+async fn registry_objects_can_be_listed_read_and_deleted_but_not_while_in_use(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
     app.publish_indicators().await;
     app.register_technical().await;
 

@@ -1,12 +1,14 @@
-//! The served OpenAPI document describes endpoints that exist.
+//! The served OpenAPI document describes endpoints that exist, on both
+//! backend pairs (the probes reach the stores).
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use wafer_tests::TestApp;
+use wafer_tests::{Backend, TestApp, backend_tests};
 
-#[tokio::test]
-async fn every_documented_operation_is_served_by_the_router() {
-    let app = TestApp::spawn().await;
+backend_tests!(every_documented_operation_is_served_by_the_router);
+
+async fn every_documented_operation_is_served_by_the_router(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
     let (status, doc) = app.get("/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(doc["openapi"], Value::from("3.1.0"));

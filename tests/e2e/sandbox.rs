@@ -2,6 +2,9 @@
 //! accepts and refuses, the compile cache across restarts, the first-party
 //! `indicators` component, and what a misbehaving guest can and cannot do:
 //! every failure is an error for that call only, of its own kind.
+//!
+//! No server and no store here, so these run once, not per backend pair
+//! (the HTTP side of the sandbox runs on both: see `errors.rs`).
 
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,9 @@
 //!
 //! Every test gets its own app, so tests run in parallel without sharing
 //! state. Time only moves when a test moves `app.clock`, so freshness checks
-//! never sleep.
+//! never sleep. (Redis expires keys by its own wall clock, so on
+//! [`Backend::Production`] moving the clock ages values but never evicts
+//! them.)
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -19,39 +21,82 @@ use wafer_host::clock::ManualClock;
 use wafer_host::config::Config;
 use wafer_host::model::Timestamp;
 
+use crate::backend::{Backend, Isolation};
+
 /// A running server plus what a test needs to talk to it.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     /// The server's clock; move it to age served values.
     pub clock: ManualClock,
+    /// The pair this server runs on.
+    pub backend: Backend,
     config: Config,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), String>>>,
+    /// The schema and key prefix of a production app, removed on drop.
+    isolation: Option<Isolation>,
     // Last, so the directory outlives the server that uses it.
     data_dir: TempDir,
 }
 
 impl TestApp {
-    /// A server with the default configuration.
+    /// An embedded server with the default configuration.
     pub async fn spawn() -> TestApp {
         TestApp::spawn_with(|_| {}).await
     }
 
-    /// A server whose configuration `configure` may adjust (limits, body
-    /// size...) before it starts. The data dir is always a fresh temp dir.
+    /// An embedded server whose configuration `configure` may adjust
+    /// (limits, body size...) before it starts. The data dir is always a
+    /// fresh temp dir.
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+        TestApp::spawn_on(Backend::Embedded, configure).await
+    }
+
+    /// A server on `backend`, then as [`TestApp::spawn_with`]. On
+    /// [`Backend::Production`] it gets its own PostgreSQL schema and Redis
+    /// key prefix, removed when the app is dropped.
+    ///
+    /// # Panics
+    /// On `Production` without `WAFER_TEST_DATABASE_URL` and
+    /// `WAFER_TEST_REDIS_URL`; [`crate::backend_tests!`] checks first.
+    pub async fn spawn_on(backend: Backend, configure: impl FnOnce(&mut Config)) -> TestApp {
         let data_dir = tempfile::Builder::new().prefix("wafer-test-").tempdir().expect("temp data dir");
         let mut config = Config::new(data_dir.path());
+        let isolation = (backend == Backend::Production).then(Isolation::new);
+        if let Some(isolation) = &isolation {
+            isolation.configure(&mut config);
+        }
         configure(&mut config);
         config.data_dir = data_dir.path().to_path_buf();
         let clock = ManualClock::new(Timestamp::from_datetime(chrono::Utc::now()));
-        let (addr, shutdown, task) = start(config.clone(), clock.clone()).await;
-        TestApp { addr, client: client(), clock, config, shutdown: Some(shutdown), task: Some(task), data_dir }
+        // Built before the server starts, so a failed start still cleans up.
+        let mut app = TestApp {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            client: client(),
+            clock,
+            backend,
+            config,
+            shutdown: None,
+            task: None,
+            isolation,
+            data_dir,
+        };
+        let (addr, shutdown, task) = start(app.config.clone(), app.clock.clone()).await;
+        (app.addr, app.shutdown, app.task) = (addr, Some(shutdown), Some(task));
+        app
+    }
+
+    /// The online store's keys for this app (sorted), or `None` on the
+    /// embedded pair, whose in-process store is not visible from outside.
+    pub async fn online_keys(&self) -> Option<Vec<String>> {
+        let isolation = self.isolation.as_ref()?;
+        Some(isolation.keys().await.expect("listing the app's Redis keys"))
     }
 
     /// Shuts the server down gracefully, waits for it to finish and opens
-    /// the same data dir again on a new port with the same clock.
+    /// the same stores again (data dir, or schema and key prefix) on a new
+    /// port with the same clock.
     pub async fn restart(&mut self) {
         self.stop().await;
         let (addr, shutdown, task) = start(self.config.clone(), self.clock.clone()).await;
@@ -186,6 +231,9 @@ impl Drop for TestApp {
         // The runtime may be shutting down with the test; do not wait.
         if let Some(task) = self.task.take() {
             task.abort();
+        }
+        if let Some(isolation) = &self.isolation {
+            isolation.clean_up();
         }
     }
 }

@@ -12,6 +12,7 @@
 use super::{ServiceError, ServiceResult, Wafer};
 use crate::model::registry::FreshnessStatus;
 use crate::model::{EntityKey, FeatureGroup, FeatureRef, FeatureRow, Producer, Timestamp, Value};
+use crate::store::StoreError;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use std::sync::Arc;
@@ -164,11 +165,26 @@ impl Wafer {
             let misses: Vec<usize> = (0..keys.len()).filter(|&i| expired_or_missing(&rows[i])).collect();
             if !misses.is_empty() {
                 let wanted: Vec<EntityKey> = misses.iter().map(|&i| keys[i].clone()).collect();
-                if let Ok(latest) =
-                    tokio::time::timeout_at(deadline, self.offline().latest_feature_rows(&group.name, &wanted)).await
+                // An unavailable offline store (the database is down) costs
+                // only the misses, as a slow one does: what the online store
+                // had is still served and the misses are `missing`.
+                let latest = match tokio::time::timeout_at(
+                    deadline,
+                    self.offline().latest_feature_rows(&group.name, &wanted),
+                )
+                .await
                 {
+                    Ok(Ok(latest)) => Some(latest),
+                    Ok(Err(e @ StoreError::Unavailable { .. })) => {
+                        tracing::warn!(group = %group.name, error = %e, "offline store unavailable; misses are served as missing");
+                        None
+                    }
+                    Ok(Err(e)) => return Err(e.into()),
+                    Err(_) => None,
+                };
+                if let Some(latest) = latest {
                     let mut refill = Vec::new();
-                    for (&i, row) in misses.iter().zip(latest?) {
+                    for (&i, row) in misses.iter().zip(latest) {
                         let Some(row) = row else { continue };
                         if rows[i].as_ref().is_none_or(|old| row.event_ts > old.event_ts) {
                             refill.push(row.clone());

@@ -1,6 +1,8 @@
 //! `wafer-bench http`: online-read latency and throughput over HTTP.
 //!
 //! Starts an embedded server with the demo data (or targets `--server`),
+//! on the embedded stores or, with `--database-url` and `--online`, on
+//! PostgreSQL and Redis (its own schema and key prefix, removed afterwards),
 //! then drives `POST /v1/features/online` (1 entity x 10 features) from
 //! keep-alive connections with a minimal raw HTTP/1.1 client, so the load
 //! generator spends as little of the machine's CPU as possible:
@@ -12,6 +14,7 @@
 //!   kept to the schedule (if they fall behind, requests queue client-side
 //!   and the report says so).
 
+use crate::backends::Backends;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -23,20 +26,28 @@ pub struct HttpArgs {
     pub connections: usize,
     pub seconds: u64,
     pub rate: u64,
+    /// Stores of the embedded server (ignored with `--server`).
+    pub backends: Backends,
 }
 
 impl HttpArgs {
     pub fn parse(args: &[String]) -> HttpArgs {
-        let mut a = HttpArgs { server: None, connections: 16, seconds: 10, rate: 5000 };
+        let mut a = HttpArgs { server: None, connections: 16, seconds: 10, rate: 5000, backends: Backends::default() };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
             let mut value = || it.next().cloned().unwrap_or_default();
+            if a.backends.parse_flag(flag, &mut value) {
+                continue;
+            }
             match flag.as_str() {
                 "--server" => a.server = Some(value()),
                 "--connections" => a.connections = value().parse().expect("--connections N"),
                 "--seconds" => a.seconds = value().parse().expect("--seconds N"),
                 "--rate" => a.rate = value().parse().expect("--rate N"),
-                other => panic!("unknown flag {other}; flags: --server URL --connections N --seconds N --rate N"),
+                other => panic!(
+                    "unknown flag {other}; flags: --server URL --connections N --seconds N --rate N {}",
+                    Backends::FLAGS
+                ),
             }
         }
         a
@@ -45,17 +56,32 @@ impl HttpArgs {
 
 const BODY: &str = r#"{"entities":[{"ticker":"AAPL"}],"features":["technical:sma_20","technical:sma_50","technical:sma_200","technical:ema_12","technical:ema_26","technical:rsi_14","technical:macd","technical:macd_signal","technical:bollinger_upper","technical:bollinger_lower"],"fallback":"none"}"#;
 
-pub async fn run(args: HttpArgs) -> anyhow::Result<()> {
-    let (addr, _server) = match &args.server {
+pub async fn run(mut args: HttpArgs) -> anyhow::Result<()> {
+    match args.server.clone() {
         Some(url) => {
             let hostport = url.trim_start_matches("http://").trim_end_matches('/');
-            (tokio::net::lookup_host(hostport).await?.next().expect("address"), None)
+            let addr = tokio::net::lookup_host(hostport).await?.next().expect("address");
+            println!("server: {url}");
+            measure(addr, &args).await
         }
         None => {
-            let (addr, guard) = embedded_demo().await?;
-            (addr, Some(guard))
+            println!("server: embedded demo on {}", args.backends.describe());
+            let server = match EmbeddedDemo::start(&mut args.backends).await {
+                Ok(server) => server,
+                Err(e) => {
+                    args.backends.clean_up().await;
+                    return Err(e);
+                }
+            };
+            let result = measure(server.addr, &args).await;
+            server.stop().await;
+            args.backends.clean_up().await;
+            result
         }
-    };
+    }
+}
+
+async fn measure(addr: SocketAddr, args: &HttpArgs) -> anyhow::Result<()> {
     let request = Arc::new(
         format!(
             "POST /v1/features/online HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{BODY}",
@@ -183,21 +209,38 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// An embedded demo server on an ephemeral port, stopped when dropped.
-async fn embedded_demo() -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
-    let dir = std::env::temp_dir().join(format!("wafer-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let config = wafer_host::config::Config::new(&dir);
-    let app = wafer_host::App::open(config, Arc::new(wafer_host::clock::SystemClock)).await?;
-    wafer_host::demo::load(&app.wafer).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = wafer_host::server::serve(app, listener, async {
-            let _ = rx.await;
-        })
-        .await;
-    });
-    Ok((addr, tx))
+/// An embedded demo server on an ephemeral port.
+struct EmbeddedDemo {
+    addr: SocketAddr,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+    dir: std::path::PathBuf,
+}
+
+impl EmbeddedDemo {
+    async fn start(backends: &mut Backends) -> anyhow::Result<EmbeddedDemo> {
+        let dir = std::env::temp_dir().join(format!("wafer-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut config = wafer_host::config::Config::new(&dir);
+        backends.configure(&mut config);
+        let app = wafer_host::App::open(config, Arc::new(wafer_host::clock::SystemClock)).await?;
+        wafer_host::demo::load(&app.wafer).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = wafer_host::server::serve(app, listener, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        Ok(EmbeddedDemo { addr, shutdown, task, dir })
+    }
+
+    /// Graceful shutdown, so no write lands after the clean-up.
+    async fn stop(self) {
+        let _ = self.shutdown.send(());
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.task).await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

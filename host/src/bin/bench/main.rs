@@ -8,13 +8,28 @@
 //!   load time compiled and from the disk cache, and one indicators batch
 //!   call over 252 rows.
 //! - `wafer-bench materialize [--tickers N] [--days N]`: ingest and
-//!   materialization throughput on the embedded backend.
+//!   materialization throughput.
+//! - `wafer-bench write --database-url URL [--rows N] [--features N] [--iterations N]`:
+//!   batch write latency of the offline store on PostgreSQL.
+//!
+//! `http` and `materialize` run on the embedded stores unless given
+//! `--database-url postgres://...` and/or `--online redis://...`; every run
+//! on those gets its own schema and key prefix and removes them at the end
+//! (`backends.rs`).
 //!
 //! Build in release: `cargo run --release -p wafer-host --bin wafer-bench -- http`.
 
+mod backends;
 mod http;
 mod materialize;
 mod wasm;
+mod write;
+
+const USAGE: &str = "usage: wafer-bench http [--connections N] [--seconds N] [--rate N] [--server URL] [BACKENDS]
+       wafer-bench wasm [--iterations N]
+       wafer-bench materialize [--tickers N] [--days N] [BACKENDS]
+       wafer-bench write --database-url postgres://... [--rows N] [--features N] [--iterations N]
+BACKENDS: [--database-url postgres://...] [--online redis://...] (default: SQLite + in-process)";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -23,10 +38,9 @@ async fn main() -> anyhow::Result<()> {
         Some("http") => http::run(http::HttpArgs::parse(&args[1..])).await,
         Some("wasm") => wasm::run(&args[1..]).await,
         Some("materialize") => materialize::run(&args[1..]).await,
+        Some("write") => write::run(&args[1..]).await,
         _ => {
-            eprintln!(
-                "usage: wafer-bench http [--connections N] [--seconds N] [--rate N] [--server URL]\n       wafer-bench wasm [--iterations N]"
-            );
+            eprintln!("{USAGE}");
             std::process::exit(2);
         }
     }

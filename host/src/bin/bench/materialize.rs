@@ -1,10 +1,13 @@
 //! `wafer-bench materialize`: ingest and materialization throughput on the
-//! embedded backend (SQLite + in-process online store).
+//! embedded backend (SQLite + in-process online store) or, with
+//! `--database-url` and `--online`, on PostgreSQL + Redis (its own schema
+//! and key prefix, removed afterwards).
 //!
 //! Ingests `--tickers` synthetic daily series of `--days` bars (the demo's
 //! generator), then materializes the `technical` group (12 features) for
 //! all of them and reports rows/s for both steps.
 
+use crate::backends::Backends;
 use std::sync::Arc;
 use std::time::Instant;
 use wafer_host::model::Timestamp;
@@ -13,18 +16,31 @@ use wafer_host::service::materialize::MaterializeRequest;
 pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let mut tickers = 1000usize;
     let mut days = 252usize;
+    let mut backends = Backends::default();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        let value = it.next().map(String::as_str).unwrap_or_default();
+        let value = it.next().cloned().unwrap_or_default();
+        if backends.parse_flag(flag, || value.clone()) {
+            continue;
+        }
         match flag.as_str() {
             "--tickers" => tickers = value.parse()?,
             "--days" => days = value.parse()?,
-            other => anyhow::bail!("unknown flag {other}; flags: --tickers N --days N"),
+            other => anyhow::bail!("unknown flag {other}; flags: --tickers N --days N {}", Backends::FLAGS),
         }
     }
     let dir = std::env::temp_dir().join(format!("wafer-bench-mat-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let config = wafer_host::config::Config::new(&dir);
+    let mut config = wafer_host::config::Config::new(&dir);
+    backends.configure(&mut config);
+    println!("materialize bench on {}", backends.describe());
+    let result = measure(config, tickers, days).await;
+    backends.clean_up().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn measure(config: wafer_host::config::Config, tickers: usize, days: usize) -> anyhow::Result<()> {
     let app = wafer_host::App::open(config, Arc::new(wafer_host::clock::SystemClock)).await?;
     let w = &app.wafer;
     // Registers everything the demo does, with its five tickers.
@@ -63,6 +79,5 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         job.rows_written as f64 / secs,
         job.rows_written as f64 * 12.0 / secs
     );
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
