@@ -90,7 +90,7 @@ pub fn document() -> Value {
             "/v1/transforms/{name}/activate": {"parameters": [name_param("name")], "post": op("Activate a version", Some(json!({"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["version"], "properties": {"version": {"type": "string"}}}, "example": {"version": "1.0.0"}}}})), "200", "Transform")},
             "/v1/transforms/{name}/disable": {"parameters": [name_param("name")], "post": op("Disable the transform", None, "200", "Transform")},
             "/v1/transforms/{name}/rollback": {"parameters": [name_param("name")], "post": op("Re-activate the previously active version", None, "200", "Transform")},
-            "/v1/transforms/{name}/invoke": {"parameters": [name_param("name")], "post": op("Dry run on inline input", Some(body("Invoke")), "200", "{\"timestamps\": [...], \"columns\": {...}}")},
+            "/v1/transforms/{name}/invoke": {"parameters": [name_param("name")], "post": op("Dry run on inline input", Some(body("Invoke")), "200", "{\"timestamps\": [...], \"columns\": {...}, \"transform\": {\"name\", \"version\", \"sha256\"}}")},
             "/v1/materialize": {"post": {"summary": "Start a materialization job (202 with job_id; ?wait=true answers 200 with the finished job)",
                                           "parameters": [{"name": "wait", "in": "query", "schema": {"type": "boolean"}}],
                                           "requestBody": body("MaterializeRequest"),

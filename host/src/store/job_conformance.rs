@@ -135,3 +135,17 @@ pub async fn concurrent_leasers_never_share_a_task(store: Arc<dyn Registry>) {
     let unique: HashSet<u32> = all.iter().copied().collect();
     assert_eq!((all.len(), unique.len()), (40, 40), "each of 40 tasks leased once: {all:?}");
 }
+
+/// Jobs are listed newest first, optionally of one group, up to a limit.
+pub async fn jobs_are_listed_newest_first(store: &dyn Registry) {
+    let of = |id: &str, group: &str, created: i64| Job { feature_group: group.into(), ..job(id, created, 0) };
+    store.create_job(&of("a", "technical", 1), &[]).await.unwrap();
+    store.create_job(&of("b", "risk", 2), &[]).await.unwrap();
+    store.create_job(&of("c", "technical", 3), &[]).await.unwrap();
+    assert_eq!(store.get_job("a").await.unwrap(), Some(of("a", "technical", 1)));
+    assert_eq!(store.get_job("zz").await.unwrap(), None);
+    let ids = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.list_jobs(None, 10).await.unwrap()), vec!["c", "b", "a"]);
+    assert_eq!(ids(store.list_jobs(Some("technical"), 10).await.unwrap()), vec!["c", "a"]);
+    assert_eq!(ids(store.list_jobs(None, 1).await.unwrap()), vec!["c"]);
+}

@@ -112,7 +112,6 @@ pub trait Registry: Send + Sync {
     /// remembered for rollback. `None` disables the transform.
     async fn set_active_version(&self, name: &str, version: Option<&str>) -> StoreResult<()>;
 
-    async fn save_job(&self, job: &Job) -> StoreResult<()>;
     async fn get_job(&self, id: &str) -> StoreResult<Option<Job>>;
     async fn list_jobs(&self, feature_group: Option<&str>, limit: u32) -> StoreResult<Vec<Job>>;
 

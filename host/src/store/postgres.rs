@@ -387,24 +387,6 @@ impl Registry for PostgresStore {
         tx.commit().await.map_err(db_err)
     }
 
-    async fn save_job(&self, job: &Job) -> StoreResult<()> {
-        let spec = job_spec(job)?;
-        sqlx::query(
-            "INSERT INTO jobs (id, feature_group, state, spec, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (id) DO UPDATE SET feature_group = excluded.feature_group, state = excluded.state, \
-             spec = excluded.spec, created_at = excluded.created_at",
-        )
-        .bind(&job.id)
-        .bind(&job.feature_group)
-        .bind(job_state_name(job.state))
-        .bind(spec)
-        .bind(job.created_at.0)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
-        Ok(())
-    }
-
     async fn get_job(&self, id: &str) -> StoreResult<Option<Job>> {
         let spec: Option<String> = sqlx::query_scalar("SELECT spec FROM jobs WHERE id = $1")
             .bind(id)
@@ -1117,36 +1099,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn jobs_are_upserted_and_listed_newest_first() {
+    async fn jobs_are_listed_newest_first() {
         let Some(db) = store().await else { return };
-        let store = &db.store;
-        let job = |id: &str, group: &str, created: i64| Job {
-            hosts: Default::default(),
-            id: id.into(),
-            feature_group: group.into(),
-            state: JobState::Queued,
-            incremental: false,
-            entities_done: 0,
-            entities_total: 10,
-            rows_written: 0,
-            errors: vec![],
-            created_at: Timestamp::from_secs(created),
-            started_at: None,
-            finished_at: None,
-            transform: None,
-        };
-        store.save_job(&job("a", "technical", 1)).await.unwrap();
-        store.save_job(&job("b", "risk", 2)).await.unwrap();
-        store.save_job(&job("c", "technical", 3)).await.unwrap();
-        let done = Job { state: JobState::Failed, errors: vec!["MSFT: trap".into()], ..job("a", "technical", 1) };
-        store.save_job(&done).await.unwrap();
-
-        assert_eq!(store.get_job("a").await.unwrap(), Some(done));
-        assert_eq!(store.get_job("zz").await.unwrap(), None);
-        let ids = |jobs: Vec<Job>| jobs.into_iter().map(|j| j.id).collect::<Vec<_>>();
-        assert_eq!(ids(store.list_jobs(None, 10).await.unwrap()), vec!["c", "b", "a"]);
-        assert_eq!(ids(store.list_jobs(Some("technical"), 10).await.unwrap()), vec!["c", "a"]);
-        assert_eq!(ids(store.list_jobs(None, 1).await.unwrap()), vec!["c"]);
+        crate::store::job_conformance::jobs_are_listed_newest_first(&db.store).await;
     }
 
     #[tokio::test]

@@ -17,6 +17,8 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let mut tickers = 1000usize;
     let mut days = 252usize;
     let mut backends = Backends::default();
+    let mut chunk = None;
+    let mut slots = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let value = it.next().cloned().unwrap_or_default();
@@ -26,13 +28,20 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         match flag.as_str() {
             "--tickers" => tickers = value.parse()?,
             "--days" => days = value.parse()?,
-            other => anyhow::bail!("unknown flag {other}; flags: --tickers N --days N {}", Backends::FLAGS),
+            "--job-chunk-entities" => chunk = Some(value.parse()?),
+            "--job-slots" => slots = Some(value.parse()?),
+            other => anyhow::bail!(
+                "unknown flag {other}; flags: --tickers N --days N --job-chunk-entities N --job-slots N {}",
+                Backends::FLAGS
+            ),
         }
     }
     let dir = std::env::temp_dir().join(format!("wafer-bench-mat-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut config = wafer_host::config::Config::new(&dir);
     backends.configure(&mut config);
+    config.cluster.job_chunk_entities = chunk.unwrap_or(config.cluster.job_chunk_entities);
+    config.cluster.job_slots = slots.unwrap_or(config.cluster.job_slots);
     println!("materialize bench on {}", backends.describe());
     let result = measure(config, tickers, days).await;
     backends.clean_up().await;
