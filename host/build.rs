@@ -8,14 +8,18 @@ mod guests;
 use std::fmt::Write;
 
 /// (package, transform name): every first-party transform bundled in the binary.
-const BUNDLED: &[(&str, &str)] = &[("wafer-indicators", "indicators")];
+const BUNDLED: &[(&str, &str)] = &[
+    ("wafer-indicators", "indicators"),
+    ("wafer-risk", "risk"),
+    ("wafer-valuation", "valuation"),
+    ("wafer-rolling", "rolling"),
+    ("wafer-signals", "signals"),
+];
 
-/// Where each package lives, for reading its version.
-fn manifest_dir(package: &str) -> &'static str {
-    match package {
-        "wafer-indicators" => "transforms/indicators",
-        other => panic!("add the directory of {other} to host/build.rs"),
-    }
+/// Where each package lives, for reading its version: `transforms/<name>`.
+fn manifest_dir(package: &str) -> String {
+    let name = package.strip_prefix("wafer-").unwrap_or_else(|| panic!("{package} is not a wafer-* transform crate"));
+    format!("transforms/{name}")
 }
 
 fn main() {

@@ -18,5 +18,6 @@ pub struct BundledTransform {
     pub bytes: &'static [u8],
 }
 
-// Defines `INDICATORS`, `INDICATORS_VERSION` and `ALL`.
+// Defines `INDICATORS`, `RISK`, `VALUATION`, `ROLLING`, `SIGNALS`, each with
+// its `*_VERSION`, and `ALL`.
 include!(concat!(env!("OUT_DIR"), "/bundled.rs"));

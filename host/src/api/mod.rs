@@ -8,6 +8,7 @@ mod features;
 mod health;
 mod ingest;
 mod jobs;
+mod monitoring;
 mod openapi;
 mod registry;
 mod transforms;
@@ -26,6 +27,7 @@ pub fn router(wafer: Wafer, max_body_bytes: usize, tokens: auth::Tokens) -> Rout
         .merge(features::router())
         .merge(transforms::router())
         .merge(jobs::router())
+        .merge(monitoring::router())
         .merge(openapi::router())
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
         .method_not_allowed_fallback(|| async {

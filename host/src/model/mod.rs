@@ -5,6 +5,7 @@ pub mod entity_key;
 pub mod feature_ref;
 pub mod job;
 pub mod registry;
+pub mod stats;
 pub mod table;
 pub mod time;
 pub mod transform;
@@ -14,6 +15,7 @@ pub use entity_key::EntityKey;
 pub use feature_ref::FeatureRef;
 pub use job::{Job, JobState, JobTask, LeasedTask, TaskOutcome};
 pub use registry::{Entity, FeatureGroup, FeatureSpec, Freshness, Producer, Source, SourceField};
+pub use stats::{FeatureStatistics, FreshnessCounts};
 pub use table::{BatchInput, Column, ColumnValues, NamedTable, OnDemandInput, Table};
 pub use time::Timestamp;
 pub use transform::{

@@ -284,7 +284,7 @@ pub(crate) fn rows_from_output(
 }
 
 /// The group's params plus the transform's declared defaults for the rest.
-fn params_with_defaults(group: &FeatureGroup, version: &TransformVersion) -> Vec<(String, String)> {
+pub(crate) fn params_with_defaults(group: &FeatureGroup, version: &TransformVersion) -> Vec<(String, String)> {
     let mut params = group.producer.params_as_text();
     for spec in &version.descriptor.params {
         if let Some(default) = &spec.default

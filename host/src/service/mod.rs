@@ -9,9 +9,11 @@
 //! - `ingest.rs`: source rows (JSON, CSV) and pushed feature rows.
 //! - `materialize.rs`: materialization jobs (batch transforms over sources).
 //! - `serving.rs`: online reads with freshness status.
+//! - `monitoring.rs`: freshness and feature statistics per group.
 //! - `jobs.rs`: creating, reading and waiting for jobs.
 //! - `worker.rs`: this host's share of the jobs: leasing, running and
 //!   committing job tasks.
+//! - `schedule.rs`: groups that materialize by themselves on a schedule.
 //! - `cluster.rs`: settings for several hosts on one store, and keeping
 //!   this host's registry caches in step with the others.
 
@@ -20,7 +22,9 @@ pub mod error;
 pub mod ingest;
 pub mod jobs;
 pub mod materialize;
+pub mod monitoring;
 pub mod registry;
+mod schedule;
 pub mod serving;
 pub mod transforms;
 mod worker;
@@ -109,7 +113,10 @@ impl Wafer {
         // Listen before loading, so no change falls between the two.
         let changes = wafer.registry().changes().await?;
         wafer.reload_registry().await?;
-        let mut background = vec![tokio::spawn(wafer.clone().run_worker(wafer.inner.shutdown.subscribe()))];
+        let mut background = vec![
+            tokio::spawn(wafer.clone().run_worker(wafer.inner.shutdown.subscribe())),
+            tokio::spawn(wafer.clone().run_schedules(wafer.inner.shutdown.subscribe())),
+        ];
         if let Some(changes) = changes {
             background.push(tokio::spawn(wafer.clone().sync_registry(changes, wafer.inner.shutdown.subscribe())));
         }

@@ -139,6 +139,9 @@ impl Wafer {
                 Some(_) => {}
             }
         }
+        if let Producer::OnDemand { inputs, request_fields, .. } = &group.producer {
+            self.check_on_demand_inputs(group, &version, inputs, request_fields)?;
+        }
         if let Producer::Batch { .. } = &group.producer {
             let first = group.producer.source_names().remove(0);
             let source = self.source(&first)?;
@@ -154,6 +157,77 @@ impl Wafer {
         Ok(())
     }
 
+    /// An on-demand group reads stored features of its own entity: every
+    /// input the transform declares is one of the group's `inputs`, naming
+    /// a feature of a batch or push group with the declared type, and every
+    /// request field it declares is one of the group's `request_fields`.
+    fn check_on_demand_inputs(
+        &self,
+        group: &FeatureGroup,
+        version: &crate::model::TransformVersion,
+        inputs: &[String],
+        request_fields: &[crate::model::registry::SourceField],
+    ) -> ServiceResult<()> {
+        let label = format!("{}@{}", version.name, version.version);
+        for input in inputs {
+            let r = crate::model::FeatureRef::parse(input).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+            let source = self.feature_group(&r.group).map_err(|_| {
+                ServiceError::Invalid(format!(
+                    "input '{input}' names feature group '{}', which does not exist",
+                    r.group
+                ))
+            })?;
+            if matches!(source.producer, Producer::OnDemand { .. }) {
+                return Err(ServiceError::Invalid(format!(
+                    "input '{input}' is itself on-demand; on-demand groups read batch or push groups"
+                )));
+            }
+            if source.entity != group.entity {
+                return Err(ServiceError::Invalid(format!(
+                    "input '{input}' is a feature of entity '{}', but the group is for '{}'",
+                    source.entity, group.entity
+                )));
+            }
+            let Some(feature) = source.feature(&r.feature) else {
+                return Err(ServiceError::Invalid(format!("input '{input}': group '{}' has no such feature", r.group)));
+            };
+            if let Some(declared) = version.descriptor.inputs.iter().find(|i| i.name == *input)
+                && declared.value_type != feature.value_type
+            {
+                return Err(ServiceError::Invalid(format!(
+                    "input '{input}' is {} but {label} reads it as {}",
+                    feature.value_type, declared.value_type
+                )));
+            }
+        }
+        for declared in &version.descriptor.inputs {
+            if !inputs.contains(&declared.name) {
+                return Err(ServiceError::Invalid(format!(
+                    "{label} reads input feature '{}'; list it in the producer's \"inputs\"",
+                    declared.name
+                )));
+            }
+        }
+        for declared in &version.descriptor.request_fields {
+            match request_fields.iter().find(|f| f.name == declared.name) {
+                None => {
+                    return Err(ServiceError::Invalid(format!(
+                        "{label} needs request field '{}' ({}); list it in the producer's \"request_fields\"",
+                        declared.name, declared.value_type
+                    )));
+                }
+                Some(f) if f.value_type != declared.value_type => {
+                    return Err(ServiceError::Invalid(format!(
+                        "request field '{}' is declared {} but {label} reads it as {}",
+                        f.name, f.value_type, declared.value_type
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
     pub fn list_feature_groups(&self) -> Vec<Arc<FeatureGroup>> {
         sorted(self.inner.groups.iter().map(|e| e.value().clone()).collect(), |g| &g.name)
     }
@@ -162,6 +236,16 @@ impl Wafer {
     /// values), so a new group of the same name starts empty.
     pub async fn delete_feature_group(&self, name: &str) -> ServiceResult<()> {
         self.feature_group(name)?;
+        let prefix = format!("{name}:");
+        let reader = self.inner.groups.iter().find_map(|g| match &g.producer {
+            Producer::OnDemand { inputs, .. } if inputs.iter().any(|i| i.starts_with(&prefix)) => Some(g.name.clone()),
+            _ => None,
+        });
+        if let Some(reader) = reader {
+            return Err(ServiceError::Conflict(format!(
+                "feature group '{name}' is read by on-demand group '{reader}'; delete that first"
+            )));
+        }
         self.registry().delete_feature_group(name).await?;
         self.inner.groups.remove(name);
         self.offline().delete_feature_rows(name).await?;

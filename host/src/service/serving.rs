@@ -11,10 +11,14 @@
 
 use super::{ServiceError, ServiceResult, Wafer};
 use crate::model::registry::FreshnessStatus;
-use crate::model::{EntityKey, FeatureGroup, FeatureRef, FeatureRow, Producer, Timestamp, Value};
+use crate::model::registry::SourceField;
+use crate::model::{
+    Column, EntityKey, FeatureGroup, FeatureRef, FeatureRow, OnDemandInput, Producer, Timestamp, Value, ValueType,
+};
 use crate::store::StoreError;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,7 +82,12 @@ pub enum ValueSource {
     Offline,
 }
 
-fn ordered_map<S: Serializer>(items: &[(String, ServedValue)], s: S) -> Result<S::Ok, S::Error> {
+/// Serializes name-value pairs as a JSON object in their order.
+pub(crate) fn ordered_pairs<S: Serializer, V: Serialize>(items: &[(String, V)], s: S) -> Result<S::Ok, S::Error> {
+    ordered_map(items, s)
+}
+
+fn ordered_map<S: Serializer, V: Serialize>(items: &[(String, V)], s: S) -> Result<S::Ok, S::Error> {
     let mut map = s.serialize_map(Some(items.len()))?;
     for (k, v) in items {
         map.serialize_entry(k, v)?;
@@ -121,104 +130,51 @@ impl Wafer {
             })
             .collect();
 
+        // Stored groups first: the requested ones and those on-demand groups
+        // read their inputs from. Then on-demand groups, over those rows.
+        let mut stored: HashMap<String, Vec<Option<(FeatureRow, ValueSource)>>> = HashMap::new();
+        let mut wanted: Vec<Arc<FeatureGroup>> = Vec::new();
+        for read in &reads {
+            match &read.group.producer {
+                Producer::OnDemand { inputs, .. } => {
+                    for input in inputs {
+                        let r = FeatureRef::parse(input).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+                        wanted.push(self.feature_group(&r.group)?);
+                    }
+                }
+                _ => wanted.push(read.group.clone()),
+            }
+        }
+        for group in wanted {
+            if stored.contains_key(&group.name) {
+                continue;
+            }
+            let keys = self.entity_keys(&req.entities, &group)?;
+            let rows = self.read_stored_group(&group, &keys, req.fallback, deadline, now).await?;
+            stored.insert(group.name.clone(), rows);
+        }
         for read in &reads {
             let group = &read.group;
-            let join_keys = &self.entity(&group.entity)?.join_keys;
-            let keys = req
-                .entities
-                .iter()
-                .enumerate()
-                .map(|(i, e)| {
-                    EntityKey::from_json(e, join_keys).map_err(|err| {
-                        ServiceError::Invalid(format!("entities[{i}] for group '{}': {err}", group.name))
-                    })
-                })
-                .collect::<ServiceResult<Vec<_>>>()?;
-            // An unavailable online store is a miss for every entity: the
-            // offline store answers below (`source: offline`), so reads keep
-            // working through an online-store outage.
-            // The online read gets half of what is left of the deadline, so a
-            // hanging store still leaves time for the offline store.
-            let online_deadline =
-                tokio::time::Instant::now() + deadline.saturating_duration_since(tokio::time::Instant::now()) / 2;
-            let mut rows = match tokio::time::timeout_at(online_deadline, self.online().read(&group.name, &keys)).await
-            {
-                Ok(Ok(rows)) => rows,
-                Ok(Err(e)) => {
-                    tracing::warn!(group = %group.name, error = %e, "online store unavailable; reading the offline store");
-                    vec![None; keys.len()]
-                }
-                Err(_) => {
-                    tracing::warn!(group = %group.name, "online store did not answer in time; reading the offline store");
-                    vec![None; keys.len()]
-                }
-            };
-            let mut sources = vec![ValueSource::Online; keys.len()];
-            let expired_or_missing = |row: &Option<FeatureRow>| match row {
-                None => true,
-                Some(r) => group.freshness.status(r.event_ts, now) == FreshnessStatus::Expired,
-            };
-
-            // Online misses: the offline store's latest row, if newer, is
-            // served (and put back online). This is what refills an
-            // in-process online store after a restart.
-            let misses: Vec<usize> = (0..keys.len()).filter(|&i| expired_or_missing(&rows[i])).collect();
-            if !misses.is_empty() {
-                let wanted: Vec<EntityKey> = misses.iter().map(|&i| keys[i].clone()).collect();
-                // An unavailable offline store (the database is down) costs
-                // only the misses, as a slow one does: what the online store
-                // had is still served and the misses are `missing`.
-                let latest = match tokio::time::timeout_at(
-                    deadline,
-                    self.offline().latest_feature_rows(&group.name, &wanted),
-                )
-                .await
-                {
-                    Ok(Ok(latest)) => Some(latest),
-                    Ok(Err(e @ StoreError::Unavailable { .. })) => {
-                        tracing::warn!(group = %group.name, error = %e, "offline store unavailable; misses are served as missing");
-                        None
-                    }
-                    Ok(Err(e)) => return Err(e.into()),
-                    Err(_) => None,
-                };
-                if let Some(latest) = latest {
-                    let mut refill = Vec::new();
-                    for (&i, row) in misses.iter().zip(latest) {
-                        let Some(row) = row else { continue };
-                        if rows[i].as_ref().is_none_or(|old| row.event_ts > old.event_ts) {
-                            refill.push(row.clone());
-                            rows[i] = Some(row);
-                            sources[i] = ValueSource::Offline;
+            if let Producer::OnDemand { .. } = &group.producer {
+                let computed = self.compute_on_demand(group, &req, &stored, deadline, now).await?;
+                for (i, values) in computed.into_iter().enumerate() {
+                    for (pos, feature) in &read.features {
+                        let value = values.as_ref().and_then(|v| v.get(feature)).cloned().unwrap_or(Value::Null);
+                        if !value.is_null() {
+                            results[i].features[*pos].1 = ServedValue {
+                                value,
+                                status: FreshnessStatus::Fresh,
+                                event_timestamp: Some(now),
+                                age_seconds: Some(0.0),
+                                source: Some(ValueSource::Computed),
+                            };
                         }
                     }
-                    if !refill.is_empty() {
-                        let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
-                        self.refill_online(&group.name, &refill, ttl).await;
-                    }
                 }
+                continue;
             }
-
-            if req.fallback == Fallback::Compute && matches!(group.producer, Producer::Batch { .. }) {
-                let stale: Vec<usize> = (0..keys.len()).filter(|&i| expired_or_missing(&rows[i])).collect();
-                for i in stale {
-                    let computed = tokio::time::timeout_at(deadline, self.compute_latest(group, &keys[i])).await;
-                    match computed {
-                        Ok(Ok(Some(row))) => {
-                            rows[i] = Some(row);
-                            sources[i] = ValueSource::Computed;
-                        }
-                        Ok(Ok(None)) => {}
-                        Ok(Err(e)) => {
-                            tracing::warn!(group = %group.name, entity = %keys[i], error = %e, "compute on miss failed")
-                        }
-                        Err(_) => break, // deadline: answer with what we have
-                    }
-                }
-            }
-
-            for (i, row) in rows.iter().enumerate() {
-                let Some(row) = row else { continue };
+            for (i, found) in stored[&group.name].iter().enumerate() {
+                let Some((row, source)) = found else { continue };
                 let status = group.freshness.status(row.event_ts, now);
                 for (pos, feature) in &read.features {
                     let value = row.values.get(feature).cloned().unwrap_or(Value::Null);
@@ -226,7 +182,7 @@ impl Wafer {
                         ServedValue {
                             event_timestamp: Some(row.event_ts),
                             age_seconds: Some(age(row, now)),
-                            source: Some(sources[i]),
+                            source: Some(*source),
                             ..missing.clone()
                         }
                     } else {
@@ -235,13 +191,204 @@ impl Wafer {
                             status,
                             event_timestamp: Some(row.event_ts),
                             age_seconds: Some(age(row, now)),
-                            source: Some(sources[i]),
+                            source: Some(*source),
                         }
                     };
                 }
             }
         }
         Ok(OnlineResponse { results })
+    }
+
+    /// The request's entities as keys of `group`'s entity.
+    fn entity_keys(
+        &self,
+        entities: &[serde_json::Map<String, serde_json::Value>],
+        group: &FeatureGroup,
+    ) -> ServiceResult<Vec<EntityKey>> {
+        let join_keys = &self.entity(&group.entity)?.join_keys;
+        entities
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                EntityKey::from_json(e, join_keys)
+                    .map_err(|err| ServiceError::Invalid(format!("entities[{i}] for group '{}': {err}", group.name)))
+            })
+            .collect()
+    }
+
+    /// The newest row of a stored (batch or push) group per entity and
+    /// where it came from: online, else offline, else computed when the
+    /// request allows it, all within `deadline`. `None` = nothing in time.
+    async fn read_stored_group(
+        &self,
+        group: &Arc<FeatureGroup>,
+        keys: &[EntityKey],
+        fallback: Fallback,
+        deadline: tokio::time::Instant,
+        now: Timestamp,
+    ) -> ServiceResult<Vec<Option<(FeatureRow, ValueSource)>>> {
+        // An unavailable online store is a miss for every entity: the
+        // offline store answers below (`source: offline`), so reads keep
+        // working through an online-store outage. The online read gets half
+        // of what is left of the deadline, so a hanging store still leaves
+        // time for the offline store.
+        let online_deadline =
+            tokio::time::Instant::now() + deadline.saturating_duration_since(tokio::time::Instant::now()) / 2;
+        let mut rows = match tokio::time::timeout_at(online_deadline, self.online().read(&group.name, keys)).await {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(e)) => {
+                tracing::warn!(group = %group.name, error = %e, "online store unavailable; reading the offline store");
+                vec![None; keys.len()]
+            }
+            Err(_) => {
+                tracing::warn!(group = %group.name, "online store did not answer in time; reading the offline store");
+                vec![None; keys.len()]
+            }
+        };
+        let mut sources = vec![ValueSource::Online; keys.len()];
+        let expired_or_missing = |row: &Option<FeatureRow>| match row {
+            None => true,
+            Some(r) => group.freshness.status(r.event_ts, now) == FreshnessStatus::Expired,
+        };
+
+        // Online misses: the offline store's latest row, if newer, is served
+        // (and put back online). This is what refills an in-process online
+        // store after a restart.
+        let misses: Vec<usize> = (0..keys.len()).filter(|&i| expired_or_missing(&rows[i])).collect();
+        if !misses.is_empty() {
+            let wanted: Vec<EntityKey> = misses.iter().map(|&i| keys[i].clone()).collect();
+            // An unavailable offline store (the database is down) costs only
+            // the misses, as a slow one does: what the online store had is
+            // still served and the misses are `missing`.
+            let latest = match tokio::time::timeout_at(
+                deadline,
+                self.offline().latest_feature_rows(&group.name, &wanted),
+            )
+            .await
+            {
+                Ok(Ok(latest)) => Some(latest),
+                Ok(Err(e @ StoreError::Unavailable { .. })) => {
+                    tracing::warn!(group = %group.name, error = %e, "offline store unavailable; misses are served as missing");
+                    None
+                }
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => None,
+            };
+            if let Some(latest) = latest {
+                let mut refill = Vec::new();
+                for (&i, row) in misses.iter().zip(latest) {
+                    let Some(row) = row else { continue };
+                    if rows[i].as_ref().is_none_or(|old| row.event_ts > old.event_ts) {
+                        refill.push(row.clone());
+                        rows[i] = Some(row);
+                        sources[i] = ValueSource::Offline;
+                    }
+                }
+                if !refill.is_empty() {
+                    let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
+                    self.refill_online(&group.name, &refill, ttl).await;
+                }
+            }
+        }
+
+        // Still missing or expired: compute batch groups now, every entity
+        // at once, each until the deadline.
+        if fallback == Fallback::Compute && matches!(group.producer, Producer::Batch { .. }) {
+            let stale: Vec<usize> = (0..keys.len()).filter(|&i| expired_or_missing(&rows[i])).collect();
+            let mut computing = tokio::task::JoinSet::new();
+            for i in stale {
+                let (this, group, key) = (self.clone(), group.clone(), keys[i].clone());
+                computing.spawn(async move { (i, this.compute_latest(&group, &key).await) });
+            }
+            loop {
+                match tokio::time::timeout_at(deadline, computing.join_next()).await {
+                    Ok(Some(Ok((i, Ok(Some(row)))))) => {
+                        rows[i] = Some(row);
+                        sources[i] = ValueSource::Computed;
+                    }
+                    Ok(Some(Ok((i, Err(e))))) => {
+                        tracing::warn!(group = %group.name, entity = %keys[i], error = %e, "compute on miss failed")
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    // The deadline: answer with what we have. The rest
+                    // finish in the background and write back what they
+                    // compute, so the next read finds it.
+                    Err(_) => {
+                        computing.detach_all();
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(rows.into_iter().zip(sources).map(|(row, source)| row.map(|r| (r, source))).collect())
+    }
+
+    /// Runs an on-demand group's transform once for all the request's
+    /// entities, over its input features (read from `stored`) and the
+    /// request's fields. Per entity, the produced values by feature; `None`
+    /// where nothing could be computed in time. A failing transform leaves
+    /// its features `missing` (and counts in its error statistics) rather
+    /// than failing the other features of the read.
+    async fn compute_on_demand(
+        &self,
+        group: &FeatureGroup,
+        req: &OnlineRequest,
+        stored: &HashMap<String, Vec<Option<(FeatureRow, ValueSource)>>>,
+        deadline: tokio::time::Instant,
+        now: Timestamp,
+    ) -> ServiceResult<Vec<Option<BTreeMap<String, Value>>>> {
+        let Producer::OnDemand { transform, version, inputs, request_fields, .. } = &group.producer else {
+            return Ok(vec![None; req.entities.len()]);
+        };
+        let n = req.entities.len();
+        let version = self.resolve_version(transform, version.as_deref()).await?;
+        let mut features = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let r = FeatureRef::parse(input).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+            let source_group = self.feature_group(&r.group)?;
+            let ty = source_group.feature(&r.feature).map(|f| f.value_type).unwrap_or(ValueType::Float64);
+            let rows = &stored[&r.group];
+            // Expired inputs count as absent, as they would be served.
+            let values: Vec<Value> = rows
+                .iter()
+                .map(|found| match found {
+                    Some((row, _)) if source_group.freshness.status(row.event_ts, now) != FreshnessStatus::Expired => {
+                        row.values.get(&r.feature).cloned().unwrap_or(Value::Null)
+                    }
+                    _ => Value::Null,
+                })
+                .collect();
+            features.push(Column::from_values(input, ty, values.iter()));
+        }
+        let mut request = Vec::with_capacity(request_fields.len());
+        for field in request_fields {
+            let values = request_values(&req.request_context, field, n, &group.name)?;
+            request.push(Column::from_values(&field.name, field.value_type, values.iter()));
+        }
+        let input =
+            OnDemandInput { features, request, params: super::materialize::params_with_defaults(group, &version) };
+        let output = match tokio::time::timeout_at(deadline, self.invoke_on_demand(&version, input)).await {
+            Ok(Ok(table)) => table,
+            Ok(Err(e)) => {
+                tracing::warn!(group = %group.name, transform = %transform, error = %e, "on-demand transform failed");
+                return Ok(vec![None; n]);
+            }
+            Err(_) => return Ok(vec![None; n]),
+        };
+        Ok((0..n)
+            .map(|i| {
+                let values = group
+                    .features
+                    .iter()
+                    .filter_map(|f| {
+                        output.column(&f.name).filter(|c| i < c.len()).map(|c| (f.name.clone(), c.value(i)))
+                    })
+                    .collect();
+                Some(values)
+            })
+            .collect())
     }
 
     /// Resolves the requested refs (and whole groups) to groups, failing
@@ -337,4 +484,39 @@ impl Wafer {
 
 fn age(row: &FeatureRow, now: Timestamp) -> f64 {
     (row.event_ts.seconds_until(now).max(0.0) * 1000.0).round() / 1000.0
+}
+
+/// A request field's value per entity, from `request_context`: one value
+/// for every entity, or an array with one value per entity (for list-typed
+/// fields, an array of arrays).
+fn request_values(
+    context: &serde_json::Map<String, serde_json::Value>,
+    field: &SourceField,
+    entities: usize,
+    group: &str,
+) -> ServiceResult<Vec<Value>> {
+    let Some(json) = context.get(&field.name) else {
+        return Err(ServiceError::Invalid(format!(
+            "on-demand group '{group}' needs request_context.{} ({})",
+            field.name, field.value_type
+        )));
+    };
+    let parse = |v: &serde_json::Value| {
+        Value::from_json(v, field.value_type)
+            .map_err(|e| ServiceError::Invalid(format!("request_context.{}: {e}", field.name)))
+    };
+    let list_typed = matches!(field.value_type, ValueType::Float64List | ValueType::StringList);
+    match json.as_array() {
+        Some(per_entity)
+            if per_entity.len() == entities && (!list_typed || per_entity.iter().all(|v| v.is_array())) =>
+        {
+            per_entity.iter().map(parse).collect()
+        }
+        Some(per_entity) if !list_typed => Err(ServiceError::Invalid(format!(
+            "request_context.{} has {} values for {entities} entities; give one value, or one per entity",
+            field.name,
+            per_entity.len()
+        ))),
+        _ => Ok(vec![parse(json)?; entities]),
+    }
 }

@@ -1,10 +1,13 @@
-//! The job-task protocol every registry backend must follow, written once
-//! and run against each backend by its own tests (`sqlite.rs`,
-//! `postgres.rs`): leases are exclusive, expire and can be taken over, a
-//! stale holder cannot commit, and the last completion finishes the job.
+//! Behaviour every SQL backend must show, written once and run against each
+//! backend by its own tests (`sqlite.rs`, `postgres.rs`).
+//!
+//! - The job-task protocol: leases are exclusive, expire and can be taken
+//!   over, a stale holder cannot commit, and the last completion finishes
+//!   the job.
+//! - Freshness counts and feature statistics, against hand-computed values.
 
-use super::Registry;
-use crate::model::{EntityKey, Job, JobState, JobTask, TaskOutcome, Timestamp};
+use super::{OfflineStore, Registry};
+use crate::model::{EntityKey, FeatureRow, Job, JobState, JobTask, TaskOutcome, Timestamp, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -148,4 +151,86 @@ pub async fn jobs_are_listed_newest_first(store: &dyn Registry) {
     assert_eq!(ids(store.list_jobs(None, 10).await.unwrap()), vec!["c", "b", "a"]);
     assert_eq!(ids(store.list_jobs(Some("technical"), 10).await.unwrap()), vec!["c", "a"]);
     assert_eq!(ids(store.list_jobs(None, 1).await.unwrap()), vec!["c"]);
+}
+
+fn feature_row(entity: &str, event: i64, created: i64, values: &[(&str, Value)]) -> FeatureRow {
+    FeatureRow {
+        entity: EntityKey(entity.into()),
+        event_ts: Timestamp::from_secs(event),
+        created: Timestamp::from_secs(created),
+        values: values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+    }
+}
+
+/// Entities are judged by their newest row: with stale before t=100 and
+/// expired before t=50, newest rows at 120 (fresh), 100 (fresh: not before),
+/// 99 and 60 (stale), 10 (expired).
+pub async fn freshness_counts_each_entity_by_its_newest_row(store: &dyn OfflineStore) {
+    let x = |v: f64| [("x", Value::Float64(v))];
+    let rows = [
+        feature_row("A", 5, 1, &x(1.0)),
+        feature_row("A", 120, 1, &x(1.0)),
+        feature_row("B", 100, 1, &x(1.0)),
+        feature_row("C", 99, 1, &x(1.0)),
+        feature_row("D", 60, 1, &x(1.0)),
+        feature_row("E", 10, 1, &x(1.0)),
+    ];
+    store.write_feature_rows("g", &rows).await.unwrap();
+    store.write_feature_rows("other", &[feature_row("Z", 1, 1, &x(1.0))]).await.unwrap();
+    let counts = store.freshness("g", Some(Timestamp::from_secs(100)), Some(Timestamp::from_secs(50))).await.unwrap();
+    assert_eq!((counts.entities, counts.fresh, counts.stale, counts.expired), (5, 2, 2, 1), "{counts:?}");
+    assert_eq!(counts.newest_event_timestamp, Some(Timestamp::from_secs(120)));
+    assert_eq!(counts.oldest_event_timestamp, Some(Timestamp::from_secs(10)));
+    let unbounded = store.freshness("g", None, None).await.unwrap();
+    assert_eq!((unbounded.fresh, unbounded.stale, unbounded.expired), (5, 0, 0));
+    let empty = store.freshness("nothing", None, None).await.unwrap();
+    assert_eq!((empty.entities, empty.newest_event_timestamp), (0, None));
+}
+
+/// Values 1, 2, 3, 4, 10 (and a null, and a row without the feature):
+/// mean 4; sample variance ((-3)² + (-2)² + (-1)² + 0² + 6²) / 4 = 50 / 4,
+/// so std = sqrt(12.5); p50 = the middle value 3; p95 at rank 0.95 × 4 = 3.8,
+/// 80% of the way from 4 to 10: 8.8. Text features get counts only.
+pub async fn statistics_match_hand_computed_values(store: &dyn OfflineStore) {
+    let row = |e: &str, v: Value, label: Option<&str>| {
+        let mut values = vec![("x", v)];
+        if let Some(l) = label {
+            values.push(("label", Value::String(l.into())));
+        }
+        feature_row(e, 1, 1, &values)
+    };
+    let rows = [
+        row("A", Value::Float64(1.0), Some("a")),
+        row("B", Value::Float64(2.0), Some("b")),
+        row("C", Value::Float64(3.0), None),
+        row("D", Value::Float64(4.0), None),
+        row("E", Value::Float64(10.0), None),
+        row("F", Value::Null, Some("f")),
+        feature_row("G", 1, 1, &[("y", Value::Float64(7.0))]),
+    ];
+    store.write_feature_rows("g", &rows).await.unwrap();
+    let features = [("x".to_string(), true), ("label".to_string(), false), ("absent".to_string(), true)];
+    let stats = store.feature_statistics("g", &features).await.unwrap();
+    let x = &stats[0];
+    assert_eq!((x.count, x.nulls), (5, 2), "{x:?}");
+    assert_eq!((x.mean, x.min, x.max, x.p50), (Some(4.0), Some(1.0), Some(10.0), Some(3.0)), "{x:?}");
+    assert!((x.std.unwrap() - 12.5f64.sqrt()).abs() < 1e-12, "{x:?}");
+    assert!((x.p95.unwrap() - 8.8).abs() < 1e-12, "{x:?}");
+    let label = &stats[1];
+    assert_eq!((label.count, label.nulls, label.mean, label.p50), (3, 4, None, None), "{label:?}");
+    let absent = &stats[2];
+    assert_eq!((absent.count, absent.nulls, absent.mean, absent.std, absent.p95), (0, 7, None, None, None));
+}
+
+/// A group's first check registers its first run one interval on; a claim
+/// succeeds only once the run is due, and only for one of two racing hosts.
+pub async fn scheduled_runs_are_claimed_once_when_due(store: &dyn Registry) {
+    let t = Timestamp::from_secs;
+    assert!(!store.claim_schedule("g", t(100), t(160)).await.unwrap(), "first sight: due at 160");
+    assert!(!store.claim_schedule("g", t(159), t(219)).await.unwrap(), "not due before 160");
+    assert!(store.claim_schedule("g", t(160), t(220)).await.unwrap(), "due at 160");
+    assert!(!store.claim_schedule("g", t(160), t(220)).await.unwrap(), "another host, same run: already taken");
+    assert!(!store.claim_schedule("g", t(219), t(279)).await.unwrap(), "next one due at 220");
+    assert!(store.claim_schedule("g", t(500), t(560)).await.unwrap(), "a late check still runs once");
+    assert!(!store.claim_schedule("other", t(500), t(560)).await.unwrap(), "groups are independent");
 }

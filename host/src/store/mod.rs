@@ -13,7 +13,7 @@
 //! - `pg_listen.rs`: registry change announcements from PostgreSQL (LISTEN/NOTIFY).
 
 #[cfg(test)]
-mod job_conformance;
+mod conformance;
 pub mod memory;
 mod pg_listen;
 pub mod postgres;
@@ -23,8 +23,8 @@ pub mod sqlite;
 mod stored;
 
 use crate::model::{
-    Entity, EntityKey, FeatureGroup, FeatureRow, Job, JobTask, LeasedTask, Source, SourceRow, TaskOutcome, Timestamp,
-    TransformSummary, TransformVersion,
+    Entity, EntityKey, FeatureGroup, FeatureRow, FeatureStatistics, FreshnessCounts, Job, JobTask, LeasedTask, Source,
+    SourceRow, TaskOutcome, Timestamp, TransformSummary, TransformVersion,
 };
 use async_trait::async_trait;
 use std::time::Duration;
@@ -139,6 +139,12 @@ pub trait Registry: Send + Sync {
         now: Timestamp,
     ) -> StoreResult<Option<Job>>;
 
+    /// Claims the scheduled run of `group` due at or before `now`, and sets
+    /// the next one to `next`. A group seen for the first time is
+    /// registered with its first run at `next` (one interval on). Of several
+    /// hosts claiming the same run, exactly one gets `true`.
+    async fn claim_schedule(&self, group: &str, now: Timestamp, next: Timestamp) -> StoreResult<bool>;
+
     /// Announcements of registry writes made by any host sharing this
     /// store. `None` when the store serves one host only (SQLite), where
     /// every write goes through this process anyway.
@@ -167,6 +173,20 @@ pub trait OfflineStore: Send + Sync {
     /// where the entity has none. Output is aligned with `entities`.
     async fn latest_feature_rows(&self, group: &str, entities: &[EntityKey]) -> StoreResult<Vec<Option<FeatureRow>>>;
     async fn delete_feature_rows(&self, group: &str) -> StoreResult<()>;
+
+    /// Counts the group's entities by the age of their newest row: expired
+    /// when it is before `expired_before`, else stale when before
+    /// `stale_before`, else fresh (`None`: no such bound).
+    async fn freshness(
+        &self,
+        group: &str,
+        stale_before: Option<Timestamp>,
+        expired_before: Option<Timestamp>,
+    ) -> StoreResult<FreshnessCounts>;
+    /// Statistics of each named feature over every stored row of the group;
+    /// `numeric` says which features get mean, std, min, max and percentiles.
+    async fn feature_statistics(&self, group: &str, features: &[(String, bool)])
+    -> StoreResult<Vec<FeatureStatistics>>;
 
     async fn ping(&self) -> StoreResult<()>;
 }

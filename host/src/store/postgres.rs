@@ -19,20 +19,21 @@
 //! so tests, or several deployments, share one database without meeting.
 
 use super::sql::{
-    LeasedRow, Named, TransformRow, VersionRow, from_spec, job_from_spec, job_spec, job_state_name, spec_json,
-    task_columns, values_from_json, values_json,
+    CLAIM_SCHEDULE_SQL, FRESHNESS_SQL, LeasedRow, Named, REGISTER_SCHEDULE_SQL, TransformRow, VersionRow,
+    freshness_counts, from_spec, job_from_spec, job_spec, job_state_name, spec_json, task_columns, values_from_json,
+    values_json,
 };
 use super::{OfflineStore, Registry, RegistryChange, SourceRange, StoreError, StoreResult, VersionInsert};
 use crate::clock::{Clock, SystemClock};
 use crate::model::{
-    Entity, EntityKey, FeatureGroup, FeatureRow, Job, JobTask, LeasedTask, Source, SourceRow, TaskOutcome, Timestamp,
-    TransformSummary, TransformVersion,
+    Entity, EntityKey, FeatureGroup, FeatureRow, FeatureStatistics, FreshnessCounts, Job, JobTask, LeasedTask, Source,
+    SourceRow, TaskOutcome, Timestamp, TransformSummary, TransformVersion,
 };
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Connection, Executor};
+use sqlx::{Connection, Executor, Row};
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
@@ -505,6 +506,18 @@ impl Registry for PostgresStore {
         Ok(())
     }
 
+    async fn claim_schedule(&self, group: &str, now: Timestamp, next: Timestamp) -> StoreResult<bool> {
+        sqlx::query(REGISTER_SCHEDULE_SQL).bind(group).bind(next.0).execute(&self.pool).await.map_err(db_err)?;
+        let claimed: Option<String> = sqlx::query_scalar(CLAIM_SCHEDULE_SQL)
+            .bind(group)
+            .bind(now.0)
+            .bind(next.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(claimed.is_some())
+    }
+
     async fn complete_task(
         &self,
         job_id: &str,
@@ -733,6 +746,79 @@ impl OfflineStore for PostgresStore {
             .await
             .map_err(db_err)?;
         Ok(())
+    }
+
+    async fn freshness(
+        &self,
+        group: &str,
+        stale_before: Option<Timestamp>,
+        expired_before: Option<Timestamp>,
+    ) -> StoreResult<FreshnessCounts> {
+        let row: (i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>) = sqlx::query_as(FRESHNESS_SQL)
+            .bind(group)
+            .bind(expired_before.map_or(i64::MIN, |t| t.0))
+            .bind(stale_before.map_or(i64::MIN, |t| t.0))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(freshness_counts(row))
+    }
+
+    async fn feature_statistics(
+        &self,
+        group: &str,
+        features: &[(String, bool)],
+    ) -> StoreResult<Vec<FeatureStatistics>> {
+        if features.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One statement: each row's JSON is parsed once (jsonb), and
+        // PostgreSQL's ordered-set aggregate gives both percentiles with
+        // linear interpolation, as numpy does.
+        let mut columns = vec!["COUNT(*)::bigint".to_string()];
+        for (i, (_, numeric)) in features.iter().enumerate() {
+            let key = format!("${}", i + 2);
+            if *numeric {
+                let v = format!("(j ->> {key})::float8");
+                columns.push(format!(
+                    "COUNT({v})::bigint, AVG({v}), STDDEV_SAMP({v}), MIN({v}), MAX({v}), \
+                     PERCENTILE_CONT(ARRAY[0.5, 0.95]::float8[]) WITHIN GROUP (ORDER BY {v})"
+                ));
+            } else {
+                columns.push(format!(
+                    "COUNT(NULLIF(j -> {key}, 'null'::jsonb))::bigint, NULL::float8, NULL::float8, NULL::float8, \
+                     NULL::float8, NULL::float8[]"
+                ));
+            }
+        }
+        let sql = format!(
+            "SELECT {} FROM (SELECT values_json::jsonb AS j FROM feature_rows WHERE group_name = $1) AS t",
+            columns.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(group);
+        for (name, _) in features {
+            query = query.bind(name);
+        }
+        let row = query.fetch_one(&self.pool).await.map_err(db_err)?;
+        let total: i64 = row.try_get(0).map_err(db_err)?;
+        let mut stats = Vec::with_capacity(features.len());
+        for i in 0..features.len() {
+            let at = 1 + 6 * i;
+            let count: i64 = row.try_get(at).map_err(db_err)?;
+            let percentiles: Option<Vec<Option<f64>>> = row.try_get(at + 5).map_err(db_err)?;
+            let percentile = |k: usize| percentiles.as_ref().and_then(|p| p.get(k).copied().flatten());
+            stats.push(FeatureStatistics {
+                count: count as u64,
+                nulls: (total - count) as u64,
+                mean: row.try_get(at + 1).map_err(db_err)?,
+                std: row.try_get(at + 2).map_err(db_err)?,
+                min: row.try_get(at + 3).map_err(db_err)?,
+                max: row.try_get(at + 4).map_err(db_err)?,
+                p50: percentile(0),
+                p95: percentile(1),
+            });
+        }
+        Ok(stats)
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -1046,20 +1132,19 @@ mod tests {
     #[tokio::test]
     async fn job_task_leases_are_exclusive_and_the_last_completion_finishes_the_job() {
         let Some(db) = store().await else { return };
-        crate::store::job_conformance::leases_are_exclusive_and_the_last_completion_finishes_the_job(&db.store).await;
+        crate::store::conformance::leases_are_exclusive_and_the_last_completion_finishes_the_job(&db.store).await;
     }
 
     #[tokio::test]
     async fn expired_job_task_leases_are_taken_over_and_released_tasks_return() {
         let Some(db) = store().await else { return };
-        crate::store::job_conformance::expired_leases_are_taken_over_and_released_tasks_return(&db.store).await;
+        crate::store::conformance::expired_leases_are_taken_over_and_released_tasks_return(&db.store).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_leasers_never_share_a_job_task() {
         let Some(db) = store().await else { return };
-        crate::store::job_conformance::concurrent_leasers_never_share_a_task(std::sync::Arc::new(db.store.clone()))
-            .await;
+        crate::store::conformance::concurrent_leasers_never_share_a_task(std::sync::Arc::new(db.store.clone())).await;
     }
 
     /// Another host's registry write reaches this one as an announcement;
@@ -1099,9 +1184,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn freshness_counts_each_entity_by_its_newest_row() {
+        let Some(db) = store().await else { return };
+        crate::store::conformance::freshness_counts_each_entity_by_its_newest_row(&db.store).await;
+    }
+
+    #[tokio::test]
+    async fn statistics_match_hand_computed_values() {
+        let Some(db) = store().await else { return };
+        crate::store::conformance::statistics_match_hand_computed_values(&db.store).await;
+    }
+
+    #[tokio::test]
+    async fn scheduled_runs_are_claimed_once_when_due() {
+        let Some(db) = store().await else { return };
+        crate::store::conformance::scheduled_runs_are_claimed_once_when_due(&db.store).await;
+    }
+
+    #[tokio::test]
     async fn jobs_are_listed_newest_first() {
         let Some(db) = store().await else { return };
-        crate::store::job_conformance::jobs_are_listed_newest_first(&db.store).await;
+        crate::store::conformance::jobs_are_listed_newest_first(&db.store).await;
     }
 
     #[tokio::test]

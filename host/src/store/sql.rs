@@ -5,8 +5,8 @@
 use super::stored;
 use super::{StoreError, StoreResult};
 use crate::model::{
-    Descriptor, Entity, EntityKey, FeatureGroup, Job, JobState, JobTask, LeasedTask, Source, Timestamp,
-    TransformSummary, TransformVersion, Value,
+    Descriptor, Entity, EntityKey, FeatureGroup, FreshnessCounts, Job, JobState, JobTask, LeasedTask, Source,
+    Timestamp, TransformSummary, TransformVersion, Value,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -152,3 +152,69 @@ impl LeasedRow {
         Ok(LeasedTask { task, attempt: u32::try_from(self.attempts).unwrap_or_default() })
     }
 }
+
+/// Each entity's newest row counted by age; `$2` is the expired bound and
+/// `$3` the stale bound (event times before them). PostgreSQL placeholders;
+/// SQLite's are the same with `?` (see [`sqlite_placeholders`]).
+pub(super) const FRESHNESS_SQL: &str = "SELECT COUNT(*), \
+     SUM(CASE WHEN latest < $2 THEN 1 ELSE 0 END), \
+     SUM(CASE WHEN latest >= $2 AND latest < $3 THEN 1 ELSE 0 END), \
+     MIN(latest), MAX(latest) \
+     FROM (SELECT MAX(event_ts) AS latest FROM feature_rows WHERE group_name = $1 GROUP BY entity_key) AS t";
+
+pub(super) fn freshness_counts(
+    (entities, expired, stale, oldest, newest): (i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>),
+) -> FreshnessCounts {
+    let (expired, stale) = (expired.unwrap_or(0) as u64, stale.unwrap_or(0) as u64);
+    FreshnessCounts {
+        entities: entities as u64,
+        fresh: (entities as u64).saturating_sub(expired + stale),
+        stale,
+        expired,
+        newest_event_timestamp: newest.map(Timestamp),
+        oldest_event_timestamp: oldest.map(Timestamp),
+    }
+}
+
+/// The JSON path of a value in `values_json` (SQLite's `json_extract`).
+pub(super) fn json_path(feature: &str) -> String {
+    format!("$.\"{}\"", feature.replace('"', "\\\""))
+}
+
+/// For each quantile `q` of `n` sorted values: the rank below `q * (n - 1)`
+/// and the fraction of the way to the next one (numpy's linear method).
+pub(super) fn percentile_ranks(n: u64, quantiles: &[f64]) -> Vec<(usize, f64)> {
+    quantiles
+        .iter()
+        .map(|q| {
+            let rank = q * (n.saturating_sub(1)) as f64;
+            (rank.floor() as usize, rank - rank.floor())
+        })
+        .collect()
+}
+
+/// `lo + frac * (hi - lo)`; `hi` may be absent at the top rank.
+pub(super) fn interpolate(lo: Option<f64>, hi: Option<f64>, frac: f64) -> Option<f64> {
+    let lo = lo?;
+    Some(match hi {
+        Some(hi) if frac > 0.0 => lo + frac * (hi - lo),
+        _ => lo,
+    })
+}
+
+/// `$N` placeholders as SQLite's numbered `?N` (in SQLite, `$2` would be a
+/// named parameter, bound by order of appearance).
+pub(super) fn sqlite_placeholders(sql: &str) -> String {
+    sql.replace('$', "?")
+}
+
+/// Registers a group's schedule, its first run one interval away (`$2`);
+/// a schedule already registered is left as it is.
+pub(super) const REGISTER_SCHEDULE_SQL: &str =
+    "INSERT INTO schedules (feature_group, next_run_at) VALUES ($1, $2) ON CONFLICT (feature_group) DO NOTHING";
+
+/// Claims a due scheduled run: moves a due one (`next_run_at <= $2`) to
+/// `$3`. A row comes back only when this call made the change. PostgreSQL
+/// placeholders (see [`sqlite_placeholders`]).
+pub(super) const CLAIM_SCHEDULE_SQL: &str = "UPDATE schedules SET next_run_at = $3 \
+     WHERE feature_group = $1 AND next_run_at <= $2 RETURNING feature_group";

@@ -15,18 +15,20 @@
 //! parameters make binding quadratic (measured: 75% of write time).
 
 use super::sql::{
-    LeasedRow, Named, TransformRow, VersionRow, from_spec, job_from_spec, job_spec, job_state_name, spec_json,
-    task_columns, values_from_json, values_json,
+    CLAIM_SCHEDULE_SQL, FRESHNESS_SQL, LeasedRow, Named, REGISTER_SCHEDULE_SQL, TransformRow, VersionRow,
+    freshness_counts, from_spec, interpolate, job_from_spec, job_spec, job_state_name, json_path, percentile_ranks,
+    spec_json, sqlite_placeholders, task_columns, values_from_json, values_json,
 };
 use super::{OfflineStore, Registry, SourceRange, StoreError, StoreResult, VersionInsert};
 use crate::clock::{Clock, SystemClock};
 use crate::model::{
-    Entity, EntityKey, FeatureGroup, FeatureRow, Job, JobTask, LeasedTask, Source, SourceRow, TaskOutcome, Timestamp,
-    TransformSummary, TransformVersion,
+    Entity, EntityKey, FeatureGroup, FeatureRow, FeatureStatistics, FreshnessCounts, Job, JobTask, LeasedTask, Source,
+    SourceRow, TaskOutcome, Timestamp, TransformSummary, TransformVersion,
 };
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::collections::HashMap;
 use std::path::Path;
@@ -464,6 +466,23 @@ impl Registry for SqliteStore {
         Ok(())
     }
 
+    async fn claim_schedule(&self, group: &str, now: Timestamp, next: Timestamp) -> StoreResult<bool> {
+        sqlx::query(&sqlite_placeholders(REGISTER_SCHEDULE_SQL))
+            .bind(group)
+            .bind(next.0)
+            .execute(&self.writer)
+            .await
+            .map_err(db_err)?;
+        let claimed: Option<String> = sqlx::query_scalar(&sqlite_placeholders(CLAIM_SCHEDULE_SQL))
+            .bind(group)
+            .bind(now.0)
+            .bind(next.0)
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(db_err)?;
+        Ok(claimed.is_some())
+    }
+
     async fn complete_task(
         &self,
         job_id: &str,
@@ -734,6 +753,105 @@ impl OfflineStore for SqliteStore {
         tx.commit().await.map_err(db_err)
     }
 
+    async fn freshness(
+        &self,
+        group: &str,
+        stale_before: Option<Timestamp>,
+        expired_before: Option<Timestamp>,
+    ) -> StoreResult<FreshnessCounts> {
+        let row: (i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>) =
+            sqlx::query_as(&sqlite_placeholders(FRESHNESS_SQL))
+                .bind(group)
+                .bind(expired_before.map_or(i64::MIN, |t| t.0))
+                .bind(stale_before.map_or(i64::MIN, |t| t.0))
+                .fetch_one(&self.readers)
+                .await
+                .map_err(db_err)?;
+        Ok(freshness_counts(row))
+    }
+
+    async fn feature_statistics(
+        &self,
+        group: &str,
+        features: &[(String, bool)],
+    ) -> StoreResult<Vec<FeatureStatistics>> {
+        if features.is_empty() {
+            return Ok(Vec::new());
+        }
+        let paths: Vec<String> = features.iter().map(|(name, _)| json_path(name)).collect();
+        // One pass for counts, means and extremes of every feature; SQLite
+        // parses each row's JSON once for all the expressions on it.
+        let mut columns = vec!["COUNT(*)".to_string()];
+        for i in 0..features.len() {
+            let v = format!("json_extract(values_json, ?{})", i + 2);
+            columns.push(format!("COUNT({v}), AVG({v}), MIN({v}), MAX({v})"));
+        }
+        let sql = format!("SELECT {} FROM feature_rows WHERE group_name = ?1", columns.join(", "));
+        let mut query = sqlx::query(&sql).bind(group);
+        for path in &paths {
+            query = query.bind(path);
+        }
+        let row = query.fetch_one(&self.readers).await.map_err(db_err)?;
+        let total: i64 = row.try_get(0).map_err(db_err)?;
+        let mut stats = Vec::with_capacity(features.len());
+        for (i, (_, numeric)) in features.iter().enumerate() {
+            let count: i64 = row.try_get(1 + 4 * i).map_err(db_err)?;
+            let mut s = FeatureStatistics {
+                count: count as u64,
+                nulls: (total - count) as u64,
+                ..FeatureStatistics::default()
+            };
+            if *numeric && count > 0 {
+                s.mean = row.try_get(2 + 4 * i).map_err(db_err)?;
+                s.min = row.try_get::<Option<f64>, _>(3 + 4 * i).map_err(db_err)?;
+                s.max = row.try_get::<Option<f64>, _>(4 + 4 * i).map_err(db_err)?;
+            }
+            stats.push(s);
+        }
+        for (i, (_, numeric)) in features.iter().enumerate() {
+            let (count, Some(mean)) = (stats[i].count, stats[i].mean) else { continue };
+            if !numeric {
+                continue;
+            }
+            // Deviations from the mean (not sums of squares), so large
+            // values such as market caps keep their precision.
+            if count > 1 {
+                let squares: Option<f64> = sqlx::query_scalar(
+                    "SELECT SUM((v - ?3) * (v - ?3)) FROM \
+                     (SELECT json_extract(values_json, ?2) AS v FROM feature_rows WHERE group_name = ?1) \
+                     WHERE v IS NOT NULL",
+                )
+                .bind(group)
+                .bind(&paths[i])
+                .bind(mean)
+                .fetch_one(&self.readers)
+                .await
+                .map_err(db_err)?;
+                stats[i].std = squares.map(|ss| (ss / (count - 1) as f64).sqrt());
+            }
+            // One sort gives both percentiles: the values at the ranks
+            // either side of each.
+            let ranks = percentile_ranks(count, &[0.5, 0.95]);
+            let wanted: Vec<i64> = ranks.iter().flat_map(|&(lo, _)| [lo as i64, (lo + 1) as i64]).collect();
+            let ranked: Vec<(i64, f64)> = sqlx::query_as(&format!(
+                "SELECT rn, v FROM (SELECT v, ROW_NUMBER() OVER (ORDER BY v) - 1 AS rn FROM \
+                 (SELECT json_extract(values_json, ?2) AS v FROM feature_rows WHERE group_name = ?1) \
+                 WHERE v IS NOT NULL) WHERE rn IN ({})",
+                wanted.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+            ))
+            .bind(group)
+            .bind(&paths[i])
+            .fetch_all(&self.readers)
+            .await
+            .map_err(db_err)?;
+            let at = |rank: usize| ranked.iter().find(|(rn, _)| *rn == rank as i64).map(|(_, v)| *v);
+            let p = |k: usize| interpolate(at(ranks[k].0), at(ranks[k].0 + 1), ranks[k].1);
+            stats[i].p50 = p(0);
+            stats[i].p95 = p(1);
+        }
+        Ok(stats)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         Registry::ping(self).await
     }
@@ -994,25 +1112,43 @@ mod tests {
     #[tokio::test]
     async fn job_task_leases_are_exclusive_and_the_last_completion_finishes_the_job() {
         let (_dir, store) = store().await;
-        crate::store::job_conformance::leases_are_exclusive_and_the_last_completion_finishes_the_job(&store).await;
+        crate::store::conformance::leases_are_exclusive_and_the_last_completion_finishes_the_job(&store).await;
     }
 
     #[tokio::test]
     async fn expired_job_task_leases_are_taken_over_and_released_tasks_return() {
         let (_dir, store) = store().await;
-        crate::store::job_conformance::expired_leases_are_taken_over_and_released_tasks_return(&store).await;
+        crate::store::conformance::expired_leases_are_taken_over_and_released_tasks_return(&store).await;
     }
 
     #[tokio::test]
     async fn concurrent_leasers_never_share_a_job_task() {
         let (_dir, store) = store().await;
-        crate::store::job_conformance::concurrent_leasers_never_share_a_task(std::sync::Arc::new(store)).await;
+        crate::store::conformance::concurrent_leasers_never_share_a_task(std::sync::Arc::new(store)).await;
+    }
+
+    #[tokio::test]
+    async fn freshness_counts_each_entity_by_its_newest_row() {
+        let (_dir, store) = store().await;
+        crate::store::conformance::freshness_counts_each_entity_by_its_newest_row(&store).await;
+    }
+
+    #[tokio::test]
+    async fn statistics_match_hand_computed_values() {
+        let (_dir, store) = store().await;
+        crate::store::conformance::statistics_match_hand_computed_values(&store).await;
+    }
+
+    #[tokio::test]
+    async fn scheduled_runs_are_claimed_once_when_due() {
+        let (_dir, store) = store().await;
+        crate::store::conformance::scheduled_runs_are_claimed_once_when_due(&store).await;
     }
 
     #[tokio::test]
     async fn jobs_are_listed_newest_first() {
         let (_dir, store) = store().await;
-        crate::store::job_conformance::jobs_are_listed_newest_first(&store).await;
+        crate::store::conformance::jobs_are_listed_newest_first(&store).await;
     }
 
     #[tokio::test]
