@@ -6,3 +6,6 @@ CREATE TABLE schedules (
     feature_group TEXT COLLATE "C" NOT NULL PRIMARY KEY,
     next_run_at   BIGINT NOT NULL
 );
+
+-- Incremental runs look for source rows ingested since the group's last run.
+CREATE INDEX source_rows_by_ingest ON source_rows (source, ingested_at);

@@ -2,6 +2,7 @@
 //! `wafer_tests::TestApp`) and talks to it over HTTP. One module per feature.
 
 mod backends;
+mod catalog;
 mod errors;
 mod faults;
 mod flow;

@@ -44,6 +44,11 @@ pub struct Job {
     /// `name@version` of the transform that ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transform: Option<String>,
+    /// Every row of the group's sources ingested up to this time (the
+    /// store's clock) was visible when the job was planned: the next
+    /// incremental run looks for rows ingested after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources_ingested_until: Option<Timestamp>,
     /// Entities computed per host: which hosts shared the job.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub hosts: BTreeMap<String, u64>,

@@ -57,40 +57,22 @@ impl Wafer {
         let version = self.resolve_version(transform, version.as_deref()).await?;
         self.ensure_loaded(&version).await?;
         let join_keys = self.entity(&group.entity)?.join_keys.clone();
-        let first_source = group.producer.source_names().remove(0);
-        // Each entity's newest source row, read once: it lists the entities
-        // when the request names none, and tells incremental runs who is new.
-        let newest: HashMap<EntityKey, Timestamp> = if req.entities.is_none() || req.incremental {
-            self.offline().source_entities(&first_source).await?.into_iter().collect()
-        } else {
-            HashMap::new()
-        };
-        let mut entities = match &req.entities {
+        let requested = match &req.entities {
             Some(list) => {
-                list.iter().map(|v| entity_key_from_json(v, &join_keys)).collect::<ServiceResult<Vec<_>>>()?
+                Some(list.iter().map(|v| entity_key_from_json(v, &join_keys)).collect::<ServiceResult<Vec<_>>>()?)
             }
-            None => {
-                let mut keys: Vec<EntityKey> = newest.keys().cloned().collect();
-                keys.sort();
-                keys
-            }
+            None => None,
         };
-        let mut after: HashMap<EntityKey, Timestamp> = HashMap::new();
-        if req.incremental {
-            let latest = self.offline().latest_feature_rows(&group.name, &entities).await?;
-            let mut keep = Vec::new();
-            for (key, row) in entities.into_iter().zip(latest) {
-                match (row, newest.get(&key)) {
-                    (Some(row), Some(src)) if *src <= row.event_ts => {}
-                    (Some(row), _) => {
-                        after.insert(key.clone(), row.event_ts);
-                        keep.push(key);
-                    }
-                    (None, _) => keep.push(key),
-                }
-            }
-            entities = keep;
-        }
+        // Read before planning: rows ingested later are left to the next run.
+        let watermark = self.ingest_watermark(&group, &version).await?;
+        let (entities, after) = match (req.incremental, self.last_watermark(&group.name).await?) {
+            (true, Some(since)) => self.changed_since(&group, &version, since, requested).await?,
+            (true, None) => self.newer_than_materialized(&group, requested).await?,
+            (false, _) => match requested {
+                Some(keys) => (keys, HashMap::new()),
+                None => (self.all_entities(&group).await?, HashMap::new()),
+            },
+        };
         let now = self.clock().now();
         let id = format!("job-{}-{:08x}", now.to_datetime().format("%Y%m%dT%H%M%S"), rand::random::<u32>());
         let mut job = Job {
@@ -106,6 +88,7 @@ impl Wafer {
             started_at: Some(now),
             finished_at: None,
             transform: Some(format!("{}@{}", version.name, version.version)),
+            sources_ingested_until: watermark,
             hosts: BTreeMap::new(),
         };
         if entities.is_empty() {
@@ -125,6 +108,111 @@ impl Wafer {
         self.jobs().create(&job, &tasks).await?;
         self.wake_worker();
         Ok(job)
+    }
+
+    /// Every entity with rows in the group's first source, in key order.
+    async fn all_entities(&self, group: &FeatureGroup) -> ServiceResult<Vec<EntityKey>> {
+        let first = group.producer.source_names().remove(0);
+        let mut keys: Vec<EntityKey> =
+            self.offline().source_entities(&first).await?.into_iter().map(|(k, _)| k).collect();
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// When the newest row of any series the group reads was ingested.
+    async fn ingest_watermark(
+        &self,
+        group: &FeatureGroup,
+        version: &TransformVersion,
+    ) -> ServiceResult<Option<Timestamp>> {
+        let mut newest = None;
+        let related = version.descriptor.related.iter().map(|r| r.source.clone());
+        for source in group.producer.source_names().into_iter().chain(related) {
+            newest = newest.max(self.offline().source_ingest_watermark(&source).await?);
+        }
+        Ok(newest)
+    }
+
+    /// The watermark of the group's last succeeded job, if it recorded one.
+    async fn last_watermark(&self, group: &str) -> ServiceResult<Option<Timestamp>> {
+        let jobs = self.jobs().list(Some(group), 100).await?;
+        Ok(jobs.iter().find(|j| j.state == JobState::Succeeded).and_then(|j| j.sources_ingested_until))
+    }
+
+    /// An incremental run after a recorded one: the entities with rows
+    /// ingested since (in any source of the group), each recomputed from
+    /// the earliest such row's event time, so a late correction or a
+    /// backfilled fundamentals row rewrites every row it affects. New rows
+    /// of a related series (a benchmark) affect every entity.
+    async fn changed_since(
+        &self,
+        group: &FeatureGroup,
+        version: &TransformVersion,
+        since: Timestamp,
+        requested: Option<Vec<EntityKey>>,
+    ) -> ServiceResult<(Vec<EntityKey>, HashMap<EntityKey, Timestamp>)> {
+        let mut from: HashMap<EntityKey, Timestamp> = HashMap::new();
+        for source in group.producer.source_names() {
+            for (key, ts) in self.offline().source_changes(&source, since).await? {
+                from.entry(key).and_modify(|t| *t = (*t).min(ts)).or_insert(ts);
+            }
+        }
+        let params = params_with_defaults(group, version);
+        let mut everyone_from: Option<Timestamp> = None;
+        for r in &version.descriptor.related {
+            let Some((_, key)) = params.iter().find(|(k, _)| *k == r.entity_param) else { continue };
+            let changed = self.offline().source_changes(&r.source, since).await?;
+            if let Some((_, ts)) = changed.into_iter().find(|(k, _)| k.as_str() == key) {
+                everyone_from = Some(everyone_from.map_or(ts, |t| t.min(ts)));
+            }
+        }
+        if let Some(ts) = everyone_from {
+            for key in self.all_entities(group).await? {
+                from.entry(key).and_modify(|t| *t = (*t).min(ts)).or_insert(ts);
+            }
+        }
+        if let Some(keys) = requested {
+            let wanted: std::collections::HashSet<EntityKey> = keys.into_iter().collect();
+            from.retain(|k, _| wanted.contains(k));
+        }
+        let mut entities: Vec<EntityKey> = from.keys().cloned().collect();
+        entities.sort();
+        let after = from.into_iter().map(|(k, ts)| (k, Timestamp(ts.0 - 1))).collect();
+        Ok((entities, after))
+    }
+
+    /// An incremental run with no recorded run to start from: entities whose
+    /// first source has rows newer than their newest feature row, from
+    /// there on, and entities never materialized.
+    async fn newer_than_materialized(
+        &self,
+        group: &FeatureGroup,
+        requested: Option<Vec<EntityKey>>,
+    ) -> ServiceResult<(Vec<EntityKey>, HashMap<EntityKey, Timestamp>)> {
+        let first = group.producer.source_names().remove(0);
+        let newest: HashMap<EntityKey, Timestamp> = self.offline().source_entities(&first).await?.into_iter().collect();
+        let candidates = match requested {
+            Some(keys) => keys,
+            None => {
+                let mut keys: Vec<EntityKey> = newest.keys().cloned().collect();
+                keys.sort();
+                keys
+            }
+        };
+        let latest = self.offline().latest_feature_rows(&group.name, &candidates).await?;
+        let mut entities = Vec::new();
+        let mut after = HashMap::new();
+        for (key, row) in candidates.into_iter().zip(latest) {
+            match (row, newest.get(&key)) {
+                (Some(row), Some(src)) if *src <= row.event_ts => {}
+                (Some(row), _) => {
+                    after.insert(key.clone(), row.event_ts);
+                    entities.push(key);
+                }
+                (None, _) => entities.push(key),
+            }
+        }
+        Ok((entities, after))
     }
 
     /// Runs one task: computes its entities and writes their rows, offline

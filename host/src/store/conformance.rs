@@ -7,7 +7,7 @@
 //! - Freshness counts and feature statistics, against hand-computed values.
 
 use super::{OfflineStore, Registry};
-use crate::model::{EntityKey, FeatureRow, Job, JobState, JobTask, TaskOutcome, Timestamp, Value};
+use crate::model::{EntityKey, FeatureRow, Job, JobState, JobTask, SourceRow, TaskOutcome, Timestamp, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,7 @@ fn job(id: &str, created: i64, total: u64) -> Job {
         finished_at: None,
         transform: Some("indicators@1.0.0".into()),
         hosts: BTreeMap::new(),
+        sources_ingested_until: None,
     }
 }
 
@@ -233,4 +234,28 @@ pub async fn scheduled_runs_are_claimed_once_when_due(store: &dyn Registry) {
     assert!(!store.claim_schedule("g", t(219), t(279)).await.unwrap(), "next one due at 220");
     assert!(store.claim_schedule("g", t(500), t(560)).await.unwrap(), "a late check still runs once");
     assert!(!store.claim_schedule("other", t(500), t(560)).await.unwrap(), "groups are independent");
+}
+
+/// Rows ingested after a watermark are found, per entity from the
+/// earliest such event time, whatever their event times are (a backfill of
+/// an old date counts); rewriting a row with the same values is no change.
+pub async fn source_changes_are_found_by_ingest_time_not_event_time(store: &dyn OfflineStore) {
+    let row = |e: &str, ts: i64, v: f64| SourceRow {
+        entity: EntityKey(e.into()),
+        ts: Timestamp::from_secs(ts),
+        values: [("x".to_string(), Value::Float64(v))].into(),
+    };
+    assert_eq!(store.source_ingest_watermark("s").await.unwrap(), None);
+    store.write_source_rows("s", &[row("A", 10, 1.0), row("A", 20, 2.0), row("B", 10, 1.0)]).await.unwrap();
+    let w = store.source_ingest_watermark("s").await.unwrap().expect("rows were ingested");
+    assert!(store.source_changes("s", w).await.unwrap().is_empty(), "nothing after the watermark");
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    // A new bar for A, a backfilled old date for B, the same values again for A@10.
+    store.write_source_rows("s", &[row("A", 30, 3.0), row("B", 5, 0.5), row("A", 10, 1.0)]).await.unwrap();
+    store.write_source_rows("other", &[row("C", 1, 1.0)]).await.unwrap();
+    let changes = store.source_changes("s", w).await.unwrap();
+    let expected =
+        vec![(EntityKey("A".into()), Timestamp::from_secs(30)), (EntityKey("B".into()), Timestamp::from_secs(5))];
+    assert_eq!(changes, expected);
+    assert!(store.source_ingest_watermark("s").await.unwrap().unwrap() > w);
 }

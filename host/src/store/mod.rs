@@ -167,6 +167,14 @@ pub trait OfflineStore: Send + Sync {
     /// Entities with at least one row in the source, with their newest ts.
     async fn source_entities(&self, source: &str) -> StoreResult<Vec<(EntityKey, Timestamp)>>;
     async fn delete_source_rows(&self, source: &str) -> StoreResult<()>;
+    /// When the newest row of the source was ingested (the store's clock).
+    /// Exact: no write still in flight can later add a row stamped at or
+    /// before it, so "rows ingested after the watermark" misses nothing.
+    async fn source_ingest_watermark(&self, source: &str) -> StoreResult<Option<Timestamp>>;
+    /// Entities with rows ingested after `after` (the store's clock), each
+    /// with the earliest event time among those rows: what an incremental
+    /// run must recompute from.
+    async fn source_changes(&self, source: &str, after: Timestamp) -> StoreResult<Vec<(EntityKey, Timestamp)>>;
 
     async fn write_feature_rows(&self, group: &str, rows: &[FeatureRow]) -> StoreResult<u64>;
     /// The latest row per entity (max event time, then max created), `None`

@@ -589,8 +589,11 @@ fn last_of_each<K: Eq + std::hash::Hash>(keys: impl DoubleEndedIterator<Item = K
     keep
 }
 
+/// `ingested_at` is the database's clock when the statement runs, inside
+/// the writing transaction, so `source_ingest_watermark` can trust it.
 const SOURCE_UPSERT: &str = "INSERT INTO source_rows (source, entity_key, ts, values_json, ingested_at) \
-     SELECT $1, k, t, v, $5 FROM UNNEST($2::text[], $3::bigint[], $4::text[]) AS u (k, t, v) \
+     SELECT $1, k, t, v, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint \
+     FROM UNNEST($2::text[], $3::bigint[], $4::text[]) AS u (k, t, v) \
      ON CONFLICT (source, entity_key, ts) DO UPDATE \
      SET values_json = excluded.values_json, ingested_at = excluded.ingested_at \
      WHERE source_rows.values_json <> excluded.values_json";
@@ -616,7 +619,6 @@ impl OfflineStore for PostgresStore {
         }
         // Encode before taking a connection, so it is held for SQL only.
         let encoded = rows.iter().map(|r| values_json(&r.values)).collect::<StoreResult<Vec<_>>>()?;
-        let ingested_at = now_micros();
         let mut tx = self.begin().await?;
         for (rows, values) in rows.chunks(ROWS_PER_INSERT).zip(encoded.chunks(ROWS_PER_INSERT)) {
             let keep = last_of_each(rows.iter().map(|r| (r.entity.as_str(), r.ts)));
@@ -628,7 +630,6 @@ impl OfflineStore for PostgresStore {
                 .bind(keys)
                 .bind(ts)
                 .bind(values)
-                .bind(ingested_at)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
@@ -677,6 +678,34 @@ impl OfflineStore for PostgresStore {
             "SELECT entity_key, MAX(ts) FROM source_rows WHERE source = $1 GROUP BY entity_key ORDER BY entity_key",
         )
         .bind(source)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.into_iter().map(|(k, ts)| (EntityKey(k), Timestamp(ts))).collect())
+    }
+
+    async fn source_ingest_watermark(&self, source: &str) -> StoreResult<Option<Timestamp>> {
+        // SHARE mode waits for every write transaction on the table to end
+        // and holds new ones back for this one index lookup, so no row
+        // stamped earlier can commit after the watermark is read.
+        let mut tx = self.begin().await?;
+        sqlx::query("LOCK TABLE source_rows IN SHARE MODE").execute(&mut *tx).await.map_err(db_err)?;
+        let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(ingested_at) FROM source_rows WHERE source = $1")
+            .bind(source)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(newest.map(Timestamp))
+    }
+
+    async fn source_changes(&self, source: &str, after: Timestamp) -> StoreResult<Vec<(EntityKey, Timestamp)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT entity_key, MIN(ts) FROM source_rows WHERE source = $1 AND ingested_at > $2 \
+             GROUP BY entity_key ORDER BY entity_key",
+        )
+        .bind(source)
+        .bind(after.0)
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
@@ -1168,6 +1197,7 @@ mod tests {
     fn sample_job(id: &str) -> Job {
         Job {
             hosts: Default::default(),
+            sources_ingested_until: None,
             id: id.into(),
             feature_group: "technical".into(),
             state: JobState::Running,
@@ -1199,6 +1229,12 @@ mod tests {
     async fn scheduled_runs_are_claimed_once_when_due() {
         let Some(db) = store().await else { return };
         crate::store::conformance::scheduled_runs_are_claimed_once_when_due(&db.store).await;
+    }
+
+    #[tokio::test]
+    async fn source_changes_are_found_by_ingest_time_not_event_time() {
+        let Some(db) = store().await else { return };
+        crate::store::conformance::source_changes_are_found_by_ingest_time_not_event_time(&db.store).await;
     }
 
     #[tokio::test]

@@ -589,8 +589,10 @@ impl OfflineStore for SqliteStore {
         // Encode before taking the writer, so the lock is held for SQL only.
         let encoded = rows.iter().map(|r| values_json(&r.values)).collect::<StoreResult<Vec<_>>>()?;
         const CHUNK: usize = chunk_rows(SOURCE_COLUMNS);
-        let ingested_at = now_micros();
         let mut tx = self.begin().await?;
+        // Stamped while holding the writer, so stamps follow commit order
+        // (what `source_ingest_watermark` relies on).
+        let ingested_at = now_micros();
         let mut full_sql = String::new();
         for (rows, values) in rows.chunks(CHUNK).zip(encoded.chunks(CHUNK)) {
             let partial_sql;
@@ -654,6 +656,30 @@ impl OfflineStore for SqliteStore {
             "SELECT entity_key, MAX(ts) FROM source_rows WHERE source = ?1 GROUP BY entity_key ORDER BY entity_key",
         )
         .bind(source)
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.into_iter().map(|(k, ts)| (EntityKey(k), Timestamp(ts))).collect())
+    }
+
+    async fn source_ingest_watermark(&self, source: &str) -> StoreResult<Option<Timestamp>> {
+        let newest: Option<i64> =
+            // On the writer connection: it waits for any write in flight.
+            sqlx::query_scalar("SELECT MAX(ingested_at) FROM source_rows WHERE source = ?1")
+                .bind(source)
+                .fetch_one(&self.writer)
+                .await
+                .map_err(db_err)?;
+        Ok(newest.map(Timestamp))
+    }
+
+    async fn source_changes(&self, source: &str, after: Timestamp) -> StoreResult<Vec<(EntityKey, Timestamp)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT entity_key, MIN(ts) FROM source_rows WHERE source = ?1 AND ingested_at > ?2 \
+             GROUP BY entity_key ORDER BY entity_key",
+        )
+        .bind(source)
+        .bind(after.0)
         .fetch_all(&self.readers)
         .await
         .map_err(db_err)?;
@@ -1143,6 +1169,12 @@ mod tests {
     async fn scheduled_runs_are_claimed_once_when_due() {
         let (_dir, store) = store().await;
         crate::store::conformance::scheduled_runs_are_claimed_once_when_due(&store).await;
+    }
+
+    #[tokio::test]
+    async fn source_changes_are_found_by_ingest_time_not_event_time() {
+        let (_dir, store) = store().await;
+        crate::store::conformance::source_changes_are_found_by_ingest_time_not_event_time(&store).await;
     }
 
     #[tokio::test]
