@@ -145,13 +145,22 @@ impl Wafer {
                 _ => wanted.push(read.group.clone()),
             }
         }
+        // The groups are read (and computed on a miss) side by side, in this
+        // task: spawning would cost more than an online hit takes.
+        let mut pending = Vec::new();
         for group in wanted {
-            if stored.contains_key(&group.name) {
+            if pending.iter().any(|(g, _): &(Arc<FeatureGroup>, _)| g.name == group.name) {
                 continue;
             }
             let keys = self.entity_keys(&req.entities, &group)?;
-            let rows = self.read_stored_group(&group, &keys, req.fallback, deadline, now).await?;
-            stored.insert(group.name.clone(), rows);
+            pending.push((group, keys));
+        }
+        let reads_done = futures_util::future::join_all(
+            pending.iter().map(|(group, keys)| self.read_stored_group(group, keys, req.fallback, deadline, now)),
+        )
+        .await;
+        for ((group, _), rows) in pending.iter().zip(reads_done) {
+            stored.insert(group.name.clone(), rows?);
         }
         for read in &reads {
             let group = &read.group;
@@ -460,9 +469,17 @@ impl Wafer {
         let Some(latest) = rows.into_iter().max_by_key(|r| r.event_ts) else {
             return Ok(None);
         };
-        self.offline().write_feature_rows(&group.name, std::slice::from_ref(&latest)).await?;
+        // Written back after the answer, offline first, then online: the
+        // read never waits for a durable commit, and a value lost to a
+        // crash meanwhile is simply computed again.
+        let (this, name, row) = (self.clone(), group.name.clone(), latest.clone());
         let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
-        self.refill_online(&group.name, std::slice::from_ref(&latest), ttl).await;
+        tokio::spawn(async move {
+            match this.offline().write_feature_rows(&name, std::slice::from_ref(&row)).await {
+                Ok(_) => this.refill_online(&name, std::slice::from_ref(&row), ttl).await,
+                Err(e) => tracing::warn!(group = %name, error = %e, "could not write back a value computed on a miss"),
+            }
+        });
         Ok(Some(latest))
     }
 }

@@ -11,6 +11,8 @@
 //!   materialization throughput.
 //! - `wafer-bench write --database-url URL [--rows N] [--features N] [--iterations N]`:
 //!   batch write latency of the offline store on PostgreSQL.
+//! - `wafer-bench catalog [--hits N] [--misses N]`: the seed features of
+//!   one ticker read in process, online hits against computed on the miss.
 //!
 //! `http` and `materialize` run on the embedded stores unless given
 //! `--database-url postgres://...` and/or `--online redis://...`; every run
@@ -20,6 +22,7 @@
 //! Build in release: `cargo run --release -p wafer-host --bin wafer-bench -- http`.
 
 mod backends;
+mod catalog;
 mod http;
 mod materialize;
 mod wasm;
@@ -29,6 +32,7 @@ const USAGE: &str = "usage: wafer-bench http [--connections N] [--seconds N] [--
        wafer-bench wasm [--iterations N]
        wafer-bench materialize [--tickers N] [--days N] [BACKENDS]
        wafer-bench write --database-url postgres://... [--rows N] [--features N] [--iterations N]
+       wafer-bench catalog [--hits N] [--misses N] [BACKENDS]
 BACKENDS: [--database-url postgres://...] [--online redis://...] (default: SQLite + in-process)";
 
 #[tokio::main]
@@ -39,6 +43,7 @@ async fn main() -> anyhow::Result<()> {
         Some("wasm") => wasm::run(&args[1..]).await,
         Some("materialize") => materialize::run(&args[1..]).await,
         Some("write") => write::run(&args[1..]).await,
+        Some("catalog") => catalog::run(&args[1..]).await,
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);

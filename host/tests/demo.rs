@@ -1,0 +1,186 @@
+//! `wafer demo` as users run it: the real binary as a child process, read
+//! over HTTP once per feature family, with one number of each stored family
+//! checked against the demo's own generators.
+
+use serde_json::{Value, json};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use wafer_host::demo;
+use wafer_host::model::Timestamp;
+
+mod support;
+
+use support::{Server, free_port, send, wafer};
+
+/// Starts `wafer demo` on a free port and waits until it serves, which is
+/// after it has loaded and materialized everything (it binds its port
+/// first, so requests before then wait rather than fail).
+async fn start_demo(data_dir: &std::path::Path) -> (Server, Duration) {
+    let port = free_port();
+    let started = Instant::now();
+    let child = wafer()
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting wafer demo");
+    let mut server = Server { child, base: format!("http://127.0.0.1:{port}") };
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");
+    let deadline = started + Duration::from_secs(120);
+    loop {
+        if let Ok(resp) = client.get(server.url("/healthz")).send().await
+            && resp.status().is_success()
+        {
+            return (server, started.elapsed());
+        }
+        if let Some(status) = server.child.try_wait().expect("polling the demo") {
+            panic!("wafer demo exited early with {status}");
+        }
+        assert!(Instant::now() < deadline, "wafer demo did not serve within 120 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn read(client: &reqwest::Client, server: &Server, request: Value) -> Value {
+    send(client.post(server.url("/v1/features/online")).json(&request)).await
+}
+
+/// The features of the read's first entity, each asserted fresh and non-null.
+fn fresh_features(body: &Value, expected: usize) -> serde_json::Map<String, Value> {
+    let features = body["results"][0]["features"].as_object().expect("features").clone();
+    assert_eq!(features.len(), expected, "{body}");
+    for (name, v) in &features {
+        assert_eq!(v["status"], json!("fresh"), "{name}: {v}");
+        assert!(!v["value"].is_null(), "{name}: {v}");
+    }
+    features
+}
+
+fn value(features: &serde_json::Map<String, Value>, name: &str) -> f64 {
+    features[name]["value"].as_f64().unwrap_or_else(|| panic!("{name} is not a number: {}", features[name]))
+}
+
+fn event_time(features: &serde_json::Map<String, Value>, name: &str) -> Timestamp {
+    Timestamp::parse(features[name]["event_timestamp"].as_str().expect("event_timestamp")).expect("timestamp")
+}
+
+fn assert_close(actual: f64, expected: f64, what: &str) {
+    assert!(
+        (actual - expected).abs() <= 1e-9 * expected.abs().max(1.0),
+        "{what}: served {actual}, expected {expected}"
+    );
+}
+
+/// The last close of `ticker` as the demo ingested it (the CSV's rounding).
+fn last_close(ticker: &str, end: Timestamp) -> f64 {
+    let csv = demo::prices_csv(ticker, demo::DEMO_DAYS, end);
+    let last = csv.lines().last().expect("a bar");
+    last.split(',').nth(5).expect("close column").parse().expect("close")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_serves_every_seed_family_fresh_and_as_its_generators_say() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (server, ready_after) = start_demo(&tmp.path().join("data")).await;
+    eprintln!("wafer demo served after {:.2} s", ready_after.as_secs_f64());
+    let client = reqwest::Client::new();
+
+    // technical: the 12 indicators; the last bar's time is the demo's `end`.
+    let body = read(&client, &server, json!({"entities": [{"ticker": "AAPL"}], "feature_groups": ["technical"]})).await;
+    let technical = fresh_features(&body, 12);
+    let end = event_time(&technical, "technical:sma_20");
+    for f in technical.values() {
+        assert_eq!(f["source"], json!("online"), "materialized at start: {f}");
+    }
+
+    // risk, beta included: the stocks move with SPY, SPY is its own benchmark.
+    let body = read(
+        &client,
+        &server,
+        json!({"entities": [{"ticker": "AAPL"}, {"ticker": "SPY"}], "feature_groups": ["risk"], "fallback": "none"}),
+    )
+    .await;
+    let risk = fresh_features(&body, 7);
+    let beta = value(&risk, "risk:beta");
+    assert!((0.5..1.5).contains(&beta), "AAPL's beta against SPY is {beta}");
+    assert_eq!(event_time(&risk, "risk:beta"), end);
+    let spy = &body["results"][1]["features"]["risk:beta"];
+    assert_eq!(spy["value"], json!(1.0), "SPY against itself: {spy}");
+
+    // valuation: market_cap = last close x the latest published share count.
+    let body = read(&client, &server, json!({"entities": [{"ticker": "AAPL"}], "feature_groups": ["valuation"]})).await;
+    let valuation = fresh_features(&body, 5);
+    let fundamentals = demo::fundamentals("AAPL", end);
+    let latest = fundamentals.last().expect("AAPL has fundamentals");
+    assert!(latest.ts < end, "published before the last price date");
+    let close = last_close("AAPL", end);
+    assert_close(value(&valuation, "valuation:market_cap"), close * latest.shares_outstanding, "market_cap");
+    assert_close(value(&valuation, "valuation:pe_ratio"), close / latest.eps_ttm, "pe_ratio");
+    // AMZN pays no dividend: a yield of 0, not null.
+    let body =
+        read(&client, &server, json!({"entities": [{"ticker": "AMZN"}], "features": ["valuation:dividend_yield"]}))
+            .await;
+    assert_eq!(fresh_features(&body, 1)["valuation:dividend_yield"]["value"], json!(0.0), "{body}");
+
+    // signals: computed per read from the request's price and the stored SMAs.
+    let price = close * 1.02;
+    let body = read(
+        &client,
+        &server,
+        json!({"entities": [{"ticker": "AAPL"}], "feature_groups": ["signals"], "request_context": {"price": price}}),
+    )
+    .await;
+    let signals = fresh_features(&body, 3);
+    let sma_20 = value(&technical, "technical:sma_20");
+    let sma_50 = value(&technical, "technical:sma_50");
+    assert_close(value(&signals, "signals:pct_from_sma_20"), (price - sma_20) / sma_20, "pct_from_sma_20");
+    assert_close(value(&signals, "signals:pct_from_sma_50"), (price - sma_50) / sma_50, "pct_from_sma_50");
+    assert_eq!(signals["signals:above_sma_50"]["value"], json!(price > sma_50), "{body}");
+
+    // engagement: count_30d and sum_30d recomputed from the HCP's events, over
+    // the window ending at its latest event (t - 30 d < s <= t).
+    let hcp = demo::DEMO_HCPS[0];
+    let body = read(&client, &server, json!({"entities": [{"hcp_id": hcp}], "feature_groups": ["engagement"]})).await;
+    let engagement = fresh_features(&body, 5);
+    let events = demo::engagement_events(hcp, end);
+    let t = events.last().expect("events").ts;
+    assert_eq!(event_time(&engagement, "engagement:count_30d"), t);
+    let window: Vec<f64> = events.iter().filter(|e| e.ts > t.plus_secs(-30 * 86_400)).map(|e| e.minutes).collect();
+    assert!(!window.is_empty());
+    assert_eq!(value(&engagement, "engagement:count_30d"), window.len() as f64);
+    assert_close(value(&engagement, "engagement:sum_30d"), window.iter().sum(), "sum_30d");
+
+    // Freshness: every stored group, every entity fresh (SPY has no
+    // fundamentals, so valuation has four).
+    let freshness = send(client.get(server.url("/v1/freshness"))).await;
+    let groups = freshness["groups"].as_array().expect("groups");
+    for (group, entities) in [("technical", 5), ("risk", 5), ("valuation", 4), ("engagement", demo::DEMO_HCPS.len())] {
+        let g = groups
+            .iter()
+            .find(|g| g["feature_group"] == json!(group))
+            .unwrap_or_else(|| panic!("{group} missing from {freshness}"));
+        assert_eq!(g["entities"], json!(entities), "{g}");
+        assert_eq!(g["fresh"], json!(entities), "{g}");
+    }
+
+    // A ticker the demo does not have, ingested now and read without
+    // materializing: risk (with SPY's series) and valuation (two sources)
+    // are computed on the miss, to the same formulas (and written back).
+    let csv = demo::prices_csv("NEWCO", demo::DEMO_DAYS, end);
+    send(client.post(server.url("/v1/sources/prices/rows")).header("content-type", "text/csv").body(csv)).await;
+    let csv = demo::fundamentals_csv("NEWCO", end);
+    send(client.post(server.url("/v1/sources/fundamentals/rows")).header("content-type", "text/csv").body(csv)).await;
+    let body = read(
+        &client,
+        &server,
+        json!({"entities": [{"ticker": "NEWCO"}], "feature_groups": ["risk", "valuation"], "timeout_ms": 10_000}),
+    )
+    .await;
+    let computed = fresh_features(&body, 12);
+    assert!(computed.values().all(|v| v["source"] == json!("computed")), "{body}");
+    let shares = demo::fundamentals("NEWCO", end).last().expect("fundamentals").shares_outstanding;
+    assert_close(value(&computed, "valuation:market_cap"), last_close("NEWCO", end) * shares, "NEWCO market_cap");
+    assert!((0.5..1.5).contains(&value(&computed, "risk:beta")), "{body}");
+    drop(server);
+}
