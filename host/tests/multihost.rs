@@ -254,13 +254,15 @@ async fn a_job_is_shared_through_leases_and_a_host_killed_mid_job_loses_only_its
     signal(&a, "STOP");
     let started = send(client.post(b.url("/v1/materialize")).json(&json!({"feature_group": "technical"}))).await;
     let job_id = started["job_id"].as_str().expect("job id").to_string();
-    within(Duration::from_secs(30), "B commits 3 tasks", async || {
-        let done: i64 =
-            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {tasks} WHERE owner = 'b' AND state = 'done'"))
-                .fetch_one(&db)
-                .await
-                .expect("counting B's tasks");
-        done >= 3
+    within(Duration::from_secs(30), "B commits 3 tasks and holds another", async || {
+        let (done, held): (i64, i64) = sqlx::query_as(&format!(
+            "SELECT COUNT(*) FILTER (WHERE state = 'done'), COUNT(*) FILTER (WHERE state = 'leased') \
+             FROM {tasks} WHERE owner = 'b'"
+        ))
+        .fetch_one(&db)
+        .await
+        .expect("counting B's tasks");
+        done >= 3 && held >= 1
     })
     .await;
     b.child.kill().expect("killing B");
