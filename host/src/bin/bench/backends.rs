@@ -16,15 +16,26 @@ pub struct Backends {
 }
 
 impl Backends {
-    /// Takes `--database-url URL` or `--online URL` when `flag` is one of
-    /// them; returns whether it did.
-    pub fn parse_flag(&mut self, flag: &str, value: impl FnOnce() -> String) -> bool {
-        match flag {
-            "--database-url" => self.database_url = Some(value()),
-            "--online" => self.online = Some(value()),
-            _ => return false,
+    /// Reads `--flag value` pairs: the backend flags here, every other one
+    /// by `own`, which returns whether it knows the flag. `usage` lists the
+    /// bench's own flags for the error an unknown flag gets.
+    pub fn parse_args(
+        args: &[String],
+        usage: &str,
+        mut own: impl FnMut(&str, &str) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<Backends> {
+        let mut backends = Backends::default();
+        let mut it = args.iter();
+        while let Some(flag) = it.next() {
+            let value = it.next().cloned().unwrap_or_default();
+            match flag.as_str() {
+                "--database-url" => backends.database_url = Some(value),
+                "--online" => backends.online = Some(value),
+                other if own(other, &value).map_err(|e| anyhow::anyhow!("{other} {value}: {e}"))? => {}
+                other => anyhow::bail!("unknown flag {other}; flags: {usage} {}", Backends::FLAGS),
+            }
         }
-        true
+        Ok(backends)
     }
 
     pub const FLAGS: &str = "--database-url postgres://... --online redis://...";

@@ -18,19 +18,14 @@ const GROUPS: [&str; 3] = ["technical", "risk", "valuation"];
 pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let mut hits = 2000usize;
     let mut misses = 200usize;
-    let mut backends = Backends::default();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it.next().cloned().unwrap_or_default();
-        if backends.parse_flag(flag, || value.clone()) {
-            continue;
-        }
-        match flag.as_str() {
+    let mut backends = Backends::parse_args(args, "--hits N --misses N", |flag, value| {
+        match flag {
             "--hits" => hits = value.parse()?,
             "--misses" => misses = value.parse()?,
-            other => anyhow::bail!("unknown flag {other}; flags: --hits N --misses N {}", Backends::FLAGS),
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     let dir = std::env::temp_dir().join(format!("wafer-bench-catalog-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut config = wafer_host::config::Config::new(&dir);

@@ -31,26 +31,20 @@ pub struct HttpArgs {
 }
 
 impl HttpArgs {
-    pub fn parse(args: &[String]) -> HttpArgs {
-        let mut a = HttpArgs { server: None, connections: 16, seconds: 10, rate: 5000, backends: Backends::default() };
-        let mut it = args.iter();
-        while let Some(flag) = it.next() {
-            let mut value = || it.next().cloned().unwrap_or_default();
-            if a.backends.parse_flag(flag, &mut value) {
-                continue;
+    pub fn parse(args: &[String]) -> anyhow::Result<HttpArgs> {
+        let (mut server, mut connections, mut seconds, mut rate) = (None, 16, 10, 5000);
+        let usage = "--server URL --connections N --seconds N --rate N";
+        let backends = Backends::parse_args(args, usage, |flag, value| {
+            match flag {
+                "--server" => server = Some(value.to_string()),
+                "--connections" => connections = value.parse()?,
+                "--seconds" => seconds = value.parse()?,
+                "--rate" => rate = value.parse()?,
+                _ => return Ok(false),
             }
-            match flag.as_str() {
-                "--server" => a.server = Some(value()),
-                "--connections" => a.connections = value().parse().expect("--connections N"),
-                "--seconds" => a.seconds = value().parse().expect("--seconds N"),
-                "--rate" => a.rate = value().parse().expect("--rate N"),
-                other => panic!(
-                    "unknown flag {other}; flags: --server URL --connections N --seconds N --rate N {}",
-                    Backends::FLAGS
-                ),
-            }
-        }
-        a
+            Ok(true)
+        })?;
+        Ok(HttpArgs { server, connections, seconds, rate, backends })
     }
 }
 

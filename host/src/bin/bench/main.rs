@@ -39,7 +39,7 @@ BACKENDS: [--database-url postgres://...] [--online redis://...] (default: SQLit
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("http") => http::run(http::HttpArgs::parse(&args[1..])).await,
+        Some("http") => http::run(http::HttpArgs::parse(&args[1..])?).await,
         Some("wasm") => wasm::run(&args[1..]).await,
         Some("materialize") => materialize::run(&args[1..]).await,
         Some("write") => write::run(&args[1..]).await,

@@ -16,26 +16,19 @@ use wafer_host::service::materialize::MaterializeRequest;
 pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let mut tickers = 1000usize;
     let mut days = 252usize;
-    let mut backends = Backends::default();
     let mut chunk = None;
     let mut slots = None;
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it.next().cloned().unwrap_or_default();
-        if backends.parse_flag(flag, || value.clone()) {
-            continue;
-        }
-        match flag.as_str() {
+    let usage = "--tickers N --days N --job-chunk-entities N --job-slots N";
+    let mut backends = Backends::parse_args(args, usage, |flag, value| {
+        match flag {
             "--tickers" => tickers = value.parse()?,
             "--days" => days = value.parse()?,
             "--job-chunk-entities" => chunk = Some(value.parse()?),
             "--job-slots" => slots = Some(value.parse()?),
-            other => anyhow::bail!(
-                "unknown flag {other}; flags: --tickers N --days N --job-chunk-entities N --job-slots N {}",
-                Backends::FLAGS
-            ),
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     let dir = std::env::temp_dir().join(format!("wafer-bench-mat-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut config = wafer_host::config::Config::new(&dir);

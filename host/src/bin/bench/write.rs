@@ -20,22 +20,15 @@ const WARM_UP: usize = 10;
 
 pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let (mut rows, mut features, mut iterations) = (1000usize, 12usize, 500usize);
-    let mut backends = Backends::default();
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let value = it.next().cloned().unwrap_or_default();
-        if backends.parse_flag(flag, || value.clone()) {
-            continue;
-        }
-        match flag.as_str() {
+    let mut backends = Backends::parse_args(args, "--rows N --features N --iterations N", |flag, value| {
+        match flag {
             "--rows" => rows = value.parse()?,
             "--features" => features = value.parse()?,
             "--iterations" => iterations = value.parse()?,
-            other => anyhow::bail!(
-                "unknown flag {other}; flags: --database-url postgres://... --rows N --features N --iterations N"
-            ),
+            _ => return Ok(false),
         }
-    }
+        Ok(true)
+    })?;
     anyhow::ensure!(rows > 0 && iterations > 0, "--rows and --iterations must be at least 1");
     let Some(url) = backends.database_url.clone() else {
         anyhow::bail!("wafer-bench write needs --database-url postgres://...");
