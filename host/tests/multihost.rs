@@ -327,3 +327,32 @@ fn signal(server: &Server, sig: &str) {
     let status = Command::new("kill").args([format!("-{sig}"), server.pid().to_string()]).status().expect("kill");
     assert!(status.success(), "kill -{sig} failed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_whose_announcement_is_lost_arrives_with_the_periodic_resync() {
+    let Some(shared) = Shared::new("the resync test") else { return };
+    let resync = ["--registry-resync-seconds", "0.5"];
+    let a = shared.host("a", &resync).await;
+    let b = shared.host("b", &resync).await;
+    let client = reqwest::Client::new();
+    // Without its trigger, a write to `entities` is never announced: only
+    // the periodic resync can bring it to B.
+    let db = shared.db().await;
+    sqlx::query(&format!("ALTER TABLE {} DISABLE TRIGGER entities_changed", shared.table("entities")))
+        .execute(&db)
+        .await
+        .expect("disabling the trigger");
+    send(client.put(a.url("/v1/entities/unannounced")).json(&json!({"join_keys": ["id"]}))).await;
+    let seen = within(Duration::from_secs(5), "the unannounced entity reaches B", async || {
+        client.get(b.url("/v1/entities/unannounced")).send().await.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    eprintln!("an unannounced change reached B by resync after {seen:?}");
+    // Deletions travel the same way.
+    let deleted = client.delete(a.url("/v1/entities/unannounced")).send().await.expect("delete");
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    within(Duration::from_secs(5), "the deletion reaches B", async || {
+        client.get(b.url("/v1/entities/unannounced")).send().await.is_ok_and(|r| r.status().as_u16() == 404)
+    })
+    .await;
+}

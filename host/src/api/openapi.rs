@@ -96,7 +96,9 @@ pub fn document() -> Value {
                                           "requestBody": body("MaterializeRequest"),
                                           "responses": {"202": ok("{\"job_id\": \"...\"}"), "200": ok("Finished job"), "4XX": errors(), "5XX": errors()}}},
             "/v1/jobs": {"get": op("Job history, newest first", None, "200", "{\"jobs\": [...]}")},
-            "/v1/jobs/{id}": {"parameters": [name_param("id")], "get": op("A job's state and progress", None, "200", "Job")}
+            "/v1/jobs/{id}": {"parameters": [name_param("id")], "get": op("A job's state and progress (hosts: entities computed per host)", None, "200", "Job")},
+            "/v1/freshness": {"get": op("Per stored group: entities fresh / stale / expired by their newest row, newest and oldest event time", None, "200", "{\"as_of\": \"...\", \"groups\": [{\"feature_group\", \"expected_interval_seconds\", \"max_age_seconds\", \"entities\", \"fresh\", \"stale\", \"expired\", \"newest_event_timestamp\", \"oldest_event_timestamp\"}]}")},
+            "/v1/feature-groups/{name}/statistics": {"parameters": [name_param("name")], "get": op("Per feature over every stored row: count, nulls, mean, sample std, min, max, p50, p95 (numpy linear)", None, "200", "{\"feature_group\", \"rows\", \"features\": {\"sma_20\": {\"count\", \"nulls\", \"mean\", \"std\", \"min\", \"max\", \"p50\", \"p95\"}}}")}
         },
         "components": {"schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {

@@ -32,14 +32,18 @@ impl Wafer {
     }
 
     async fn run_if_due(&self, group: &str, every: u64) -> super::ServiceResult<()> {
-        // A run still going (slow, or started by hand) is not doubled.
-        let running = self.jobs().list(Some(group), 1).await?;
-        if running.first().is_some_and(|j| !j.state.is_finished()) {
-            return Ok(());
-        }
+        // The claim is the one query a quiet tick makes; only a claimed run
+        // looks at the group's jobs.
         let now = self.clock().now();
         let next = now.plus_secs(every.min(i64::MAX as u64) as i64);
         if !self.registry().claim_schedule(group, now, next).await? {
+            return Ok(());
+        }
+        // A run still going (slow, or started by hand) is not doubled: this
+        // turn is skipped and the next one comes an interval later.
+        let latest = self.jobs().list(Some(group), 1).await?;
+        if latest.first().is_some_and(|j| !j.state.is_finished()) {
+            tracing::info!(group, "scheduled materialization skipped: the previous run is still going");
             return Ok(());
         }
         let request = MaterializeRequest { feature_group: group.to_string(), entities: None, incremental: true };
