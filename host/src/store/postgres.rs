@@ -925,13 +925,25 @@ mod tests {
 
     impl Drop for TestDb {
         fn drop(&mut self) {
-            let (url, schema) = (self.url.clone(), quote_ident(&self.schema));
+            let (url, name, schema) = (self.url.clone(), self.schema.clone(), quote_ident(&self.schema));
             // Drop runs inside the test's runtime, which cannot be blocked
-            // on; a thread with its own runtime can.
+            // on; a thread with its own runtime can. That runtime is stuck
+            // in this drop, so the store's pooled connections never finish
+            // what they were doing (a transaction dropped on an error path
+            // rolls back only when its connection is next polled); they
+            // would hold locks DROP SCHEMA waits for. End them first: they
+            // carry the schema as their application name.
             let dropped = std::thread::spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                 runtime.block_on(async {
                     let mut conn = sqlx::PgConnection::connect(&url).await?;
+                    sqlx::query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                    )
+                    .bind(&name)
+                    .execute(&mut conn)
+                    .await?;
                     conn.execute(format!("DROP SCHEMA IF EXISTS {schema} CASCADE").as_str()).await?;
                     conn.close().await
                 })
@@ -951,8 +963,11 @@ mod tests {
         url
     }
 
+    /// Connects with the schema as the connections' application name, so
+    /// `TestDb`'s drop can find and end them.
     async fn connect(url: &str, schema: &str) -> PostgresStore {
-        PostgresStore::connect(url, Some(schema)).await.unwrap()
+        let sep = if url.contains('?') { '&' } else { '?' };
+        PostgresStore::connect(&format!("{url}{sep}application_name={schema}"), Some(schema)).await.unwrap()
     }
 
     /// `None` (after saying so) when no test server is configured.
