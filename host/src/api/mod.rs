@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 mod features;
 mod health;
+mod historical;
 mod ingest;
 mod jobs;
 mod monitoring;
@@ -25,6 +26,7 @@ pub fn router(wafer: Wafer, max_body_bytes: usize, tokens: auth::Tokens) -> Rout
         .merge(registry::router())
         .merge(ingest::router())
         .merge(features::router())
+        .merge(historical::router())
         .merge(transforms::router())
         .merge(jobs::router())
         .merge(monitoring::router())

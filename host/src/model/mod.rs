@@ -1,6 +1,7 @@
 //! The vocabulary every other module speaks: registry objects, values,
 //! timestamps, entity keys, columnar tables and jobs. Plain data, no I/O.
 
+pub mod entity_frame;
 pub mod entity_key;
 pub mod feature_ref;
 pub mod job;

@@ -133,6 +133,22 @@ impl Value {
         })
     }
 
+    /// The value as CSV text, read back by [`Value::from_text`]: null (and
+    /// a non-finite float, as in JSON) is empty, lists are `;`-separated,
+    /// floats use the shortest text that reads back to the same number.
+    pub fn to_text(&self) -> String {
+        match self {
+            Value::Null => String::new(),
+            Value::Bool(b) => b.to_string(),
+            Value::Int64(i) => i.to_string(),
+            Value::Float64(x) if !x.is_finite() => String::new(),
+            Value::Float64(x) => x.to_string(),
+            Value::String(s) => s.clone(),
+            Value::Float64List(items) => items.iter().map(f64::to_string).collect::<Vec<_>>().join(";"),
+            Value::StringList(items) => items.join(";"),
+        }
+    }
+
     /// The value as JSON; non-finite floats become `null`, as JSON has no
     /// representation for them.
     pub fn to_json(&self) -> serde_json::Value {
@@ -170,5 +186,22 @@ mod tests {
         assert_eq!(Value::from_json(&json!(null), ValueType::Bool).unwrap(), Value::Null);
         assert_eq!(Value::from_text("1;2.5", ValueType::Float64List).unwrap(), Value::Float64List(vec![1.0, 2.5]));
         assert_eq!(Value::from_text("", ValueType::Int64).unwrap(), Value::Null);
+    }
+
+    #[test]
+    fn text_reads_back_as_the_same_value() {
+        for (v, ty) in [
+            (Value::Float64(188.7), ValueType::Float64),
+            (Value::Float64(-1.0e-7), ValueType::Float64),
+            (Value::Int64(-42), ValueType::Int64),
+            (Value::Bool(true), ValueType::Bool),
+            (Value::String("a b".into()), ValueType::String),
+            (Value::Float64List(vec![1.0, 2.5]), ValueType::Float64List),
+            (Value::Null, ValueType::Float64),
+        ] {
+            assert_eq!(Value::from_text(&v.to_text(), ty).unwrap(), v, "{}", v.to_text());
+        }
+        assert_eq!(Value::Float64(188.7).to_text(), "188.7");
+        assert_eq!(Value::Float64(f64::NAN).to_text(), "");
     }
 }

@@ -9,6 +9,7 @@
 //! - `ingest.rs`: source rows (JSON, CSV) and pushed feature rows.
 //! - `materialize.rs`: materialization jobs (batch transforms over sources).
 //! - `serving.rs`: online reads with freshness status.
+//! - `historical.rs`: point-in-time training data.
 //! - `monitoring.rs`: freshness and feature statistics per group.
 //! - `jobs.rs`: creating, reading and waiting for jobs.
 //! - `worker.rs`: this host's share of the jobs: leasing, running and
@@ -19,6 +20,7 @@
 
 pub mod cluster;
 pub mod error;
+pub mod historical;
 pub mod ingest;
 pub mod jobs;
 pub mod materialize;

@@ -403,10 +403,35 @@ impl Wafer {
     /// Resolves the requested refs (and whole groups) to groups, failing
     /// with every unknown ref and what is available instead.
     fn plan_reads(&self, req: &OnlineRequest) -> ServiceResult<(Vec<FeatureRef>, Vec<GroupRead>)> {
+        let mut refs = self.resolve_feature_refs(&req.features)?;
+        for name in &req.feature_groups {
+            let g = self.feature_group(name)?;
+            refs.extend(g.features.iter().map(|f| FeatureRef { group: g.name.clone(), feature: f.name.clone() }));
+        }
+        if refs.is_empty() {
+            return Err(ServiceError::Invalid(
+                "name at least one feature in \"features\" or group in \"feature_groups\"".into(),
+            ));
+        }
+        let mut reads: Vec<GroupRead> = Vec::new();
+        for (pos, r) in refs.iter().enumerate() {
+            match reads.iter_mut().find(|g| g.group.name == r.group) {
+                Some(g) => g.features.push((pos, r.feature.clone())),
+                None => reads
+                    .push(GroupRead { group: self.feature_group(&r.group)?, features: vec![(pos, r.feature.clone())] }),
+            }
+        }
+        Ok((refs, reads))
+    }
+
+    /// Parses `group:feature` refs, failing with every unknown one and the
+    /// features the groups involved (or, for an unknown group, all groups)
+    /// offer instead.
+    pub(crate) fn resolve_feature_refs(&self, texts: &[String]) -> ServiceResult<Vec<FeatureRef>> {
         let mut refs = Vec::new();
         let mut unknown = Vec::new();
         let mut available = Vec::new();
-        for text in &req.features {
+        for text in texts {
             let r = FeatureRef::parse(text).map_err(|e| ServiceError::Invalid(e.to_string()))?;
             match self.feature_group(&r.group) {
                 Ok(g) if g.feature(&r.feature).is_some() => refs.push(r),
@@ -424,29 +449,12 @@ impl Wafer {
                 }
             }
         }
-        for name in &req.feature_groups {
-            let g = self.feature_group(name)?;
-            refs.extend(g.features.iter().map(|f| FeatureRef { group: g.name.clone(), feature: f.name.clone() }));
-        }
         if !unknown.is_empty() {
             available.sort();
             available.dedup();
             return Err(ServiceError::UnknownFeature { refs: unknown, available });
         }
-        if refs.is_empty() {
-            return Err(ServiceError::Invalid(
-                "name at least one feature in \"features\" or group in \"feature_groups\"".into(),
-            ));
-        }
-        let mut reads: Vec<GroupRead> = Vec::new();
-        for (pos, r) in refs.iter().enumerate() {
-            match reads.iter_mut().find(|g| g.group.name == r.group) {
-                Some(g) => g.features.push((pos, r.feature.clone())),
-                None => reads
-                    .push(GroupRead { group: self.feature_group(&r.group)?, features: vec![(pos, r.feature.clone())] }),
-            }
-        }
-        Ok((refs, reads))
+        Ok(refs)
     }
 
     /// Computes a batch group's newest row for one entity and writes it back

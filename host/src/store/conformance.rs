@@ -6,7 +6,7 @@
 //!   the job.
 //! - Freshness counts and feature statistics, against hand-computed values.
 
-use super::{OfflineStore, Registry};
+use super::{AsOfRules, OfflineStore, Registry};
 use crate::model::{EntityKey, FeatureRow, Job, JobState, JobTask, SourceRow, TaskOutcome, Timestamp, Value};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -258,4 +258,128 @@ pub async fn source_changes_are_found_by_ingest_time_not_event_time(store: &dyn 
         vec![(EntityKey("A".into()), Timestamp::from_secs(30)), (EntityKey("B".into()), Timestamp::from_secs(5))];
     assert_eq!(changes, expected);
     assert!(store.source_ingest_watermark("s").await.unwrap().unwrap() > w);
+}
+
+/// Hand-worked point-in-time lookups, one edge case each. Group rows of
+/// entity A (event, created): (100, 100) x=1, (200, 200) x=2, (200, 250)
+/// x=2.5 (a late correction of 200), (300, 300) x=3; entity B has none.
+pub async fn as_of_lookups_pick_the_row_known_at_each_point(store: &dyn OfflineStore) {
+    let x = |v: f64| vec![("x", Value::Float64(v))];
+    let rows = [
+        feature_row("A", 100, 100, &x(1.0)),
+        feature_row("A", 200, 200, &x(2.0)),
+        feature_row("A", 200, 250, &x(2.5)),
+        feature_row("A", 300, 300, &x(3.0)),
+        feature_row("A", 300, 300, &x(3.0)),
+    ];
+    store.write_feature_rows("g", &rows).await.unwrap();
+    store.write_feature_rows("other", &[feature_row("A", 150, 150, &x(99.0))]).await.unwrap();
+    let at = |e: &str, t: i64| (EntityKey(e.into()), Timestamp::from_secs(t));
+    let lookup = |points: Vec<(EntityKey, Timestamp)>, max_age: Option<u64>, created_cutoff: bool| async move {
+        let rules = AsOfRules { max_age: max_age.map(Duration::from_secs), created_cutoff };
+        let found = store.feature_rows_as_of("g", &points, rules).await.unwrap();
+        assert_eq!(found.len(), points.len());
+        found
+            .into_iter()
+            .map(|r| r.map(|r| (r.event_ts.0 / 1_000_000, r.created.0 / 1_000_000, r.values["x"].clone())))
+            .collect::<Vec<_>>()
+    };
+    let some = |e: i64, c: i64, v: f64| Some((e, c, Value::Float64(v)));
+
+    let points = vec![at("A", 99), at("A", 100), at("A", 199), at("A", 200), at("A", 1000), at("B", 300), at("A", 200)];
+    assert_eq!(
+        lookup(points.clone(), None, false).await,
+        vec![
+            None,
+            some(100, 100, 1.0),
+            some(100, 100, 1.0),
+            some(200, 250, 2.5),
+            some(300, 300, 3.0),
+            None,
+            some(200, 250, 2.5)
+        ],
+        "no max age: the latest row at or before each point; the correction wins the tie; duplicates repeat"
+    );
+    assert_eq!(
+        lookup(points, Some(100), false).await,
+        vec![None, some(100, 100, 1.0), some(100, 100, 1.0), some(200, 250, 2.5), None, None, some(200, 250, 2.5)],
+        "max age 100: 1000 - 100 = 900 > 300, so nothing for A at 1000"
+    );
+    assert_eq!(
+        lookup(vec![at("A", 299), at("A", 300), at("A", 301), at("A", 400), at("A", 401)], Some(100), false).await,
+        vec![some(200, 250, 2.5), some(300, 300, 3.0), some(300, 300, 3.0), some(300, 300, 3.0), None],
+        "both bounds inclusive: row 300 is known at 300 and still within max age at 400, not at 401"
+    );
+    assert_eq!(
+        lookup(vec![at("A", 200), at("A", 249), at("A", 250), at("A", 300)], None, true).await,
+        vec![some(200, 200, 2.0), some(200, 200, 2.0), some(200, 250, 2.5), some(300, 300, 3.0)],
+        "created cutoff: the correction created at 250 is unknown before 250"
+    );
+    assert_eq!(
+        lookup(vec![at("A", 150)], Some(0), true).await,
+        vec![None],
+        "max age 0 keeps only rows at exactly the point"
+    );
+    assert_eq!(lookup(vec![at("A", 100)], Some(0), true).await, vec![some(100, 100, 1.0)]);
+    assert_eq!(lookup(vec![], None, false).await, vec![]);
+}
+
+/// Randomized data against a brute-force reference: event times on a coarse
+/// grid (so ties are common), several created times per event time (late
+/// corrections), points on, between and just off the grid, max ages that
+/// land exactly on rows, entities without rows, and more points than one
+/// query takes.
+pub async fn as_of_lookups_match_a_brute_force_reference(store: &dyn OfflineStore) {
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+    let mut rng = SmallRng::seed_from_u64(0x5eed_0005);
+    let step = 10_000_000; // 10 s in microseconds
+    let mut rows: Vec<FeatureRow> = Vec::new();
+    for e in 0..12 {
+        for _ in 0..rng.gen_range(0..60) {
+            let event = rng.gen_range(0..40) * step;
+            let created = event + rng.gen_range(0..4) * step / 2;
+            rows.push(FeatureRow {
+                entity: EntityKey(format!("E{e}")),
+                event_ts: Timestamp(event),
+                created: Timestamp(created),
+                values: [("x".to_string(), Value::Float64(rng.gen_range(-1e3..1e3)))].into(),
+            });
+        }
+    }
+    store.write_feature_rows("g", &rows).await.unwrap();
+    // What was stored: the writer's upsert keeps the last of duplicates.
+    let mut stored: BTreeMap<(String, i64, i64), FeatureRow> = BTreeMap::new();
+    for r in &rows {
+        stored.insert((r.entity.0.clone(), r.event_ts.0, r.created.0), r.clone());
+    }
+    let points: Vec<(EntityKey, Timestamp)> = (0..2_500)
+        .map(|_| {
+            let e = format!("E{}", rng.gen_range(0..14)); // E12, E13: no rows
+            let t = rng.gen_range(-1..45) * step + [0, 0, 1, -1, step / 2][rng.gen_range(0..5)];
+            (EntityKey(e), Timestamp(t))
+        })
+        .collect();
+    for max_age in [None, Some(0), Some(10), Some(30), Some(100)] {
+        for created_cutoff in [false, true] {
+            let rules = AsOfRules { max_age: max_age.map(Duration::from_secs), created_cutoff };
+            let found = store.feature_rows_as_of("g", &points, rules).await.unwrap();
+            let mut hits = 0;
+            for ((entity, at), got) in points.iter().zip(&found) {
+                let (earliest, created_max) = rules.bounds(*at);
+                let expected = stored
+                    .values()
+                    .filter(|r| {
+                        r.entity == *entity
+                            && r.event_ts <= *at
+                            && r.event_ts.0 >= earliest
+                            && r.created.0 <= created_max
+                    })
+                    .max_by_key(|r| (r.event_ts, r.created));
+                assert_eq!(got.as_ref(), expected, "{entity} at {} with {rules:?}", at.0);
+                hits += usize::from(expected.is_some());
+            }
+            assert!(hits > 0 && hits < points.len(), "the data exercise both hits and misses ({hits}) with {rules:?}");
+        }
+    }
 }

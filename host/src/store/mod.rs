@@ -81,6 +81,31 @@ pub struct SourceRange {
     pub until: Option<Timestamp>,
 }
 
+/// How a point-in-time lookup ([`OfflineStore::feature_rows_as_of`])
+/// chooses the row known at each point.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AsOfRules {
+    /// Only rows with `at - max_age <= event time` (inclusive); `None`:
+    /// no lower bound.
+    pub max_age: Option<Duration>,
+    /// Only rows created at or before the point's time, so values
+    /// backfilled or corrected later do not leak into what was "known".
+    pub created_cutoff: bool,
+}
+
+impl AsOfRules {
+    /// The point's bounds in stored units (microseconds): the earliest event
+    /// time and the latest created time a row may have.
+    pub(crate) fn bounds(&self, at: Timestamp) -> (i64, i64) {
+        let earliest = match self.max_age {
+            Some(age) => at.0.saturating_sub(i64::try_from(age.as_micros()).unwrap_or(i64::MAX)),
+            None => i64::MIN,
+        };
+        let created_max = if self.created_cutoff { at.0 } else { i64::MAX };
+        (earliest, created_max)
+    }
+}
+
 /// Registry of definitions, transform versions with their module bytes, and
 /// job history. Writes here are rare and must be durable before they return.
 #[async_trait]
@@ -181,6 +206,16 @@ pub trait OfflineStore: Send + Sync {
     /// where the entity has none. Output is aligned with `entities`.
     async fn latest_feature_rows(&self, group: &str, entities: &[EntityKey]) -> StoreResult<Vec<Option<FeatureRow>>>;
     async fn delete_feature_rows(&self, group: &str) -> StoreResult<()>;
+    /// Point-in-time lookup, aligned with `points`: for each (entity, at),
+    /// among the rows with event time at or before `at` (and within the
+    /// rules' bounds) the one with the latest event time, the latest created
+    /// among ties; `None` where there is none. Never a row from after `at`.
+    async fn feature_rows_as_of(
+        &self,
+        group: &str,
+        points: &[(EntityKey, Timestamp)],
+        rules: AsOfRules,
+    ) -> StoreResult<Vec<Option<FeatureRow>>>;
 
     /// Counts the group's entities by the age of their newest row: expired
     /// when it is before `expired_before`, else stale when before

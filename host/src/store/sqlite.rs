@@ -19,7 +19,7 @@ use super::sql::{
     freshness_counts, from_spec, interpolate, job_from_spec, job_spec, job_state_name, json_path, percentile_ranks,
     spec_json, sqlite_placeholders, task_columns, values_from_json, values_json,
 };
-use super::{OfflineStore, Registry, SourceRange, StoreError, StoreResult, VersionInsert};
+use super::{AsOfRules, OfflineStore, Registry, SourceRange, StoreError, StoreResult, VersionInsert};
 use crate::clock::{Clock, SystemClock};
 use crate::model::{
     Entity, EntityKey, FeatureGroup, FeatureRow, FeatureStatistics, FreshnessCounts, Job, JobTask, LeasedTask, Source,
@@ -48,6 +48,10 @@ const ROWS_PER_INSERT: usize = 1_000;
 
 /// Entities per `latest_feature_rows` query.
 const ENTITIES_PER_LOOKUP: usize = 500;
+
+/// Points per `feature_rows_as_of` query; 1,000 measured faster than 5,000
+/// (the CTE of points is materialized per query).
+const POINTS_PER_LOOKUP: usize = 1_000;
 
 const READER_CONNECTIONS: u32 = 4;
 
@@ -562,6 +566,20 @@ const SOURCE_UPSERT: &str = "ON CONFLICT (source, entity_key, ts) DO UPDATE \
      SET values_json = excluded.values_json, ingested_at = excluded.ingested_at \
      WHERE source_rows.values_json <> excluded.values_json";
 
+/// Per point: the newest (event_ts, created_ts) within its bounds is one
+/// backwards seek on the primary key, and the join fetches that row. The
+/// points are materialized once so each one's fields are extracted once.
+const AS_OF: &str = "WITH p AS MATERIALIZED ( \
+         SELECT key AS i, json_extract(value, '$[0]') AS k, json_extract(value, '$[1]') AS t, \
+                json_extract(value, '$[2]') AS earliest, json_extract(value, '$[3]') AS created_max \
+         FROM json_each(?1)) \
+     SELECT p.i, f.event_ts, f.created_ts, f.values_json FROM p \
+     JOIN feature_rows AS f ON f.group_name = ?2 AND f.entity_key = p.k AND (f.event_ts, f.created_ts) = ( \
+         SELECT g.event_ts, g.created_ts FROM feature_rows AS g \
+         WHERE g.group_name = ?2 AND g.entity_key = p.k AND g.event_ts <= p.t AND g.event_ts >= p.earliest \
+           AND g.created_ts <= p.created_max \
+         ORDER BY g.event_ts DESC, g.created_ts DESC LIMIT 1)";
+
 const FEATURE_INSERT: &str = "feature_rows (group_name, entity_key, event_ts, created_ts, values_json)";
 const FEATURE_COLUMNS: usize = 5;
 const FEATURE_UPSERT: &str = "ON CONFLICT (group_name, entity_key, event_ts, created_ts) DO UPDATE \
@@ -767,6 +785,40 @@ impl OfflineStore for SqliteStore {
             }
         }
         Ok(entities.iter().map(|e| found.get(e.as_str()).cloned()).collect())
+    }
+
+    async fn feature_rows_as_of(
+        &self,
+        group: &str,
+        points: &[(EntityKey, Timestamp)],
+        rules: AsOfRules,
+    ) -> StoreResult<Vec<Option<FeatureRow>>> {
+        let mut out: Vec<Option<FeatureRow>> = vec![None; points.len()];
+        for (chunk_no, chunk) in points.chunks(POINTS_PER_LOOKUP).enumerate() {
+            // The points travel as one JSON array `[[key, at, earliest,
+            // created_max], ...]`: one bound parameter however many points.
+            let encoded: Vec<serde_json::Value> = chunk
+                .iter()
+                .map(|(entity, at)| {
+                    let (earliest, created_max) = rules.bounds(*at);
+                    serde_json::json!([entity.as_str(), at.0, earliest, created_max])
+                })
+                .collect();
+            let encoded = serde_json::Value::Array(encoded).to_string();
+            let found: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(AS_OF).bind(encoded).bind(group).fetch_all(&self.readers).await.map_err(db_err)?;
+            let base = chunk_no * POINTS_PER_LOOKUP;
+            for (i, event_ts, created, values) in found {
+                let i = usize::try_from(i).map_err(|_| StoreError::Corrupt(format!("point index {i}")))?;
+                out[base + i] = Some(FeatureRow {
+                    entity: chunk[i].0.clone(),
+                    event_ts: Timestamp(event_ts),
+                    created: Timestamp(created),
+                    values: values_from_json(&values)?,
+                });
+            }
+        }
+        Ok(out)
     }
 
     async fn delete_feature_rows(&self, group: &str) -> StoreResult<()> {
@@ -1175,6 +1227,18 @@ mod tests {
     async fn source_changes_are_found_by_ingest_time_not_event_time() {
         let (_dir, store) = store().await;
         crate::store::conformance::source_changes_are_found_by_ingest_time_not_event_time(&store).await;
+    }
+
+    #[tokio::test]
+    async fn as_of_lookups_pick_the_row_known_at_each_point() {
+        let (_dir, store) = store().await;
+        crate::store::conformance::as_of_lookups_pick_the_row_known_at_each_point(&store).await;
+    }
+
+    #[tokio::test]
+    async fn as_of_lookups_match_a_brute_force_reference() {
+        let (_dir, store) = store().await;
+        crate::store::conformance::as_of_lookups_match_a_brute_force_reference(&store).await;
     }
 
     #[tokio::test]
