@@ -6,6 +6,7 @@ mod catalog;
 mod errors;
 mod faults;
 mod flow;
+mod historical;
 mod openapi;
 mod sandbox;
 mod serving;

@@ -98,29 +98,9 @@ impl Wafer {
                 "the entity rows already have a column named '{r}'; rename it, as the answer adds a column of that name"
             )));
         }
-        let ts_col = frame.column(EVENT_TIMESTAMP).ok_or_else(|| {
-            ServiceError::Invalid(format!(
-                "entity rows need an '{EVENT_TIMESTAMP}' column (the time each row's features must be known at); \
-                 columns given: {}",
-                frame.columns.join(", ")
-            ))
-        })?;
-        let times = frame
-            .rows
-            .iter()
-            .enumerate()
-            .map(|(i, row)| {
-                let cell = &row[ts_col];
-                let text = cell.as_str().ok_or_else(|| {
-                    ServiceError::Invalid(format!(
-                        "{}: {EVENT_TIMESTAMP} must be a timestamp string",
-                        frame.row_label(i)
-                    ))
-                })?;
-                Timestamp::parse(text)
-                    .map_err(|e| ServiceError::Invalid(format!("{}: {EVENT_TIMESTAMP}: {e}", frame.row_label(i))))
-            })
-            .collect::<ServiceResult<Vec<_>>>()?;
+        // Without rows there are no columns to check (a JSON request
+        // without rows has none).
+        let times = if frame.is_empty() { Vec::new() } else { parse_times(&frame)? };
 
         let mut outputs: Vec<GroupOutput> = Vec::new();
         for (pos, r) in refs.iter().enumerate() {
@@ -159,7 +139,8 @@ impl Wafer {
             }
             let mut request = Vec::with_capacity(request_fields.len());
             for field in request_fields {
-                let col = frame.column(&field.name).ok_or_else(|| {
+                // (Without rows the column is never read.)
+                let col = frame.column(&field.name).or(frame.is_empty().then_some(0)).ok_or_else(|| {
                     ServiceError::Invalid(format!(
                         "on-demand group '{}' needs request field '{}' ({}): add it as a column of the entity rows",
                         output.group.name, field.name, field.value_type
@@ -261,6 +242,9 @@ impl Wafer {
     /// columns.
     fn frame_keys(&self, frame: &EntityFrame, group: &FeatureGroup) -> ServiceResult<Vec<EntityKey>> {
         let entity = self.entity(&group.entity)?;
+        if frame.is_empty() {
+            return Ok(Vec::new());
+        }
         let cols = entity
             .join_keys
             .iter()
@@ -289,6 +273,29 @@ impl Wafer {
             })
             .collect()
     }
+}
+
+/// Each entity row's `event_timestamp`.
+fn parse_times(frame: &EntityFrame) -> ServiceResult<Vec<Timestamp>> {
+    let ts_col = frame.column(EVENT_TIMESTAMP).ok_or_else(|| {
+        ServiceError::Invalid(format!(
+            "entity rows need an '{EVENT_TIMESTAMP}' column (the time each row's features must be known at); \
+             columns given: {}",
+            frame.columns.join(", ")
+        ))
+    })?;
+    frame
+        .rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let text = row[ts_col].as_str().ok_or_else(|| {
+                ServiceError::Invalid(format!("{}: {EVENT_TIMESTAMP} must be a timestamp string", frame.row_label(i)))
+            })?;
+            Timestamp::parse(text)
+                .map_err(|e| ServiceError::Invalid(format!("{}: {EVENT_TIMESTAMP}: {e}", frame.row_label(i))))
+        })
+        .collect()
 }
 
 /// A request-field cell as a value of `ty`: CSV cells are text, JSON cells

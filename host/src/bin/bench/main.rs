@@ -13,8 +13,10 @@
 //!   batch write latency of the offline store on PostgreSQL.
 //! - `wafer-bench catalog [--hits N] [--misses N]`: the seed features of
 //!   one ticker read in process, online hits against computed on the miss.
+//! - `wafer-bench historical [--feature-rows N] [--entity-rows N] [--entities N] [--json true]`:
+//!   point-in-time training data over HTTP, streamed as CSV.
 //!
-//! `http` and `materialize` run on the embedded stores unless given
+//! `http`, `materialize`, `catalog` and `historical` run on the embedded stores unless given
 //! `--database-url postgres://...` and/or `--online redis://...`; every run
 //! on those gets its own schema and key prefix and removes them at the end
 //! (`backends.rs`).
@@ -23,6 +25,7 @@
 
 mod backends;
 mod catalog;
+mod historical;
 mod http;
 mod materialize;
 mod wasm;
@@ -33,6 +36,7 @@ const USAGE: &str = "usage: wafer-bench http [--connections N] [--seconds N] [--
        wafer-bench materialize [--tickers N] [--days N] [BACKENDS]
        wafer-bench write --database-url postgres://... [--rows N] [--features N] [--iterations N]
        wafer-bench catalog [--hits N] [--misses N] [BACKENDS]
+       wafer-bench historical [--feature-rows N] [--entity-rows N] [--entities N] [--json true] [BACKENDS]
 BACKENDS: [--database-url postgres://...] [--online redis://...] (default: SQLite + in-process)";
 
 #[tokio::main]
@@ -44,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
         Some("materialize") => materialize::run(&args[1..]).await,
         Some("write") => write::run(&args[1..]).await,
         Some("catalog") => catalog::run(&args[1..]).await,
+        Some("historical") => historical::run(&args[1..]).await,
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);
