@@ -131,6 +131,24 @@ pub fn prices_csv(ticker: &str, days: usize, end: Timestamp) -> String {
     out
 }
 
+/// Entity rows for a training set over the demo's history
+/// (`ticker,event_timestamp,label`): every demo stock at every 10th bar
+/// from bar 60 on, an hour after the bar (inside every group's max age),
+/// labelled 1 when the close 20 bars later is higher. The label looks
+/// ahead; the features joined to it must not, which is what point-in-time
+/// retrieval guarantees.
+pub fn training_entities_csv(end: Timestamp) -> String {
+    let mut out = String::from("ticker,event_timestamp,label\n");
+    for ticker in DEMO_TICKERS.iter().filter(|t| **t != BENCHMARK) {
+        let bars = bars(ticker, DEMO_DAYS, end);
+        for i in (60..DEMO_DAYS - 20).step_by(10) {
+            let label = u8::from(bars[i + 20].close > bars[i].close);
+            let _ = writeln!(out, "{ticker},{},{label}", bars[i].ts.plus_secs(3600));
+        }
+    }
+    out
+}
+
 /// One quarterly `fundamentals` row, as ingested (the CSV prints these exact
 /// values).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -253,7 +271,9 @@ pub fn engagement_csv(hcp: &str, end: Timestamp) -> String {
 /// Publishes the bundled transforms, registers the demo definitions,
 /// ingests the demo data and materializes every stored group, failing on
 /// any job error. Idempotent on an empty or demo-only store.
-pub async fn load(wafer: &Wafer) -> anyhow::Result<()> {
+/// Publishes, registers, ingests and materializes everything; returns the
+/// demo's `end`, the time its data ends at.
+pub async fn load(wafer: &Wafer) -> anyhow::Result<Timestamp> {
     for t in bundled::ALL {
         let published = wafer.publish_transform(t.name, t.version, t.bytes).await?;
         wafer.activate_transform(t.name, t.version).await?;
@@ -294,7 +314,7 @@ pub async fn load(wafer: &Wafer) -> anyhow::Result<()> {
             "demo: group materialized"
         );
     }
-    Ok(())
+    Ok(end)
 }
 
 /// The demo's entities, sources and feature groups.

@@ -33,17 +33,33 @@ async fn main() -> anyhow::Result<()> {
             args.stores.apply(&mut config);
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             let app = App::open(config, Arc::new(SystemClock)).await?;
-            demo::load(&app.wafer).await?;
+            let end = demo::load(&app.wafer).await?;
+            let training = args.data_dir.join("training_entities.csv");
+            std::fs::write(&training, demo::training_entities_csv(end))?;
             let addr = listener.local_addr()?;
             println!("wafer demo is serving on http://{addr}. Try:");
             println!(
                 "  curl -s -XPOST {addr}/v1/features/online -H 'content-type: application/json' \
                  -d '{{\"entities\":[{{\"ticker\":\"AAPL\"}}],\"feature_groups\":[\"technical\"]}}'"
             );
+            println!(
+                "  wafer dataset --server http://{addr} --entities {} --out training.csv \
+                 --features technical:rsi_14,risk:volatility_30d,valuation:pe_ratio",
+                training.display()
+            );
             server::serve(app, listener, shutdown_signal()).await
         }
         Command::Transform(TransformCommand::Publish(args)) => wafer_host::cli::publish(args).await,
         Command::Materialize(args) => wafer_host::cli::materialize(args).await,
+        // `error: <reason>` alone, without anyhow's report layout: for a
+        // rejected request the reason is the server's message.
+        Command::Dataset(args) => {
+            if let Err(e) = wafer_host::cli::dataset(args).await {
+                eprintln!("error: {e:#}");
+                std::process::exit(1);
+            }
+            Ok(())
+        }
     }
 }
 

@@ -115,3 +115,125 @@ async fn serving_beyond_loopback_without_tokens_is_refused() {
     assert!(!status.success(), "exited successfully: {output}");
     assert!(output.contains("token"), "no word about tokens: {output}");
 }
+
+/// Registers `profile` (pe_ratio, sector) and `risk` (beta), push groups of
+/// the `ticker` entity, and writes rows at known event times.
+async fn push_profile_and_risk(base: &str) {
+    let client = reqwest::Client::new();
+    send(client.put(format!("{base}/v1/entities/ticker")).json(&json!({"join_keys": ["ticker"]}))).await;
+    let profile = json!({"entity": "ticker", "producer": {"kind": "push"},
+        "features": [{"name": "pe_ratio", "type": "float64"}, {"name": "sector", "type": "string"}]});
+    send(client.put(format!("{base}/v1/feature-groups/profile")).json(&profile)).await;
+    let risk =
+        json!({"entity": "ticker", "producer": {"kind": "push"}, "features": [{"name": "beta", "type": "float64"}]});
+    send(client.put(format!("{base}/v1/feature-groups/risk")).json(&risk)).await;
+    let row = |ticker: &str, at: &str, values: serde_json::Value| json!({"entity": {"ticker": ticker}, "event_timestamp": at, "values": values});
+    let profile_rows = json!({"feature_group": "profile", "rows": [
+        row("AAPL", "2024-01-01T00:00:00Z", json!({"pe_ratio": 10.5, "sector": "tech"})),
+        row("AAPL", "2024-01-03T00:00:00Z", json!({"pe_ratio": 12.25, "sector": "hardware"})),
+        row("MSFT", "2024-01-02T00:00:00Z", json!({"pe_ratio": 30.5, "sector": "software"})),
+    ]});
+    let written = send(client.post(format!("{base}/v1/features/write")).json(&profile_rows)).await;
+    assert_eq!(written["written"], json!(3));
+    let risk_rows = json!({"feature_group": "risk", "rows": [
+        row("AAPL", "2024-01-02T00:00:00Z", json!({"beta": 1.25})),
+        row("MSFT", "2024-01-01T00:00:00Z", json!({"beta": 0.75})),
+    ]});
+    let written = send(client.post(format!("{base}/v1/features/write")).json(&risk_rows)).await;
+    assert_eq!(written["written"], json!(2));
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dataset_writes_point_in_time_values_for_every_entity_row_across_batches() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let server = start_server(&tmp.path().join("data"), &[]).await;
+    push_profile_and_risk(&server.base).await;
+
+    // Five rows, so three batches of at most two: one before any feature
+    // row, one exactly at an event time, a passthrough cell with a comma and
+    // one with a newline (a batch boundary must not split that record).
+    let entities = tmp.path().join("entities.csv");
+    std::fs::write(
+        &entities,
+        "ticker,event_timestamp,label\n\
+         AAPL,2023-12-31T00:00:00Z,before\n\
+         AAPL,2024-01-01T00:00:00Z,exact\n\
+         AAPL,2024-01-02T23:59:59Z,\"two\nlines\"\n\
+         MSFT,2024-01-02T12:00:00Z,\"x, y\"\n\
+         AAPL,2024-01-05T00:00:00Z,later\n",
+    )
+    .expect("writing entities");
+    let out_path = tmp.path().join("training.csv");
+    let out = run(args(&[
+        "dataset",
+        "--features",
+        "profile:pe_ratio,risk:beta,profile:sector",
+        "--entities",
+        entities.to_str().expect("utf-8 path"),
+        "--out",
+        out_path.to_str().expect("utf-8 path"),
+        "--batch-rows",
+        "2",
+        "--server",
+        &server.base,
+    ]))
+    .await;
+    assert!(out.status.success(), "dataset failed: {}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("wrote 5 rows x 3 features to "), "{}", text(&out));
+
+    // Per row the latest event at or before its event_timestamp, per group.
+    let expected = "ticker,event_timestamp,label,profile:pe_ratio,risk:beta,profile:sector\n\
+                    AAPL,2023-12-31T00:00:00Z,before,,,\n\
+                    AAPL,2024-01-01T00:00:00Z,exact,10.5,,tech\n\
+                    AAPL,2024-01-02T23:59:59Z,\"two\nlines\",10.5,1.25,tech\n\
+                    MSFT,2024-01-02T12:00:00Z,\"x, y\",30.5,0.75,software\n\
+                    AAPL,2024-01-05T00:00:00Z,later,12.25,1.25,hardware\n";
+    assert_eq!(std::fs::read_to_string(&out_path).expect("reading the output"), expected);
+    assert!(!tmp.path().join("training.csv.partial").exists(), "a partial file was left behind");
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dataset_with_an_unknown_feature_fails_with_the_servers_reason_and_writes_nothing() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let server = start_server(&tmp.path().join("data"), &[]).await;
+    push_profile_and_risk(&server.base).await;
+    let entities = tmp.path().join("entities.csv");
+    std::fs::write(&entities, "ticker,event_timestamp\nAAPL,2024-01-02T00:00:00Z\n").expect("writing entities");
+    let out_path = tmp.path().join("training.csv");
+    let dataset = |features: &str, out: &std::path::Path| {
+        args(&[
+            "dataset",
+            "--features",
+            features,
+            "--entities",
+            entities.to_str().expect("utf-8 path"),
+            "--out",
+            out.to_str().expect("utf-8 path"),
+            "--server",
+            &server.base,
+        ])
+    };
+
+    let out = run(dataset("profile:pe_ratio,profile:nosuch", &out_path)).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("error: unknown feature profile:nosuch"), "{stderr}");
+    assert!(stderr.contains("profile:sector"), "the alternatives are not named: {stderr}");
+    assert!(!out_path.exists(), "an output file was created");
+    assert!(!tmp.path().join("training.csv.partial").exists(), "a partial file was left behind");
+
+    // Checked before anything is sent: the entities file is never the output.
+    let out = run(dataset("profile:pe_ratio", &entities)).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("would overwrite the entities file"), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(&entities).expect("entities"),
+        "ticker,event_timestamp\nAAPL,2024-01-02T00:00:00Z\n"
+    );
+    drop(server);
+}

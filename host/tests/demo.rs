@@ -182,5 +182,44 @@ async fn the_demo_serves_every_seed_family_fresh_and_as_its_generators_say() {
     let shares = demo::fundamentals("NEWCO", end).last().expect("fundamentals").shares_outstanding;
     assert_close(value(&computed, "valuation:market_cap"), last_close("NEWCO", end) * shares, "NEWCO market_cap");
     assert!((0.5..1.5).contains(&value(&computed, "risk:beta")), "{body}");
+
+    // Training data: `wafer dataset` over the entity rows the demo wrote,
+    // each row's values those of the bar it follows by an hour.
+    let training = tmp.path().join("training.csv");
+    let output = wafer()
+        .args(["dataset", "--server", &server.base, "--features", "technical:sma_20,valuation:market_cap"])
+        .arg("--entities")
+        .arg(tmp.path().join("data/training_entities.csv"))
+        .arg("--out")
+        .arg(&training)
+        .output()
+        .expect("running wafer dataset");
+    assert!(output.status.success(), "wafer dataset: {}", String::from_utf8_lossy(&output.stderr));
+    let text = std::fs::read_to_string(&training).expect("training.csv");
+    let mut lines = text.lines();
+    assert_eq!(lines.next(), Some("ticker,event_timestamp,label,technical:sma_20,valuation:market_cap"));
+    let mut rows = 0;
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        let (ticker, at) = (cells[0], Timestamp::parse(cells[1]).expect("event_timestamp"));
+        let bars = demo::prices_csv(ticker, demo::DEMO_DAYS, end);
+        let closes: Vec<(Timestamp, f64)> = bars
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let c: Vec<&str> = l.split(',').collect();
+                (Timestamp::parse(c[1]).unwrap(), c[5].parse().unwrap())
+            })
+            .collect();
+        let i = closes.iter().position(|(ts, _)| ts.plus_secs(3600) == at).expect("an hour after a bar");
+        let sma_20 = closes[i - 19..=i].iter().map(|(_, c)| c).sum::<f64>() / 20.0;
+        assert_close(cells[3].parse().expect("sma_20"), sma_20, &format!("{ticker} sma_20 at {at}"));
+        let published = demo::fundamentals(ticker, end).into_iter().rfind(|f| f.ts <= closes[i].0);
+        let shares = published.expect("fundamentals published by then").shares_outstanding;
+        assert_close(cells[4].parse().expect("market_cap"), closes[i].1 * shares, &format!("{ticker} market_cap"));
+        assert!(cells[2] == "0" || cells[2] == "1", "the label passes through: {line}");
+        rows += 1;
+    }
+    assert_eq!(rows, demo::training_entities_csv(end).lines().count() - 1);
     drop(server);
 }

@@ -78,6 +78,24 @@ pub fn document() -> Value {
             },
             "/v1/features/write": {"post": op("Write feature rows (offline first, then online)", Some(body("FeatureWrite")), "200", "{\"written\": N}")},
             "/v1/features/online": {"post": op("Online read with per-value status, event time, age and source", Some(body("OnlineRequest")), "200", "OnlineResponse")},
+            "/v1/features/historical": {"post": {
+                "summary": "Point-in-time training data: per entity row and group, the row with the latest event time in [event_timestamp - max_age, event_timestamp] (both inclusive; no max age: unbounded), created last among ties; with created_cutoff, only rows created at or before event_timestamp. Output keeps input order and every input column, then one column per ref (null where nothing was known). Large answers stream; an error after the first rows aborts the transfer.",
+                "parameters": [
+                    {"name": "features", "in": "query", "description": "Comma-separated refs, with a text/csv body", "schema": {"type": "string"}, "example": "technical:sma_20,risk:beta"},
+                    {"name": "created_cutoff", "in": "query", "description": "With a text/csv body", "schema": {"type": "boolean"}},
+                    {"name": "header", "in": "query", "description": "CSV answers: false leaves out the header row", "schema": {"type": "boolean", "default": true}},
+                    {"name": "Accept", "in": "header", "description": "text/csv for a CSV answer; otherwise JSON", "schema": {"type": "string"}}
+                ],
+                "requestBody": {"required": true, "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/HistoricalRequest"}},
+                    "text/csv": {"schema": {"type": "string"}, "example": "ticker,event_timestamp,label\nAAPL,2024-05-01T00:00:00Z,1\n"}}},
+                "responses": {
+                    "200": {"description": "One row per entity row, in input order. Header x-wafer-entity-rows: the row count.",
+                            "content": {
+                                "application/json": {"schema": {"type": "object", "properties": {"rows": {"type": "array", "items": {"type": "object"}}}},
+                                                     "example": {"rows": [{"ticker": "AAPL", "event_timestamp": "2024-05-01T00:00:00Z", "label": 1, "technical:sma_20": 188.7}]}},
+                                "text/csv": {"schema": {"type": "string"}, "example": "ticker,event_timestamp,label,technical:sma_20\nAAPL,2024-05-01T00:00:00Z,1,188.7\n"}}},
+                    "4XX": errors(), "5XX": errors()}}},
             "/v1/transforms": {"get": op("List transforms with versions and call statistics", None, "200", "{\"transforms\": [...]}")},
             "/v1/transforms/{name}": {"parameters": [name_param("name")], "get": op("A transform: versions, active one, sha256, status, call and error counts", None, "200", "Transform")},
             "/v1/transforms/{name}/versions/{version}": {
@@ -124,6 +142,10 @@ pub fn document() -> Value {
                 "feature_groups": {"type": "array", "items": {"type": "string"}}, "request_context": {"type": "object"},
                 "fallback": {"type": "string", "enum": ["compute", "none"]}, "timeout_ms": {"type": "integer"}},
                 "example": {"entities": [{"ticker": "AAPL"}], "features": ["technical:sma_20", "technical:rsi_14"]}},
+            "HistoricalRequest": {"type": "object", "required": ["entity_rows", "features"], "properties": {
+                "entity_rows": {"type": "array", "items": {"type": "object", "description": "Join keys, event_timestamp (RFC 3339, naive = UTC, or a date), any other columns (passed through; request fields of on-demand groups)"}},
+                "features": {"type": "array", "items": {"type": "string"}}, "created_cutoff": {"type": "boolean", "default": false}},
+                "example": {"entity_rows": [{"ticker": "AAPL", "event_timestamp": "2024-05-01T00:00:00Z"}], "features": ["technical:sma_20", "risk:beta"], "created_cutoff": true}},
             "MaterializeRequest": {"type": "object", "required": ["feature_group"], "properties": {"feature_group": {"type": "string"}, "entities": {"type": "array"}, "incremental": {"type": "boolean"}},
                                    "example": {"feature_group": "technical", "entities": ["AAPL"], "incremental": false}},
             "Invoke": {"type": "object", "properties": {"version": {"type": "string"}, "entity": {"type": "string"}, "sources": {"type": "object"}, "related": {"type": "object"}, "features": {"type": "object"}, "request": {"type": "object"}, "params": {"type": "object"}}}

@@ -1,7 +1,7 @@
 //! Client commands: talk to a running server over HTTP and print results.
 
 use super::{MaterializeArgs, PublishArgs};
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -10,16 +10,49 @@ fn client() -> reqwest::Client {
     reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("HTTP client")
 }
 
+/// For answers that stream as long as the data takes: no overall deadline,
+/// but a connection that stalls for minutes fails.
+pub(super) fn streaming_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(300))
+        .build()
+        .expect("HTTP client")
+}
+
+/// The `code` and `message` of an error envelope.
+fn envelope(body: &Value) -> (&str, &str) {
+    (body["error"]["code"].as_str().unwrap_or("?"), body["error"]["message"].as_str().unwrap_or("no message"))
+}
+
 /// Turns an error envelope into a readable error.
 async fn check(resp: reqwest::Response) -> anyhow::Result<Value> {
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
-        let msg = body["error"]["message"].as_str().unwrap_or("no message");
-        let code = body["error"]["code"].as_str().unwrap_or("?");
+        let (code, msg) = envelope(&body);
         bail!("server answered {status} ({code}): {msg}");
     }
     Ok(body)
+}
+
+/// The error of an unsuccessful answer. A 4xx is the request's fault, so
+/// its message alone (with the alternatives the server offers, if any)
+/// says what to fix; anything else names the status and code too.
+pub(super) async fn failure(resp: reqwest::Response) -> anyhow::Error {
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let (code, msg) = envelope(&body);
+    if !status.is_client_error() {
+        return anyhow!("server answered {status} ({code}): {msg}");
+    }
+    match body["error"]["details"]["available"].as_array().filter(|a| !a.is_empty()) {
+        Some(available) => {
+            let names: Vec<&str> = available.iter().filter_map(Value::as_str).collect();
+            anyhow!("{msg} (available: {})", names.join(", "))
+        }
+        None => anyhow!("{msg}"),
+    }
 }
 
 pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 //! talk to a running server over HTTP.
 
 mod client;
+mod dataset;
 
 use crate::config::Config;
 use clap::{Args, Parser, Subcommand};
@@ -28,6 +29,9 @@ pub enum Command {
     Transform(TransformCommand),
     /// Materialize a feature group on a running server, showing progress.
     Materialize(MaterializeArgs),
+    /// Write training data: the point-in-time feature values of a CSV
+    /// file's entity rows, fetched from a running server, as CSV.
+    Dataset(DatasetArgs),
 }
 
 #[derive(Args, Debug)]
@@ -127,6 +131,28 @@ pub struct MaterializeArgs {
     pub server: String,
 }
 
+#[derive(Args, Debug)]
+pub struct DatasetArgs {
+    /// Comma-separated feature refs (`group:feature`), one output column each.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub features: Vec<String>,
+    /// CSV with a header row: the entity's join keys, `event_timestamp` and
+    /// any other columns, which are copied to the output.
+    #[arg(long)]
+    pub entities: PathBuf,
+    /// Written as `<out>.partial` and renamed once every row has arrived.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Leave out feature rows created after an entity row's event_timestamp.
+    #[arg(long)]
+    pub created_cutoff: bool,
+    /// Entity rows per request; the server limits request bodies (64 MiB by default).
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_rows: u64,
+    #[arg(long, env = "WAFER_SERVER", default_value = "http://127.0.0.1:7070")]
+    pub server: String,
+}
+
 impl ServeArgs {
     pub fn into_config(self) -> anyhow::Result<Config> {
         let mut config = Config::new(self.data_dir);
@@ -178,3 +204,4 @@ pub fn parse_tokens(text: &str) -> anyhow::Result<Vec<(String, String)>> {
 }
 
 pub use client::{materialize, publish};
+pub use dataset::dataset;

@@ -55,6 +55,11 @@ const POINTS_PER_LOOKUP: usize = 1_000;
 
 const READER_CONNECTIONS: u32 = 4;
 
+/// Bytes of the database file each reader maps (address space, not
+/// memory); SQLite caps it at its compile-time maximum (2 GiB by default),
+/// and reads past the mapped part as usual.
+const READER_MMAP_BYTES: u64 = 1 << 31;
+
 /// Registry, module store, job history and offline store in one SQLite file.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
@@ -86,10 +91,14 @@ impl SqliteStore {
             .await
             .map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
         MIGRATOR.run(&writer).await.map_err(|e| unavailable(format!("migrating {} failed: {e}", path.display())))?;
+        // Readers map the file instead of copying every page they touch
+        // through read(2): point-in-time lookups seek all over a large
+        // history.
+        let reader_options = options.pragma("mmap_size", READER_MMAP_BYTES.to_string());
         let readers = SqlitePoolOptions::new()
             .max_connections(READER_CONNECTIONS)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options)
+            .connect_with(reader_options)
             .await
             .map_err(|e| unavailable(format!("cannot open {}: {e}", path.display())))?;
         Ok(SqliteStore { writer, readers })

@@ -8,6 +8,10 @@
 //! rows in one CSV request, answered as streamed CSV (and, with `--json`,
 //! once more as JSON), and reports seconds, rows/s and the growth of the
 //! process's peak memory during the request.
+//!
+//! `--scan true` also times the other join strategy's unavoidable part: one
+//! ordered scan of the group's whole history (what a sort-merge in the host
+//! would read before merging), straight through sqlx.
 
 use crate::backends::Backends;
 use rand::rngs::SmallRng;
@@ -24,14 +28,16 @@ const DAY: i64 = 86_400;
 const START: i64 = 1_577_836_800;
 
 pub async fn run(args: &[String]) -> anyhow::Result<()> {
-    let (mut feature_rows, mut entity_rows, mut entities, mut json) = (1_000_000usize, 100_000usize, 1_000usize, false);
-    let usage = "--feature-rows N --entity-rows N --entities N --json true";
+    let (mut feature_rows, mut entity_rows, mut entities) = (1_000_000usize, 100_000usize, 1_000usize);
+    let (mut json, mut scan) = (false, false);
+    let usage = "--feature-rows N --entity-rows N --entities N --json true --scan true";
     let mut backends = Backends::parse_args(args, usage, |flag, value| {
         match flag {
             "--feature-rows" => feature_rows = value.parse()?,
             "--entity-rows" => entity_rows = value.parse()?,
             "--entities" => entities = value.parse()?,
             "--json" => json = value.parse()?,
+            "--scan" => scan = value.parse()?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -42,7 +48,16 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     backends.configure(&mut config);
     config.max_body_bytes = 256 << 20;
     println!("historical bench on {}", backends.describe());
+    let scan_db = match (scan, &backends.database_url) {
+        (false, _) => None,
+        (true, Some(url)) => Some(ScanDb::Postgres(url.clone(), backends.schema())),
+        (true, None) => Some(ScanDb::Sqlite(dir.join("wafer.db"))),
+    };
     let result = measure(config, feature_rows, entity_rows, entities, json).await;
+    let result = match (result, scan_db) {
+        (Ok(()), Some(db)) => full_scan(db).await,
+        (result, _) => result,
+    };
     backends.clean_up().await;
     let _ = std::fs::remove_dir_all(&dir);
     result
@@ -176,6 +191,51 @@ async fn measure(
     }
     server.abort();
     app.wafer.shutdown().await;
+    Ok(())
+}
+
+enum ScanDb {
+    Sqlite(std::path::PathBuf),
+    /// URL and schema.
+    Postgres(String, String),
+}
+
+/// Reads the group's whole history in primary-key order, as a host-side
+/// sort-merge join would have to, and reports how long that alone takes.
+async fn full_scan(db: ScanDb) -> anyhow::Result<()> {
+    use futures_util::TryStreamExt;
+    use sqlx::{Connection, Executor};
+    const SCAN: &str = "SELECT entity_key, event_ts, created_ts, values_json FROM feature_rows \
+                        WHERE group_name = 'bench' ORDER BY entity_key, event_ts, created_ts";
+    // Every row is decoded, as a merge would need it.
+    macro_rules! scan {
+        ($conn:expr) => {{
+            let mut stream = sqlx::query_as::<_, (String, i64, i64, String)>(SCAN).fetch(&mut $conn);
+            let (mut rows, mut bytes) = (0u64, 0usize);
+            while let Some((key, _event, _created, values)) = stream.try_next().await? {
+                bytes += key.len() + values.len() + 16;
+                rows += 1;
+            }
+            (rows, bytes)
+        }};
+    }
+    let t = Instant::now();
+    let (rows, bytes) = match db {
+        ScanDb::Sqlite(path) => {
+            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await?;
+            scan!(conn)
+        }
+        ScanDb::Postgres(url, schema) => {
+            let mut conn = sqlx::PgConnection::connect(&url).await?;
+            conn.execute(format!("SET search_path TO \"{schema}\"").as_str()).await?;
+            scan!(conn)
+        }
+    };
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "ordered full scan of the history (a sort-merge's input): {rows} rows, {:.0} MB in {secs:.2} s",
+        bytes as f64 / 1e6
+    );
     Ok(())
 }
 
