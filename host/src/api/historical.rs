@@ -11,7 +11,7 @@
 
 use super::error::{ApiError, ApiResult};
 use crate::model::Value;
-use crate::model::entity_frame::{EntityFrame, cell_text};
+use crate::model::entity_frame::{Cell, EntityFrame};
 use crate::service::Wafer;
 use crate::service::historical::HistoricalPlan;
 use axum::Router;
@@ -200,7 +200,7 @@ impl Encoder {
                         out.push(b',');
                     }
                     out.push(b'{');
-                    let cells = frame.rows[i].iter().cloned().chain(features.iter().map(Value::to_json));
+                    let cells = frame.cells(i).map(Cell::to_json).chain(features.iter().map(Value::to_json));
                     for (c, (name, cell)) in self.columns.iter().zip(cells).enumerate() {
                         if c > 0 {
                             out.push(b',');
@@ -219,7 +219,7 @@ impl Encoder {
                 let mut record: Vec<String> = Vec::with_capacity(self.columns.len());
                 for (i, features) in rows.zip(values) {
                     record.clear();
-                    record.extend(frame.rows[i].iter().map(|c| cell_text(c).into_owned()));
+                    record.extend(frame.cells(i).map(|c| c.text().into_owned()));
                     record.extend(features.iter().map(Value::to_text));
                     let _ = w.write_record(&record);
                 }

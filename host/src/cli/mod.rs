@@ -146,8 +146,10 @@ pub struct DatasetArgs {
     /// Leave out feature rows created after an entity row's event_timestamp.
     #[arg(long)]
     pub created_cutoff: bool,
-    /// Entity rows per request; the server limits request bodies (64 MiB by default).
-    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Entity rows per request. The server holds a request's rows while it
+    /// streams the answer (about 300 bytes a CSV row) and limits request
+    /// bodies to 64 MiB by default.
+    #[arg(long, default_value_t = 250_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_rows: u64,
     #[arg(long, env = "WAFER_SERVER", default_value = "http://127.0.0.1:7070")]
     pub server: String,

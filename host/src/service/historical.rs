@@ -222,7 +222,7 @@ impl Wafer {
             let values = rows
                 .clone()
                 .map(|i| {
-                    cell_value(&plan.frame.rows[i][*col], field.value_type).map_err(|e| {
+                    plan.frame.cell(i, *col).value(field.value_type).map_err(|e| {
                         ServiceError::Invalid(format!(
                             "{}, column '{}' (request field of '{}'): {e}",
                             plan.frame.row_label(i),
@@ -258,15 +258,12 @@ impl Wafer {
                 })
             })
             .collect::<ServiceResult<Vec<usize>>>()?;
-        frame
-            .rows
-            .iter()
-            .enumerate()
-            .map(|(i, row)| {
+        (0..frame.len())
+            .map(|i| {
                 let parts = cols
                     .iter()
                     .zip(&entity.join_keys)
-                    .map(|(&c, k)| EntityKey::part_from_json(k, &row[c]))
+                    .map(|(&c, k)| frame.cell(i, c).key_part(k))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| ServiceError::Invalid(format!("{}: {e}", frame.row_label(i))))?;
                 Ok(EntityKey::from_parts(&parts))
@@ -284,25 +281,13 @@ fn parse_times(frame: &EntityFrame) -> ServiceResult<Vec<Timestamp>> {
             frame.columns.join(", ")
         ))
     })?;
-    frame
-        .rows
-        .iter()
-        .enumerate()
-        .map(|(i, row)| {
-            let text = row[ts_col].as_str().ok_or_else(|| {
+    (0..frame.len())
+        .map(|i| {
+            let text = frame.cell(i, ts_col).as_str().ok_or_else(|| {
                 ServiceError::Invalid(format!("{}: {EVENT_TIMESTAMP} must be a timestamp string", frame.row_label(i)))
             })?;
             Timestamp::parse(text)
                 .map_err(|e| ServiceError::Invalid(format!("{}: {EVENT_TIMESTAMP}: {e}", frame.row_label(i))))
         })
         .collect()
-}
-
-/// A request-field cell as a value of `ty`: CSV cells are text, JSON cells
-/// are typed (a JSON string is read as text too, so `"1.5"` is a float).
-fn cell_value(cell: &serde_json::Value, ty: ValueType) -> Result<Value, crate::model::value::TypeMismatch> {
-    match cell {
-        serde_json::Value::String(text) if ty != ValueType::String => Value::from_text(text, ty),
-        other => Value::from_json(other, ty),
-    }
 }
