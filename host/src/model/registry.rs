@@ -146,6 +146,12 @@ impl Freshness {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        // 0 would mean "only a row at exactly the read's time" here, where
+        // other feature stores read a TTL of 0 as "no limit": refuse it
+        // rather than let one definition mean two things.
+        if self.max_age_seconds == Some(0) {
+            return Err("freshness.max_age_seconds must be at least 1; leave it out for no limit".into());
+        }
         if let (Some(e), Some(m)) = (self.expected_interval_seconds, self.max_age_seconds)
             && e > m
         {
@@ -313,6 +319,11 @@ mod tests {
         assert_eq!(f.status(t, t.plus_secs(3601)), FreshnessStatus::Stale);
         assert_eq!(f.status(t, t.plus_secs(7201)), FreshnessStatus::Expired);
         assert_eq!(f.online_ttl_seconds(), Some(14_400));
+        assert!(f.validate().is_ok());
+        let zero = Freshness { max_age_seconds: Some(0), ..f.clone() };
+        assert!(zero.validate().unwrap_err().contains("leave it out for no limit"));
+        let inverted = Freshness { expected_interval_seconds: Some(7201), ..f };
+        assert!(inverted.validate().is_err());
     }
 
     #[test]
