@@ -5,6 +5,7 @@
 //! (see `server::check_exposure`).
 
 use super::error::ApiError;
+use crate::model::Actor;
 use axum::extract::{Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
@@ -19,6 +20,14 @@ pub enum Role {
 }
 
 impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Read => "read",
+            Role::Write => "write",
+            Role::Admin => "admin",
+        }
+    }
+
     pub fn parse(text: &str) -> Option<Role> {
         match text {
             "read" => Some(Role::Read),
@@ -71,7 +80,10 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
     })
 }
 
-pub async fn require_token(State(tokens): State<Tokens>, req: Request, next: Next) -> Response {
+/// Checks the bearer token against the route's role and hands the
+/// handlers the [`Actor`] (in the request's extensions) for the audit trail.
+pub async fn require_token(State(tokens): State<Tokens>, mut req: Request, next: Next) -> Response {
+    req.extensions_mut().insert(Actor::anonymous());
     if tokens.0.is_empty() {
         return next.run(req).await;
     }
@@ -84,12 +96,17 @@ pub async fn require_token(State(tokens): State<Tokens>, req: Request, next: Nex
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
-    match presented.map(|t| tokens.role_of(t)) {
-        None | Some(None) => ApiError::new("unauthorized", "missing or invalid bearer token").into_response(),
-        Some(Some(role)) if role < needed => {
+    let found = presented.and_then(|t| Some((tokens.role_of(t)?, t)));
+    match found {
+        None => ApiError::new("unauthorized", "missing or invalid bearer token").into_response(),
+        Some((role, _)) if role < needed => {
             ApiError::new("forbidden", "this token's role may not do that").into_response()
         }
-        Some(Some(_)) => next.run(req).await,
+        Some((role, token)) => {
+            let actor = Actor::token(role.name(), token);
+            req.extensions_mut().insert(actor);
+            next.run(req).await
+        }
     }
 }
 

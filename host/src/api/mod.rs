@@ -2,6 +2,7 @@
 //! `router()`. Handlers parse, call a `service` method and shape the answer;
 //! they hold no logic of their own.
 
+mod audit;
 pub mod auth;
 pub mod error;
 mod features;
@@ -30,6 +31,7 @@ pub fn router(wafer: Wafer, max_body_bytes: usize, tokens: auth::Tokens) -> Rout
         .merge(transforms::router())
         .merge(jobs::router())
         .merge(monitoring::router())
+        .merge(audit::router())
         .merge(openapi::router())
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
         .method_not_allowed_fallback(|| async {

@@ -37,6 +37,46 @@ fn name_param(name: &str) -> Value {
 
 /// The document. Paths use OpenAPI's `{param}` syntax, the same as the router.
 pub fn document() -> Value {
+    let mut doc = base_document();
+    // Added apart: one `json!` of everything exceeds the macro's recursion limit.
+    doc["paths"]["/v1/features/historical"] = historical();
+    doc["paths"]["/v1/audit"] = audit();
+    doc
+}
+
+fn historical() -> Value {
+    json!({"post": {
+                "summary": "Point-in-time training data: per entity row and group, the row with the latest event time in [event_timestamp - max_age, event_timestamp] (both inclusive; no max age: unbounded), created last among ties; with created_cutoff, only rows created at or before event_timestamp. Output keeps input order and every input column, then one column per ref (null where nothing was known). Large answers stream; an error after the first rows aborts the transfer.",
+                "parameters": [
+                    {"name": "features", "in": "query", "description": "Comma-separated refs, with a text/csv body", "schema": {"type": "string"}, "example": "technical:sma_20,risk:beta"},
+                    {"name": "created_cutoff", "in": "query", "description": "With a text/csv body", "schema": {"type": "boolean"}},
+                    {"name": "header", "in": "query", "description": "CSV answers: false leaves out the header row", "schema": {"type": "boolean", "default": true}},
+                    {"name": "Accept", "in": "header", "description": "text/csv for a CSV answer; otherwise JSON", "schema": {"type": "string"}}
+                ],
+                "requestBody": {"required": true, "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/HistoricalRequest"}},
+                    "text/csv": {"schema": {"type": "string"}, "example": "ticker,event_timestamp,label\nAAPL,2024-05-01T00:00:00Z,1\n"}}},
+                "responses": {
+                    "200": {"description": "One row per entity row, in input order. Header x-wafer-entity-rows: the row count.",
+                            "content": {
+                                "application/json": {"schema": {"type": "object", "properties": {"rows": {"type": "array", "items": {"type": "object"}}}},
+                                                     "example": {"rows": [{"ticker": "AAPL", "event_timestamp": "2024-05-01T00:00:00Z", "label": 1, "technical:sma_20": 188.7}]}},
+                                "text/csv": {"schema": {"type": "string"}, "example": "ticker,event_timestamp,label,technical:sma_20\nAAPL,2024-05-01T00:00:00Z,1,188.7\n"}}},
+                    "4XX": errors(), "5XX": errors()}}})
+}
+
+fn audit() -> Value {
+    json!({"get": {"summary": "Registry and plugin changes, newest first (admin): who (token role and id, or anonymous), what, when",
+                                  "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "default": 100, "maximum": 1000}}],
+                                  "responses": {"200": {"description": "Entries, newest first", "content": {"application/json": {
+                                      "schema": {"type": "array", "items": {"type": "object", "required": ["at", "actor", "action", "target", "details"], "properties": {
+                                          "at": {"type": "string", "format": "date-time"}, "actor": {"type": "string"}, "action": {"type": "string"}, "target": {"type": "string"}, "details": {"type": "object"}}}},
+                                      "example": [{"at": "2026-11-21T12:00:00Z", "actor": "admin:1a2b3c4d", "action": "transform.activate", "target": "indicators",
+                                                   "details": {"status": "active", "active_version": "1.1.0", "previous_version": "1.0.0"}}]}}},
+                                                "4XX": errors(), "5XX": errors()}}})
+}
+
+fn base_document() -> Value {
     json!({
         "openapi": "3.1.0",
         "info": {"title": "wafer", "version": env!("CARGO_PKG_VERSION"),
@@ -78,24 +118,6 @@ pub fn document() -> Value {
             },
             "/v1/features/write": {"post": op("Write feature rows (offline first, then online)", Some(body("FeatureWrite")), "200", "{\"written\": N}")},
             "/v1/features/online": {"post": op("Online read with per-value status, event time, age and source", Some(body("OnlineRequest")), "200", "OnlineResponse")},
-            "/v1/features/historical": {"post": {
-                "summary": "Point-in-time training data: per entity row and group, the row with the latest event time in [event_timestamp - max_age, event_timestamp] (both inclusive; no max age: unbounded), created last among ties; with created_cutoff, only rows created at or before event_timestamp. Output keeps input order and every input column, then one column per ref (null where nothing was known). Large answers stream; an error after the first rows aborts the transfer.",
-                "parameters": [
-                    {"name": "features", "in": "query", "description": "Comma-separated refs, with a text/csv body", "schema": {"type": "string"}, "example": "technical:sma_20,risk:beta"},
-                    {"name": "created_cutoff", "in": "query", "description": "With a text/csv body", "schema": {"type": "boolean"}},
-                    {"name": "header", "in": "query", "description": "CSV answers: false leaves out the header row", "schema": {"type": "boolean", "default": true}},
-                    {"name": "Accept", "in": "header", "description": "text/csv for a CSV answer; otherwise JSON", "schema": {"type": "string"}}
-                ],
-                "requestBody": {"required": true, "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/HistoricalRequest"}},
-                    "text/csv": {"schema": {"type": "string"}, "example": "ticker,event_timestamp,label\nAAPL,2024-05-01T00:00:00Z,1\n"}}},
-                "responses": {
-                    "200": {"description": "One row per entity row, in input order. Header x-wafer-entity-rows: the row count.",
-                            "content": {
-                                "application/json": {"schema": {"type": "object", "properties": {"rows": {"type": "array", "items": {"type": "object"}}}},
-                                                     "example": {"rows": [{"ticker": "AAPL", "event_timestamp": "2024-05-01T00:00:00Z", "label": 1, "technical:sma_20": 188.7}]}},
-                                "text/csv": {"schema": {"type": "string"}, "example": "ticker,event_timestamp,label,technical:sma_20\nAAPL,2024-05-01T00:00:00Z,1,188.7\n"}}},
-                    "4XX": errors(), "5XX": errors()}}},
             "/v1/transforms": {"get": op("List transforms with versions and call statistics", None, "200", "{\"transforms\": [...]}")},
             "/v1/transforms/{name}": {"parameters": [name_param("name")], "get": op("A transform: versions, active one, sha256, status, call and error counts", None, "200", "Transform")},
             "/v1/transforms/{name}/versions/{version}": {

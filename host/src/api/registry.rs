@@ -1,10 +1,10 @@
 //! Registry resources: entities, sources, feature groups.
 
 use super::error::{ApiResult, Json};
-use crate::model::{Entity, FeatureGroup, Source};
+use crate::model::{Actor, Entity, FeatureGroup, Source};
 use crate::service::Wafer;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use serde_json::{Value, json};
@@ -21,10 +21,13 @@ pub fn router() -> Router<Wafer> {
 
 async fn put_entity(
     State(w): State<Wafer>,
+    Extension(actor): Extension<Actor>,
     Path(name): Path<String>,
     Json(e): Json<Entity>,
 ) -> ApiResult<Json<Entity>> {
-    Ok(Json((*w.put_entity(&name, e).await?).clone()))
+    let stored = (*w.put_entity(&name, e).await?).clone();
+    w.record_change(&actor, "entity.put", &name, json!({"definition": stored})).await;
+    Ok(Json(stored))
 }
 
 async fn get_entity(State(w): State<Wafer>, Path(name): Path<String>) -> ApiResult<Json<Entity>> {
@@ -35,17 +38,25 @@ async fn list_entities(State(w): State<Wafer>) -> Json<Value> {
     Json(json!({"entities": w.list_entities()}))
 }
 
-async fn delete_entity(State(w): State<Wafer>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_entity(
+    State(w): State<Wafer>,
+    Extension(actor): Extension<Actor>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     w.delete_entity(&name).await?;
+    w.record_change(&actor, "entity.delete", &name, json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn put_source(
     State(w): State<Wafer>,
+    Extension(actor): Extension<Actor>,
     Path(name): Path<String>,
     Json(s): Json<Source>,
 ) -> ApiResult<Json<Source>> {
-    Ok(Json((*w.put_source(&name, s).await?).clone()))
+    let stored = (*w.put_source(&name, s).await?).clone();
+    w.record_change(&actor, "source.put", &name, json!({"definition": stored})).await;
+    Ok(Json(stored))
 }
 
 async fn get_source(State(w): State<Wafer>, Path(name): Path<String>) -> ApiResult<Json<Source>> {
@@ -56,17 +67,25 @@ async fn list_sources(State(w): State<Wafer>) -> Json<Value> {
     Json(json!({"sources": w.list_sources()}))
 }
 
-async fn delete_source(State(w): State<Wafer>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_source(
+    State(w): State<Wafer>,
+    Extension(actor): Extension<Actor>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     w.delete_source(&name).await?;
+    w.record_change(&actor, "source.delete", &name, json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn put_group(
     State(w): State<Wafer>,
+    Extension(actor): Extension<Actor>,
     Path(name): Path<String>,
     Json(g): Json<FeatureGroup>,
 ) -> ApiResult<Json<FeatureGroup>> {
-    Ok(Json((*w.put_feature_group(&name, g).await?).clone()))
+    let stored = (*w.put_feature_group(&name, g).await?).clone();
+    w.record_change(&actor, "feature_group.put", &name, json!({"definition": stored})).await;
+    Ok(Json(stored))
 }
 
 async fn get_group(State(w): State<Wafer>, Path(name): Path<String>) -> ApiResult<Json<FeatureGroup>> {
@@ -77,7 +96,12 @@ async fn list_groups(State(w): State<Wafer>) -> Json<Value> {
     Json(json!({"feature_groups": w.list_feature_groups()}))
 }
 
-async fn delete_group(State(w): State<Wafer>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_group(
+    State(w): State<Wafer>,
+    Extension(actor): Extension<Actor>,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
     w.delete_feature_group(&name).await?;
+    w.record_change(&actor, "feature_group.delete", &name, json!({})).await;
     Ok(StatusCode::NO_CONTENT)
 }

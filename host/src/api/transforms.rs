@@ -3,13 +3,13 @@
 
 use super::error::{ApiError, ApiResult, Json};
 use crate::model::{
-    BatchInput, Column, NamedTable, OnDemandInput, Table, Timestamp, TransformKind, TransformSummary, TransformVersion,
-    Value, ValueType,
+    Actor, BatchInput, Column, NamedTable, OnDemandInput, Table, Timestamp, TransformKind, TransformSummary,
+    TransformVersion, Value, ValueType,
 };
 use crate::service::Wafer;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post, put};
 use serde::Deserialize;
@@ -30,6 +30,7 @@ pub fn router() -> Router<Wafer> {
 /// 201 for a new version, 200 when the same bytes were already published.
 async fn publish(
     State(w): State<Wafer>,
+    Extension(actor): Extension<Actor>,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
@@ -43,6 +44,11 @@ async fn publish(
     }
     let published = w.publish_transform(&name, &version, &body).await?;
     let status = if published.created { StatusCode::CREATED } else { StatusCode::OK };
+    if published.created {
+        let v = &published.version;
+        let details = json!({"sha256": v.sha256, "size_bytes": v.size_bytes, "kind": v.descriptor.kind});
+        w.record_change(&actor, "transform.publish", &format!("{name}@{version}"), details).await;
+    }
     Ok((status, Json(version_json(&published.version))))
 }
 
@@ -106,19 +112,40 @@ struct ActivateBody {
     version: String,
 }
 
-async fn activate(State(w): State<Wafer>, Path(name): Path<String>, Json(b): Json<ActivateBody>) -> ApiResult<Json<J>> {
+async fn activate(
+    State(w): State<Wafer>,
+    Extension(actor): Extension<Actor>,
+    Path(name): Path<String>,
+    Json(b): Json<ActivateBody>,
+) -> ApiResult<Json<J>> {
     let t = w.activate_transform(&name, &b.version).await?;
+    w.record_change(&actor, "transform.activate", &name, lifecycle_details(&t)).await;
     Ok(Json(summary_json(&w, &t)))
 }
 
-async fn disable(State(w): State<Wafer>, Path(name): Path<String>) -> ApiResult<Json<J>> {
+async fn disable(
+    State(w): State<Wafer>,
+    Extension(actor): Extension<Actor>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<J>> {
     let t = w.disable_transform(&name).await?;
+    w.record_change(&actor, "transform.disable", &name, lifecycle_details(&t)).await;
     Ok(Json(summary_json(&w, &t)))
 }
 
-async fn rollback(State(w): State<Wafer>, Path(name): Path<String>) -> ApiResult<Json<J>> {
+async fn rollback(
+    State(w): State<Wafer>,
+    Extension(actor): Extension<Actor>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<J>> {
     let t = w.rollback_transform(&name).await?;
+    w.record_change(&actor, "transform.rollback", &name, lifecycle_details(&t)).await;
     Ok(Json(summary_json(&w, &t)))
+}
+
+/// The lifecycle after a change: the audit entry's details.
+fn lifecycle_details(t: &TransformSummary) -> J {
+    json!({"status": t.status, "active_version": t.active_version, "previous_version": t.previous_version})
 }
 
 /// A dry run on inline input. Batch: `{"entity", "sources": {name:

@@ -1,6 +1,7 @@
 //! The vocabulary every other module speaks: registry objects, values,
 //! timestamps, entity keys, columnar tables and jobs. Plain data, no I/O.
 
+pub mod audit;
 pub mod entity_frame;
 pub mod entity_key;
 pub mod feature_ref;
@@ -12,6 +13,7 @@ pub mod time;
 pub mod transform;
 pub mod value;
 
+pub use audit::{Actor, AuditEntry};
 pub use entity_key::EntityKey;
 pub use feature_ref::FeatureRef;
 pub use job::{Job, JobState, JobTask, LeasedTask, TaskOutcome};

@@ -15,9 +15,11 @@
 //! - `worker.rs`: this host's share of the jobs: leasing, running and
 //!   committing job tasks.
 //! - `schedule.rs`: groups that materialize by themselves on a schedule.
+//! - `audit.rs`: the trail of registry and plugin changes.
 //! - `cluster.rs`: settings for several hosts on one store, and keeping
 //!   this host's registry caches in step with the others.
 
+pub mod audit;
 pub mod cluster;
 pub mod error;
 pub mod historical;

@@ -383,3 +383,22 @@ pub async fn as_of_lookups_match_a_brute_force_reference(store: &dyn OfflineStor
         }
     }
 }
+
+/// The audit trail lists entries newest first, as appended, up to a limit.
+pub async fn audit_entries_are_listed_newest_first(store: &dyn Registry) {
+    assert!(store.list_audit(10).await.unwrap().is_empty());
+    let entry = |n: i64, action: &str| crate::model::AuditEntry {
+        at: Timestamp::from_secs(n),
+        actor: "admin:0123abcd".into(),
+        action: action.into(),
+        target: format!("t{n}"),
+        details: serde_json::json!({"n": n, "nested": {"version": "1.0.0"}}),
+    };
+    // The same time twice: the order appended still decides.
+    for (n, action) in [(1, "entity.put"), (2, "feature_group.put"), (2, "transform.activate")] {
+        store.append_audit(&entry(n, action)).await.unwrap();
+    }
+    let listed = store.list_audit(10).await.unwrap();
+    assert_eq!(listed, vec![entry(2, "transform.activate"), entry(2, "feature_group.put"), entry(1, "entity.put")]);
+    assert_eq!(store.list_audit(1).await.unwrap(), vec![entry(2, "transform.activate")]);
+}

@@ -23,8 +23,8 @@ pub mod sqlite;
 mod stored;
 
 use crate::model::{
-    Entity, EntityKey, FeatureGroup, FeatureRow, FeatureStatistics, FreshnessCounts, Job, JobTask, LeasedTask, Source,
-    SourceRow, TaskOutcome, Timestamp, TransformSummary, TransformVersion,
+    AuditEntry, Entity, EntityKey, FeatureGroup, FeatureRow, FeatureStatistics, FreshnessCounts, Job, JobTask,
+    LeasedTask, Source, SourceRow, TaskOutcome, Timestamp, TransformSummary, TransformVersion,
 };
 use async_trait::async_trait;
 use std::time::Duration;
@@ -169,6 +169,11 @@ pub trait Registry: Send + Sync {
     /// registered with its first run at `next` (one interval on). Of several
     /// hosts claiming the same run, exactly one gets `true`.
     async fn claim_schedule(&self, group: &str, now: Timestamp, next: Timestamp) -> StoreResult<bool>;
+
+    /// Appends one entry to the audit trail.
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()>;
+    /// The newest `limit` entries, newest first.
+    async fn list_audit(&self, limit: u32) -> StoreResult<Vec<AuditEntry>>;
 
     /// Announcements of registry writes made by any host sharing this
     /// store. `None` when the store serves one host only (SQLite), where

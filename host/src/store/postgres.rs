@@ -19,15 +19,15 @@
 //! so tests, or several deployments, share one database without meeting.
 
 use super::sql::{
-    CLAIM_SCHEDULE_SQL, FRESHNESS_SQL, LeasedRow, Named, REGISTER_SCHEDULE_SQL, TransformRow, VersionRow,
+    AuditRow, CLAIM_SCHEDULE_SQL, FRESHNESS_SQL, LeasedRow, Named, REGISTER_SCHEDULE_SQL, TransformRow, VersionRow,
     freshness_counts, from_spec, job_from_spec, job_spec, job_state_name, spec_json, task_columns, values_from_json,
     values_json,
 };
 use super::{AsOfRules, OfflineStore, Registry, RegistryChange, SourceRange, StoreError, StoreResult, VersionInsert};
 use crate::clock::{Clock, SystemClock};
 use crate::model::{
-    Entity, EntityKey, FeatureGroup, FeatureRow, FeatureStatistics, FreshnessCounts, Job, JobTask, LeasedTask, Source,
-    SourceRow, TaskOutcome, Timestamp, TransformSummary, TransformVersion,
+    AuditEntry, Entity, EntityKey, FeatureGroup, FeatureRow, FeatureStatistics, FreshnessCounts, Job, JobTask,
+    LeasedTask, Source, SourceRow, TaskOutcome, Timestamp, TransformSummary, TransformVersion,
 };
 use async_trait::async_trait;
 use serde::Serialize;
@@ -570,6 +570,29 @@ impl Registry for PostgresStore {
 
     async fn changes(&self) -> StoreResult<Option<mpsc::Receiver<RegistryChange>>> {
         Ok(Some(super::pg_listen::spawn(self.pool.clone(), self.schema.clone()).await?))
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        sqlx::query("INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5)")
+            .bind(entry.at.0)
+            .bind(&entry.actor)
+            .bind(&entry.action)
+            .bind(&entry.target)
+            .bind(entry.details.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        let rows: Vec<AuditRow> =
+            sqlx::query_as("SELECT at, actor, action, target, details FROM audit_log ORDER BY id DESC LIMIT $1")
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+        rows.into_iter().map(AuditRow::into_entry).collect()
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -1309,6 +1332,12 @@ mod tests {
     async fn as_of_lookups_match_a_brute_force_reference() {
         let Some(db) = store().await else { return };
         crate::store::conformance::as_of_lookups_match_a_brute_force_reference(&db.store).await;
+    }
+
+    #[tokio::test]
+    async fn audit_entries_are_listed_newest_first() {
+        let Some(db) = store().await else { return };
+        crate::store::conformance::audit_entries_are_listed_newest_first(&db.store).await;
     }
 
     #[tokio::test]

@@ -5,8 +5,8 @@
 use super::stored;
 use super::{StoreError, StoreResult};
 use crate::model::{
-    Descriptor, Entity, EntityKey, FeatureGroup, FreshnessCounts, Job, JobState, JobTask, LeasedTask, Source,
-    Timestamp, TransformSummary, TransformVersion, Value,
+    AuditEntry, Descriptor, Entity, EntityKey, FeatureGroup, FreshnessCounts, Job, JobState, JobTask, LeasedTask,
+    Source, Timestamp, TransformSummary, TransformVersion, Value,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -218,3 +218,20 @@ pub(super) const REGISTER_SCHEDULE_SQL: &str =
 /// placeholders (see [`sqlite_placeholders`]).
 pub(super) const CLAIM_SCHEDULE_SQL: &str = "UPDATE schedules SET next_run_at = $3 \
      WHERE feature_group = $1 AND next_run_at <= $2 RETURNING feature_group";
+
+#[derive(sqlx::FromRow)]
+pub(super) struct AuditRow {
+    at: i64,
+    actor: String,
+    action: String,
+    target: String,
+    details: String,
+}
+
+impl AuditRow {
+    pub(super) fn into_entry(self) -> StoreResult<AuditEntry> {
+        let details = serde_json::from_str(&self.details)
+            .map_err(|e| StoreError::Corrupt(format!("audit entry details are not JSON: {e}")))?;
+        Ok(AuditEntry { at: Timestamp(self.at), actor: self.actor, action: self.action, target: self.target, details })
+    }
+}

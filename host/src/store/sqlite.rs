@@ -15,15 +15,15 @@
 //! parameters make binding quadratic (measured: 75% of write time).
 
 use super::sql::{
-    CLAIM_SCHEDULE_SQL, FRESHNESS_SQL, LeasedRow, Named, REGISTER_SCHEDULE_SQL, TransformRow, VersionRow,
+    AuditRow, CLAIM_SCHEDULE_SQL, FRESHNESS_SQL, LeasedRow, Named, REGISTER_SCHEDULE_SQL, TransformRow, VersionRow,
     freshness_counts, from_spec, interpolate, job_from_spec, job_spec, job_state_name, json_path, percentile_ranks,
     spec_json, sqlite_placeholders, task_columns, values_from_json, values_json,
 };
 use super::{AsOfRules, OfflineStore, Registry, SourceRange, StoreError, StoreResult, VersionInsert};
 use crate::clock::{Clock, SystemClock};
 use crate::model::{
-    Entity, EntityKey, FeatureGroup, FeatureRow, FeatureStatistics, FreshnessCounts, Job, JobTask, LeasedTask, Source,
-    SourceRow, TaskOutcome, Timestamp, TransformSummary, TransformVersion,
+    AuditEntry, Entity, EntityKey, FeatureGroup, FeatureRow, FeatureStatistics, FreshnessCounts, Job, JobTask,
+    LeasedTask, Source, SourceRow, TaskOutcome, Timestamp, TransformSummary, TransformVersion,
 };
 use async_trait::async_trait;
 use serde::Serialize;
@@ -539,6 +539,29 @@ impl Registry for SqliteStore {
             .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(Some(job))
+    }
+
+    async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
+        sqlx::query("INSERT INTO audit_log (at, actor, action, target, details) VALUES (?1, ?2, ?3, ?4, ?5)")
+            .bind(entry.at.0)
+            .bind(&entry.actor)
+            .bind(&entry.action)
+            .bind(&entry.target)
+            .bind(entry.details.to_string())
+            .execute(&self.writer)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, limit: u32) -> StoreResult<Vec<AuditEntry>> {
+        let rows: Vec<AuditRow> =
+            sqlx::query_as("SELECT at, actor, action, target, details FROM audit_log ORDER BY id DESC LIMIT ?1")
+                .bind(i64::from(limit))
+                .fetch_all(&self.readers)
+                .await
+                .map_err(db_err)?;
+        rows.into_iter().map(AuditRow::into_entry).collect()
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -1248,6 +1271,12 @@ mod tests {
     async fn as_of_lookups_match_a_brute_force_reference() {
         let (_dir, store) = store().await;
         crate::store::conformance::as_of_lookups_match_a_brute_force_reference(&store).await;
+    }
+
+    #[tokio::test]
+    async fn audit_entries_are_listed_newest_first() {
+        let (_dir, store) = store().await;
+        crate::store::conformance::audit_entries_are_listed_newest_first(&store).await;
     }
 
     #[tokio::test]
