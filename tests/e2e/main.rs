@@ -8,6 +8,7 @@ mod errors;
 mod faults;
 mod flow;
 mod historical;
+mod lifecycle;
 mod openapi;
 mod sandbox;
 mod serving;

@@ -123,6 +123,7 @@ fn base_document() -> Value {
             "/v1/transforms/{name}/versions/{version}": {
                 "parameters": [name_param("name"), name_param("version")],
                 "get": op("A published version and its descriptor", None, "200", "Version"),
+                "delete": {"summary": "Delete a version (409 while a feature group pins it, or it is the active version or the rollback target)", "responses": {"204": {"description": "Deleted"}, "4XX": errors(), "5XX": errors()}},
                 "put": {"summary": "Publish a version (component bytes). 201 new, 200 same bytes again, 409 different bytes, 400 invalid",
                         "requestBody": {"required": true, "content": {"application/wasm": {"schema": {"type": "string", "format": "binary"}}}},
                         "responses": {"201": ok("Published version"), "200": ok("Already published with the same bytes"), "4XX": errors(), "5XX": errors()}}

@@ -20,7 +20,7 @@ pub fn router() -> Router<Wafer> {
     Router::new()
         .route("/v1/transforms", get(list))
         .route("/v1/transforms/{name}", get(get_one))
-        .route("/v1/transforms/{name}/versions/{version}", put(publish).get(get_version))
+        .route("/v1/transforms/{name}/versions/{version}", put(publish).get(get_version).delete(delete_version))
         .route("/v1/transforms/{name}/activate", post(activate))
         .route("/v1/transforms/{name}/disable", post(disable))
         .route("/v1/transforms/{name}/rollback", post(rollback))
@@ -104,6 +104,17 @@ async fn get_one(State(w): State<Wafer>, Path(name): Path<String>) -> ApiResult<
 async fn get_version(State(w): State<Wafer>, Path((name, version)): Path<(String, String)>) -> ApiResult<Json<J>> {
     let v = w.resolve_version(&name, Some(&version)).await?;
     Ok(Json(version_json(&v)))
+}
+
+/// 204; 409 while pinned by a group, active, or the rollback target.
+async fn delete_version(
+    State(w): State<Wafer>,
+    Extension(actor): Extension<Actor>,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    w.delete_transform_version(&name, &version).await?;
+    w.record_change(&actor, "transform.delete_version", &format!("{name}@{version}"), json!({})).await;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]

@@ -7,7 +7,7 @@ use crate::model::registry::validate_name;
 use crate::model::transform::validate_version;
 use crate::model::{BatchInput, OnDemandInput, Table, TransformSummary, TransformVersion};
 use crate::runtime::{CallStats, ModuleId};
-use crate::store::VersionInsert;
+use crate::store::{VersionDelete, VersionInsert};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -77,6 +77,36 @@ impl Wafer {
             ServiceError::Conflict(format!("transform '{name}' has no previously active version to roll back to"))
         })?;
         self.activate_transform(name, &previous).await
+    }
+
+    /// Deletes a published version: refused (409) while a feature group pins
+    /// it or while it is the active version or the rollback target. Its
+    /// module bytes go too unless another version publishes the same ones.
+    pub async fn delete_transform_version(&self, name: &str, version: &str) -> ServiceResult<()> {
+        let pinned_by: Vec<String> = self
+            .list_feature_groups()
+            .iter()
+            .filter(|g| g.producer.transform() == Some((name, Some(version))))
+            .map(|g| g.name.clone())
+            .collect();
+        if !pinned_by.is_empty() {
+            return Err(ServiceError::Conflict(format!(
+                "{name}@{version} is pinned by feature group(s) {}; pin another version there first",
+                pinned_by.join(", ")
+            )));
+        }
+        let outcome = self.registry().delete_transform_version(name, version).await?;
+        self.forget_transform(name);
+        match outcome {
+            VersionDelete::Deleted => {
+                tracing::info!(transform = name, version, "deleted transform version");
+                Ok(())
+            }
+            VersionDelete::NotFound => Err(ServiceError::not_found("transform version", format!("{name}@{version}"))),
+            VersionDelete::InUse(what) => Err(ServiceError::Conflict(format!(
+                "{name}@{version} is {what}; activate another version (or disable the transform) first"
+            ))),
+        }
     }
 
     pub async fn transform(&self, name: &str) -> ServiceResult<TransformSummary> {

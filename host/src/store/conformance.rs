@@ -7,7 +7,10 @@
 //! - Freshness counts and feature statistics, against hand-computed values.
 
 use super::{AsOfRules, OfflineStore, Registry};
-use crate::model::{EntityKey, FeatureRow, Job, JobState, JobTask, SourceRow, TaskOutcome, Timestamp, Value};
+use crate::model::{
+    Descriptor, EntityKey, FeatureRow, FieldSpec, Job, JobState, JobTask, SourceRow, TaskOutcome, Timestamp,
+    TransformKind, TransformVersion, Value, ValueType,
+};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -401,4 +404,61 @@ pub async fn audit_entries_are_listed_newest_first(store: &dyn Registry) {
     let listed = store.list_audit(10).await.unwrap();
     assert_eq!(listed, vec![entry(2, "transform.activate"), entry(2, "feature_group.put"), entry(1, "entity.put")]);
     assert_eq!(store.list_audit(1).await.unwrap(), vec![entry(2, "transform.activate")]);
+}
+
+/// A batch transform version over `bytes` (its sha256 is theirs).
+pub fn version(name: &str, version: &str, bytes: &[u8], created: i64) -> TransformVersion {
+    TransformVersion {
+        name: name.into(),
+        version: version.into(),
+        sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes)),
+        size_bytes: bytes.len() as u64,
+        descriptor: Descriptor {
+            kind: TransformKind::Batch,
+            inputs: vec![FieldSpec {
+                name: "close".into(),
+                value_type: ValueType::Float64,
+                description: String::new(),
+            }],
+            request_fields: vec![],
+            outputs: vec![FieldSpec {
+                name: "sma_20".into(),
+                value_type: ValueType::Float64,
+                description: String::new(),
+            }],
+            params: vec![],
+            min_history: 20,
+            related: vec![],
+            description: "moving averages".into(),
+        },
+        created_at: Timestamp::from_secs(created),
+    }
+}
+
+/// A version is deleted unless it is active or the rollback target; its
+/// module goes with it only when no other version shares the bytes.
+pub async fn versions_are_deleted_unless_in_use(store: &dyn Registry) {
+    use super::VersionDelete;
+    let (a, b, c) = (b"module a".as_slice(), b"module b".as_slice(), b"module c".as_slice());
+    let sha = |bytes: &[u8]| version("t", "0.0.0", bytes, 0).sha256;
+    for (v, bytes) in [("1.0.0", a), ("2.0.0", b), ("3.0.0", b), ("4.0.0", c)] {
+        store.insert_transform_version(&version("t", v, bytes, 1), bytes).await.unwrap();
+    }
+    store.set_active_version("t", Some("1.0.0")).await.unwrap();
+    store.set_active_version("t", Some("2.0.0")).await.unwrap();
+    assert!(matches!(store.delete_transform_version("t", "2.0.0").await.unwrap(), VersionDelete::InUse(_)));
+    assert!(matches!(store.delete_transform_version("t", "1.0.0").await.unwrap(), VersionDelete::InUse(_)));
+    assert_eq!(store.delete_transform_version("t", "3.0.0").await.unwrap(), VersionDelete::Deleted);
+    assert!(store.get_module(&sha(b)).await.unwrap().is_some(), "2.0.0 still publishes these bytes");
+    assert_eq!(store.get_transform_version("t", "3.0.0").await.unwrap(), None);
+
+    store.set_active_version("t", Some("4.0.0")).await.unwrap(); // previous: 2.0.0
+    assert_eq!(store.delete_transform_version("t", "1.0.0").await.unwrap(), VersionDelete::Deleted);
+    assert_eq!(store.get_module(&sha(a)).await.unwrap(), None, "no version publishes these bytes any more");
+    assert_eq!(store.delete_transform_version("t", "1.0.0").await.unwrap(), VersionDelete::NotFound);
+    assert_eq!(store.delete_transform_version("nope", "1.0.0").await.unwrap(), VersionDelete::NotFound);
+    let t = store.get_transform("t").await.unwrap().unwrap();
+    let left: Vec<&str> = t.versions.iter().map(|v| v.version.as_str()).collect();
+    assert_eq!(left, ["2.0.0", "4.0.0"]);
+    assert_eq!((t.active_version.as_deref(), t.previous_version.as_deref()), (Some("4.0.0"), Some("2.0.0")));
 }

@@ -56,6 +56,16 @@ pub enum VersionInsert {
     AlreadyExists,
 }
 
+/// Outcome of deleting a transform version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionDelete {
+    /// Deleted, and its module bytes too when no other version shares them.
+    Deleted,
+    NotFound,
+    /// The version is the active one or the rollback target; nothing changed.
+    InUse(&'static str),
+}
+
 /// A registry write announced by the store, possibly made by another host
 /// sharing it. Hosts refresh what they cache of the named object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +140,10 @@ pub trait Registry: Send + Sync {
     /// Same name+version with a different sha256 -> `StoreError::Conflict`.
     async fn insert_transform_version(&self, version: &TransformVersion, module: &[u8]) -> StoreResult<VersionInsert>;
     async fn get_transform_version(&self, name: &str, version: &str) -> StoreResult<Option<TransformVersion>>;
+    /// Deletes a version unless it is the transform's active or previous
+    /// (rollback) version, checked in the same transaction as activations
+    /// are, so a concurrent activation cannot point at a deleted version.
+    async fn delete_transform_version(&self, name: &str, version: &str) -> StoreResult<VersionDelete>;
     async fn get_module(&self, sha256: &str) -> StoreResult<Option<Vec<u8>>>;
     async fn get_transform(&self, name: &str) -> StoreResult<Option<TransformSummary>>;
     async fn list_transforms(&self) -> StoreResult<Vec<TransformSummary>>;

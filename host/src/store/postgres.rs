@@ -23,7 +23,10 @@ use super::sql::{
     freshness_counts, from_spec, job_from_spec, job_spec, job_state_name, spec_json, task_columns, values_from_json,
     values_json,
 };
-use super::{AsOfRules, OfflineStore, Registry, RegistryChange, SourceRange, StoreError, StoreResult, VersionInsert};
+use super::{
+    AsOfRules, OfflineStore, Registry, RegistryChange, SourceRange, StoreError, StoreResult, VersionDelete,
+    VersionInsert,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::model::{
     AuditEntry, Entity, EntityKey, FeatureGroup, FeatureRow, FeatureStatistics, FreshnessCounts, Job, JobTask,
@@ -339,6 +342,45 @@ impl Registry for PostgresStore {
     /// replaces the rollback target; disabling keeps the disabled version as
     /// the rollback target; unknown transforms or versions are a `Conflict`.
     /// The row is locked while it is read, so concurrent switches serialize.
+    async fn delete_transform_version(&self, name: &str, version: &str) -> StoreResult<VersionDelete> {
+        let mut tx = self.begin().await?;
+        let lifecycle: Option<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT active_version, previous_version FROM transforms WHERE name = $1 FOR UPDATE")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let Some((active, previous)) = lifecycle else {
+            return Ok(VersionDelete::NotFound);
+        };
+        if active.as_deref() == Some(version) {
+            return Ok(VersionDelete::InUse("the active version"));
+        }
+        if previous.as_deref() == Some(version) {
+            return Ok(VersionDelete::InUse("the rollback target (previously active version)"));
+        }
+        let sha256: Option<String> =
+            sqlx::query_scalar("DELETE FROM transform_versions WHERE name = $1 AND version = $2 RETURNING sha256")
+                .bind(name)
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let Some(sha256) = sha256 else {
+            return Ok(VersionDelete::NotFound);
+        };
+        sqlx::query(
+            "DELETE FROM modules WHERE sha256 = $1 \
+             AND NOT EXISTS (SELECT 1 FROM transform_versions WHERE sha256 = $1)",
+        )
+        .bind(&sha256)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(VersionDelete::Deleted)
+    }
+
     async fn set_active_version(&self, name: &str, version: Option<&str>) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let current: Option<(Option<String>, Option<String>)> =
@@ -976,10 +1018,7 @@ const DB_NOW: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{
-        Descriptor, FeatureSpec, FieldSpec, Freshness, JobState, Producer, SourceField, TransformKind, Value, ValueType,
-    };
-    use sha2::Digest;
+    use crate::model::{FeatureSpec, Freshness, JobState, Producer, SourceField, Value, ValueType};
     use sqlx::{Connection, Executor};
     use std::collections::BTreeMap;
 
@@ -1069,33 +1108,7 @@ mod tests {
         }
     }
 
-    fn version(name: &str, version: &str, bytes: &[u8], created: i64) -> TransformVersion {
-        TransformVersion {
-            name: name.into(),
-            version: version.into(),
-            sha256: hex::encode(sha2::Sha256::digest(bytes)),
-            size_bytes: bytes.len() as u64,
-            descriptor: Descriptor {
-                kind: TransformKind::Batch,
-                inputs: vec![FieldSpec {
-                    name: "close".into(),
-                    value_type: ValueType::Float64,
-                    description: String::new(),
-                }],
-                request_fields: vec![],
-                outputs: vec![FieldSpec {
-                    name: "sma_20".into(),
-                    value_type: ValueType::Float64,
-                    description: String::new(),
-                }],
-                params: vec![],
-                min_history: 20,
-                related: vec![],
-                description: "moving averages".into(),
-            },
-            created_at: Timestamp::from_secs(created),
-        }
-    }
+    use crate::store::conformance::version;
 
     async fn count(store: &PostgresStore, table: &str) -> i64 {
         sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&store.pool).await.unwrap()
@@ -1338,6 +1351,12 @@ mod tests {
     async fn audit_entries_are_listed_newest_first() {
         let Some(db) = store().await else { return };
         crate::store::conformance::audit_entries_are_listed_newest_first(&db.store).await;
+    }
+
+    #[tokio::test]
+    async fn versions_are_deleted_unless_in_use() {
+        let Some(db) = store().await else { return };
+        crate::store::conformance::versions_are_deleted_unless_in_use(&db.store).await;
     }
 
     #[tokio::test]

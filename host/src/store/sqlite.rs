@@ -19,7 +19,7 @@ use super::sql::{
     freshness_counts, from_spec, interpolate, job_from_spec, job_spec, job_state_name, json_path, percentile_ranks,
     spec_json, sqlite_placeholders, task_columns, values_from_json, values_json,
 };
-use super::{AsOfRules, OfflineStore, Registry, SourceRange, StoreError, StoreResult, VersionInsert};
+use super::{AsOfRules, OfflineStore, Registry, SourceRange, StoreError, StoreResult, VersionDelete, VersionInsert};
 use crate::clock::{Clock, SystemClock};
 use crate::model::{
     AuditEntry, Entity, EntityKey, FeatureGroup, FeatureRow, FeatureStatistics, FreshnessCounts, Job, JobTask,
@@ -316,6 +316,45 @@ impl Registry for SqliteStore {
     /// Disabling keeps the disabled version as the rollback target, so a
     /// rollback re-enables it. Unknown transforms or versions are a
     /// `Conflict` (callers check existence first to answer 404).
+    async fn delete_transform_version(&self, name: &str, version: &str) -> StoreResult<VersionDelete> {
+        let mut tx = self.begin().await?;
+        let lifecycle: Option<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT active_version, previous_version FROM transforms WHERE name = ?1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let Some((active, previous)) = lifecycle else {
+            return Ok(VersionDelete::NotFound);
+        };
+        if active.as_deref() == Some(version) {
+            return Ok(VersionDelete::InUse("the active version"));
+        }
+        if previous.as_deref() == Some(version) {
+            return Ok(VersionDelete::InUse("the rollback target (previously active version)"));
+        }
+        let sha256: Option<String> =
+            sqlx::query_scalar("DELETE FROM transform_versions WHERE name = ?1 AND version = ?2 RETURNING sha256")
+                .bind(name)
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        let Some(sha256) = sha256 else {
+            return Ok(VersionDelete::NotFound);
+        };
+        sqlx::query(
+            "DELETE FROM modules WHERE sha256 = ?1 \
+             AND NOT EXISTS (SELECT 1 FROM transform_versions WHERE sha256 = ?1)",
+        )
+        .bind(&sha256)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(VersionDelete::Deleted)
+    }
+
     async fn set_active_version(&self, name: &str, version: Option<&str>) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let current: Option<(Option<String>, Option<String>)> =
@@ -1015,10 +1054,7 @@ fn micros(d: Duration) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{
-        Descriptor, FeatureSpec, FieldSpec, Freshness, Producer, SourceField, TransformKind, Value, ValueType,
-    };
-    use sha2::Digest;
+    use crate::model::{FeatureSpec, Freshness, Producer, SourceField, Value, ValueType};
     use std::collections::BTreeMap;
 
     async fn store() -> (tempfile::TempDir, SqliteStore) {
@@ -1048,33 +1084,7 @@ mod tests {
         }
     }
 
-    fn version(name: &str, version: &str, bytes: &[u8], created: i64) -> TransformVersion {
-        TransformVersion {
-            name: name.into(),
-            version: version.into(),
-            sha256: hex::encode(sha2::Sha256::digest(bytes)),
-            size_bytes: bytes.len() as u64,
-            descriptor: Descriptor {
-                kind: TransformKind::Batch,
-                inputs: vec![FieldSpec {
-                    name: "close".into(),
-                    value_type: ValueType::Float64,
-                    description: String::new(),
-                }],
-                request_fields: vec![],
-                outputs: vec![FieldSpec {
-                    name: "sma_20".into(),
-                    value_type: ValueType::Float64,
-                    description: String::new(),
-                }],
-                params: vec![],
-                min_history: 20,
-                related: vec![],
-                description: "moving averages".into(),
-            },
-            created_at: Timestamp::from_secs(created),
-        }
-    }
+    use crate::store::conformance::version;
 
     async fn count(store: &SqliteStore, table: &str) -> i64 {
         sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&store.readers).await.unwrap()
@@ -1277,6 +1287,12 @@ mod tests {
     async fn audit_entries_are_listed_newest_first() {
         let (_dir, store) = store().await;
         crate::store::conformance::audit_entries_are_listed_newest_first(&store).await;
+    }
+
+    #[tokio::test]
+    async fn versions_are_deleted_unless_in_use() {
+        let (_dir, store) = store().await;
+        crate::store::conformance::versions_are_deleted_unless_in_use(&store).await;
     }
 
     #[tokio::test]
