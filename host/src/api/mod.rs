@@ -20,6 +20,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use error::ApiError;
 
+/// Response header of `POST /v1/features/historical` with its row count.
+pub use historical::ROWS_HEADER as HISTORICAL_ROWS_HEADER;
+
 /// The whole API with its state. Used by the server and by tests alike.
 pub fn router(wafer: Wafer, max_body_bytes: usize, tokens: auth::Tokens) -> Router {
     Router::new()

@@ -10,6 +10,8 @@
 
 use super::DatasetArgs;
 use super::client::{failure, streaming_client};
+use crate::api::HISTORICAL_ROWS_HEADER as ROWS_HEADER;
+use crate::service::historical::EVENT_TIMESTAMP;
 use anyhow::{Context, anyhow, bail, ensure};
 use indicatif::{HumanCount, ProgressBar, ProgressState, ProgressStyle};
 use reqwest::StatusCode;
@@ -19,11 +21,6 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-/// The entity rows' timestamp column, which the server requires.
-const EVENT_TIMESTAMP: &str = "event_timestamp";
-/// Response header with the number of entity rows the server read.
-const ROWS_HEADER: &str = "x-wafer-entity-rows";
 
 pub async fn dataset(args: DatasetArgs) -> anyhow::Result<()> {
     let features: Vec<&str> = args.features.iter().map(|f| f.trim()).filter(|f| !f.is_empty()).collect();

@@ -20,12 +20,13 @@
 //! version resolved at planning: the same code as online serving, and one
 //! version for the whole dataset.
 
+use super::serving::OnDemandSource;
 use super::{ServiceError, ServiceResult, Wafer};
 use crate::model::entity_frame::EntityFrame;
 use crate::model::registry::SourceField;
 use crate::model::{
     Column, EntityKey, FeatureGroup, FeatureRef, FeatureRow, OnDemandInput, Producer, Timestamp, TransformVersion,
-    Value, ValueType,
+    Value,
 };
 use crate::store::AsOfRules;
 use std::collections::HashMap;
@@ -65,8 +66,7 @@ struct GroupOutput {
 
 struct OnDemandPlan {
     version: TransformVersion,
-    /// Input refs with their declared types.
-    inputs: Vec<(FeatureRef, ValueType)>,
+    sources: Vec<OnDemandSource>,
     /// Request fields with the entity-row column each is read from.
     request: Vec<(SourceField, usize)>,
     params: Vec<(String, String)>,
@@ -129,13 +129,9 @@ impl Wafer {
                 continue;
             };
             let version = self.resolve_version(transform, version.as_deref()).await?;
-            let mut typed_inputs = Vec::with_capacity(inputs.len());
-            for input in inputs {
-                let r = FeatureRef::parse(input).map_err(|e| ServiceError::Invalid(e.to_string()))?;
-                let source_group = self.feature_group(&r.group)?;
-                let ty = source_group.feature(&r.feature).map(|f| f.value_type).unwrap_or(ValueType::Float64);
-                add_lookup(self, source_group)?;
-                typed_inputs.push((r, ty));
+            let sources = self.on_demand_sources(inputs)?;
+            for source in &sources {
+                add_lookup(self, source.group.clone())?;
             }
             let mut request = Vec::with_capacity(request_fields.len());
             for field in request_fields {
@@ -149,7 +145,7 @@ impl Wafer {
                 request.push((field.clone(), col));
             }
             let params = super::materialize::params_with_defaults(&output.group, &version);
-            output.on_demand = Some(OnDemandPlan { version, inputs: typed_inputs, request, params });
+            output.on_demand = Some(OnDemandPlan { version, sources, request, params });
         }
         Ok(HistoricalPlan { frame, refs, times, lookups, outputs })
     }
@@ -207,14 +203,16 @@ impl Wafer {
         known: &HashMap<&str, Vec<Option<FeatureRow>>>,
     ) -> ServiceResult<crate::model::Table> {
         let features = od
-            .inputs
+            .sources
             .iter()
-            .map(|(r, ty)| {
-                let values: Vec<Value> = known[r.group.as_str()]
+            .map(|s| {
+                let values: Vec<Value> = known[s.input.group.as_str()]
                     .iter()
-                    .map(|found| found.as_ref().and_then(|f| f.values.get(&r.feature)).cloned().unwrap_or(Value::Null))
+                    .map(|found| {
+                        found.as_ref().and_then(|f| f.values.get(&s.input.feature)).cloned().unwrap_or(Value::Null)
+                    })
                     .collect();
-                Column::from_values(&r.to_string(), *ty, values.iter())
+                Column::from_values(&s.input.to_string(), s.value_type, values.iter())
             })
             .collect();
         let mut request = Vec::with_capacity(od.request.len());

@@ -95,6 +95,14 @@ fn ordered_map<S: Serializer, V: Serialize>(items: &[(String, V)], s: S) -> Resu
     map.end()
 }
 
+/// One input of an on-demand group.
+pub(crate) struct OnDemandSource {
+    pub input: FeatureRef,
+    /// The stored group the input is read from.
+    pub group: Arc<FeatureGroup>,
+    pub value_type: ValueType,
+}
+
 /// The requested features of one group, in request order.
 struct GroupRead {
     group: Arc<FeatureGroup>,
@@ -137,10 +145,7 @@ impl Wafer {
         for read in &reads {
             match &read.group.producer {
                 Producer::OnDemand { inputs, .. } => {
-                    for input in inputs {
-                        let r = FeatureRef::parse(input).map_err(|e| ServiceError::Invalid(e.to_string()))?;
-                        wanted.push(self.feature_group(&r.group)?);
-                    }
+                    wanted.extend(self.on_demand_sources(inputs)?.into_iter().map(|s| s.group));
                 }
                 _ => wanted.push(read.group.clone()),
             }
@@ -354,22 +359,19 @@ impl Wafer {
         let n = req.entities.len();
         let version = self.resolve_version(transform, version.as_deref()).await?;
         let mut features = Vec::with_capacity(inputs.len());
-        for input in inputs {
-            let r = FeatureRef::parse(input).map_err(|e| ServiceError::Invalid(e.to_string()))?;
-            let source_group = self.feature_group(&r.group)?;
-            let ty = source_group.feature(&r.feature).map(|f| f.value_type).unwrap_or(ValueType::Float64);
-            let rows = &stored[&r.group];
+        for source in self.on_demand_sources(inputs)? {
+            let rows = &stored[&source.input.group];
             // Expired inputs count as absent, as they would be served.
             let values: Vec<Value> = rows
                 .iter()
                 .map(|found| match found {
-                    Some((row, _)) if source_group.freshness.status(row.event_ts, now) != FreshnessStatus::Expired => {
-                        row.values.get(&r.feature).cloned().unwrap_or(Value::Null)
+                    Some((row, _)) if source.group.freshness.status(row.event_ts, now) != FreshnessStatus::Expired => {
+                        row.values.get(&source.input.feature).cloned().unwrap_or(Value::Null)
                     }
                     _ => Value::Null,
                 })
                 .collect();
-            features.push(Column::from_values(input, ty, values.iter()));
+            features.push(Column::from_values(&source.input.to_string(), source.value_type, values.iter()));
         }
         let mut request = Vec::with_capacity(request_fields.len());
         for field in request_fields {
@@ -422,6 +424,20 @@ impl Wafer {
             }
         }
         Ok((refs, reads))
+    }
+
+    /// An on-demand group's inputs (its `inputs` refs), each with the group
+    /// it reads and the feature's declared type.
+    pub(crate) fn on_demand_sources(&self, inputs: &[String]) -> ServiceResult<Vec<OnDemandSource>> {
+        inputs
+            .iter()
+            .map(|text| {
+                let input = FeatureRef::parse(text).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+                let group = self.feature_group(&input.group)?;
+                let value_type = group.feature(&input.feature).map_or(ValueType::Float64, |f| f.value_type);
+                Ok(OnDemandSource { input, group, value_type })
+            })
+            .collect()
     }
 
     /// Parses `group:feature` refs, failing with every unknown one and the

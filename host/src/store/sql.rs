@@ -235,3 +235,32 @@ impl AuditRow {
         Ok(AuditEntry { at: Timestamp(self.at), actor: self.actor, action: self.action, target: self.target, details })
     }
 }
+
+/// Appends an audit entry. PostgreSQL placeholders (see
+/// [`sqlite_placeholders`]).
+pub(super) const AUDIT_INSERT_SQL: &str =
+    "INSERT INTO audit_log (at, actor, action, target, details) VALUES ($1, $2, $3, $4, $5)";
+
+/// The newest `$1` audit entries; `id` orders them as committed.
+pub(super) const AUDIT_LIST_SQL: &str =
+    "SELECT at, actor, action, target, details FROM audit_log ORDER BY id DESC LIMIT $1";
+
+/// Deletes a version, returning its module's sha256.
+pub(super) const DELETE_VERSION_SQL: &str =
+    "DELETE FROM transform_versions WHERE name = $1 AND version = $2 RETURNING sha256";
+
+/// Deletes a module no version publishes any more.
+pub(super) const DELETE_UNUSED_MODULE_SQL: &str =
+    "DELETE FROM modules WHERE sha256 = $1 AND NOT EXISTS (SELECT 1 FROM transform_versions WHERE sha256 = $1)";
+
+/// Why `version` may not be deleted, given its transform's active and
+/// previous (rollback) versions.
+pub(super) fn version_in_use(active: Option<&str>, previous: Option<&str>, version: &str) -> Option<&'static str> {
+    if active == Some(version) {
+        Some("the active version")
+    } else if previous == Some(version) {
+        Some("the rollback target (previously active version)")
+    } else {
+        None
+    }
+}

@@ -15,9 +15,10 @@
 //! parameters make binding quadratic (measured: 75% of write time).
 
 use super::sql::{
-    AuditRow, CLAIM_SCHEDULE_SQL, FRESHNESS_SQL, LeasedRow, Named, REGISTER_SCHEDULE_SQL, TransformRow, VersionRow,
-    freshness_counts, from_spec, interpolate, job_from_spec, job_spec, job_state_name, json_path, percentile_ranks,
-    spec_json, sqlite_placeholders, task_columns, values_from_json, values_json,
+    AUDIT_INSERT_SQL, AUDIT_LIST_SQL, AuditRow, CLAIM_SCHEDULE_SQL, DELETE_UNUSED_MODULE_SQL, DELETE_VERSION_SQL,
+    FRESHNESS_SQL, LeasedRow, Named, REGISTER_SCHEDULE_SQL, TransformRow, VersionRow, freshness_counts, from_spec,
+    interpolate, job_from_spec, job_spec, job_state_name, json_path, percentile_ranks, spec_json, sqlite_placeholders,
+    task_columns, values_from_json, values_json, version_in_use,
 };
 use super::{AsOfRules, OfflineStore, Registry, SourceRange, StoreError, StoreResult, VersionDelete, VersionInsert};
 use crate::clock::{Clock, SystemClock};
@@ -327,30 +328,23 @@ impl Registry for SqliteStore {
         let Some((active, previous)) = lifecycle else {
             return Ok(VersionDelete::NotFound);
         };
-        if active.as_deref() == Some(version) {
-            return Ok(VersionDelete::InUse("the active version"));
+        if let Some(what) = version_in_use(active.as_deref(), previous.as_deref(), version) {
+            return Ok(VersionDelete::InUse(what));
         }
-        if previous.as_deref() == Some(version) {
-            return Ok(VersionDelete::InUse("the rollback target (previously active version)"));
-        }
-        let sha256: Option<String> =
-            sqlx::query_scalar("DELETE FROM transform_versions WHERE name = ?1 AND version = ?2 RETURNING sha256")
-                .bind(name)
-                .bind(version)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
+        let sha256: Option<String> = sqlx::query_scalar(&sqlite_placeholders(DELETE_VERSION_SQL))
+            .bind(name)
+            .bind(version)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
         let Some(sha256) = sha256 else {
             return Ok(VersionDelete::NotFound);
         };
-        sqlx::query(
-            "DELETE FROM modules WHERE sha256 = ?1 \
-             AND NOT EXISTS (SELECT 1 FROM transform_versions WHERE sha256 = ?1)",
-        )
-        .bind(&sha256)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        sqlx::query(&sqlite_placeholders(DELETE_UNUSED_MODULE_SQL))
+            .bind(&sha256)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(VersionDelete::Deleted)
     }
@@ -581,7 +575,7 @@ impl Registry for SqliteStore {
     }
 
     async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
-        sqlx::query("INSERT INTO audit_log (at, actor, action, target, details) VALUES (?1, ?2, ?3, ?4, ?5)")
+        sqlx::query(&sqlite_placeholders(AUDIT_INSERT_SQL))
             .bind(entry.at.0)
             .bind(&entry.actor)
             .bind(&entry.action)
@@ -594,12 +588,11 @@ impl Registry for SqliteStore {
     }
 
     async fn list_audit(&self, limit: u32) -> StoreResult<Vec<AuditEntry>> {
-        let rows: Vec<AuditRow> =
-            sqlx::query_as("SELECT at, actor, action, target, details FROM audit_log ORDER BY id DESC LIMIT ?1")
-                .bind(i64::from(limit))
-                .fetch_all(&self.readers)
-                .await
-                .map_err(db_err)?;
+        let rows: Vec<AuditRow> = sqlx::query_as(&sqlite_placeholders(AUDIT_LIST_SQL))
+            .bind(i64::from(limit))
+            .fetch_all(&self.readers)
+            .await
+            .map_err(db_err)?;
         rows.into_iter().map(AuditRow::into_entry).collect()
     }
 
