@@ -409,3 +409,20 @@ async fn bad_requests_are_refused_with_the_row_and_column_named() {
     let (status, body) = post(json!({"entity_rows": [], "features": ["long:y"]})).await;
     assert_eq!((status, body), (StatusCode::OK, json!({"rows": []})));
 }
+
+/// A body over the limit is a 413 that says how to get the rows through.
+#[tokio::test]
+async fn an_oversized_request_is_refused_with_a_way_out() {
+    let app = TestApp::spawn_with(|c| c.max_body_bytes = 1024).await;
+    register_users(&app).await;
+    let mut csv = String::from("user_id,event_timestamp\n");
+    for i in 0..100 {
+        csv.push_str(&format!("u{i},2024-01-01T00:00:00Z\n"));
+    }
+    let (status, _, text) =
+        post_text(&app, "/v1/features/historical?features=long:y", "text/csv", "text/csv", csv).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["error"]["code"], json!("payload_too_large"), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("several requests"), "{body}");
+}

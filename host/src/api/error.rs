@@ -7,7 +7,7 @@
 use crate::runtime::RuntimeError;
 use crate::service::ServiceError;
 use crate::store::StoreError;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{BytesRejection, JsonRejection};
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -150,15 +150,24 @@ fn json_rejection(r: JsonRejection) -> ApiError {
         JsonRejection::JsonDataError(e) => {
             ApiError::new("invalid_json", format!("invalid request body: {}", source_text(&e)))
         }
-        JsonRejection::BytesRejection(e) => {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new("payload_too_large", "request body is too large")
-            } else {
-                ApiError::invalid(e.body_text())
-            }
-        }
+        JsonRejection::BytesRejection(e) => bytes_rejection(e),
         other => ApiError::new("invalid_json", other.body_text()),
     }
+}
+
+/// A body that could not be read: over the size limit, or broken off.
+pub fn bytes_rejection(e: BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new("payload_too_large", "request body is too large")
+    } else {
+        ApiError::invalid(e.body_text())
+    }
+}
+
+/// Reads a JSON body taken as bytes (by handlers that also accept other
+/// content types), with the parser's position in the error.
+pub fn json_from_bytes<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::new("invalid_json", format!("malformed JSON: {e}")))
 }
 
 /// The innermost cause, which carries serde's line/column message.

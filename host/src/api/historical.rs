@@ -9,7 +9,7 @@
 //! that point aborts the response (the transfer ends without its final
 //! chunk), so a client never mistakes a cut-off answer for a whole one.
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, bytes_rejection, json_from_bytes};
 use crate::model::Value;
 use crate::model::entity_frame::{Cell, EntityFrame};
 use crate::service::Wafer;
@@ -18,7 +18,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use axum::routing::post;
 use futures_util::StreamExt;
@@ -68,11 +68,11 @@ async fn historical(
 ) -> ApiResult<Response> {
     let Query(params) = params.map_err(|e| ApiError::invalid(format!("query: {}", e.body_text())))?;
     let body = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new("payload_too_large", "request body is too large; send the entity rows in several requests")
-        } else {
-            ApiError::invalid(e.body_text())
+        let mut err = bytes_rejection(e);
+        if err.code == "payload_too_large" {
+            err.message = "request body is too large; send the entity rows in several requests".into();
         }
+        err
     })?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let (frame, features, created_cutoff) = if content_type.starts_with("text/csv") {
@@ -89,8 +89,7 @@ async fn historical(
                 "with a JSON body, give \"features\" and \"created_cutoff\" in the body, not the query",
             ));
         }
-        let req: JsonRequest =
-            serde_json::from_slice(&body).map_err(|e| ApiError::new("invalid_json", format!("malformed JSON: {e}")))?;
+        let req: JsonRequest = json_from_bytes(&body)?;
         (EntityFrame::from_json_rows(req.entity_rows), req.features, req.created_cutoff)
     } else {
         return Err(ApiError::new(

@@ -1,6 +1,6 @@
 //! Data in: source rows (JSON or CSV) and pushed feature rows.
 
-use super::error::{ApiError, ApiResult, Json};
+use super::error::{ApiError, ApiResult, Json, json_from_bytes};
 use crate::service::Wafer;
 use crate::service::ingest::FeatureWriteRow;
 use axum::Router;
@@ -34,8 +34,7 @@ async fn write_source_rows(
     let written = if content_type.starts_with("text/csv") {
         w.ingest_csv(&name, &body).await?
     } else if content_type.starts_with("application/json") {
-        let parsed: RowsBody =
-            serde_json::from_slice(&body).map_err(|e| ApiError::new("invalid_json", format!("malformed JSON: {e}")))?;
+        let parsed: RowsBody = json_from_bytes(&body)?;
         w.ingest_json(&name, &parsed.rows).await?
     } else {
         return Err(ApiError::new(
