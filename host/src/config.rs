@@ -3,8 +3,9 @@
 
 use crate::runtime::Limits;
 use crate::service::ClusterSettings;
+use anyhow::Context;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Everything `wafer serve` needs to start.
 #[derive(Clone, Debug)]
@@ -53,5 +54,119 @@ impl Config {
             max_body_bytes: 64 << 20,
             cluster: ClusterSettings::default(),
         }
+    }
+}
+
+/// API tokens from `--api-tokens` / `WAFER_API_TOKENS`:
+/// `admin=s3cret,read=r3ad` -> [("admin", "s3cret"), ("read", "r3ad")].
+pub fn parse_tokens(text: &str) -> anyhow::Result<Vec<(String, String)>> {
+    text.split(',').filter(|p| !p.trim().is_empty()).map(parse_token_pair).collect()
+}
+
+/// One `role=token` pair; roles are `read`, `write` and `admin`.
+fn parse_token_pair(pair: &str) -> anyhow::Result<(String, String)> {
+    let (role, token) = pair.split_once('=').ok_or_else(|| anyhow::anyhow!("API token must be role=token"))?;
+    let role = role.trim();
+    anyhow::ensure!(["read", "write", "admin"].contains(&role), "unknown API token role '{role}'");
+    anyhow::ensure!(!token.trim().is_empty(), "empty API token for role '{role}'");
+    Ok((role.to_string(), token.trim().to_string()))
+}
+
+/// API tokens from a file: one `role=token` a line, lines starting with `#`
+/// and blank lines ignored. A file others may read is allowed (containers
+/// often mount secrets that way) but warned about.
+pub fn read_tokens_file(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
+    let name = path.display();
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading API tokens file {name}"))?;
+    warn_if_shared(path);
+    let tokens =
+        parse_tokens_lines(&text).map_err(|(line, e)| anyhow::anyhow!("API tokens file {name}, line {line}: {e}"))?;
+    anyhow::ensure!(!tokens.is_empty(), "API tokens file {name} holds no token");
+    Ok(tokens)
+}
+
+/// The pairs of a tokens file's text, or the first bad line's number
+/// (from 1) and what is wrong with it.
+fn parse_tokens_lines(text: &str) -> Result<Vec<(String, String)>, (usize, anyhow::Error)> {
+    let mut tokens = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        // In a file a comma is most likely a --api-tokens list pasted whole,
+        // which would otherwise become one token with commas in it.
+        if line.contains(',') {
+            return Err((
+                i + 1,
+                anyhow::anyhow!("one role=token per line; commas separate pairs only in --api-tokens"),
+            ));
+        }
+        tokens.push(parse_token_pair(line).map_err(|e| (i + 1, e))?);
+    }
+    Ok(tokens)
+}
+
+#[cfg(unix)]
+fn warn_if_shared(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format!("{:o}", meta.permissions().mode() & 0o777),
+            "the API tokens file is readable by group or others; chmod 600 it"
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_shared(_path: &Path) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_lists_name_roles_and_tokens() {
+        let tokens = parse_tokens("admin=s3cret, read=r3ad ,").unwrap();
+        assert_eq!(tokens, [("admin".to_string(), "s3cret".to_string()), ("read".into(), "r3ad".into())]);
+        assert!(parse_tokens("root=x").unwrap_err().to_string().contains("unknown API token role 'root'"));
+        assert!(parse_tokens("admin=").unwrap_err().to_string().contains("empty API token"));
+        assert!(parse_tokens("s3cret").unwrap_err().to_string().contains("role=token"));
+    }
+
+    #[test]
+    fn tokens_files_skip_comments_and_blank_lines() {
+        let text = "# tokens for the team\n\nadmin=s3cret\n  # indented comment\nwrite = w#1 \r\n";
+        let tokens = parse_tokens_lines(text).unwrap();
+        assert_eq!(tokens, [("admin".to_string(), "s3cret".to_string()), ("write".into(), "w#1".into())]);
+    }
+
+    #[test]
+    fn a_bad_tokens_file_line_is_named_by_number() {
+        let (line, e) = parse_tokens_lines("# ok\nadmin=a\nsuperuser=b\n").unwrap_err();
+        assert_eq!(line, 3);
+        assert!(e.to_string().contains("unknown API token role 'superuser'"), "{e}");
+        let (line, e) = parse_tokens_lines("admin=a,read=b").unwrap_err();
+        assert_eq!(line, 1);
+        assert!(e.to_string().contains("one role=token per line"), "{e}");
+        assert_eq!(parse_tokens_lines("\nread\n").unwrap_err().0, 2);
+    }
+
+    #[test]
+    fn reading_a_tokens_file_names_the_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, "admin=a\nread=\n").unwrap();
+        let e = read_tokens_file(&path).unwrap_err().to_string();
+        assert!(e.contains(&format!("{}, line 2: empty API token for role 'read'", path.display())), "{e}");
+        let e = format!("{:#}", read_tokens_file(&dir.path().join("missing")).unwrap_err());
+        assert!(e.starts_with("reading API tokens file ") && e.contains("missing"), "{e}");
+        std::fs::write(&path, "# nothing yet\n").unwrap();
+        assert!(read_tokens_file(&path).unwrap_err().to_string().contains("holds no token"));
+        std::fs::write(&path, "admin=a\nread=r\n").unwrap();
+        assert_eq!(read_tokens_file(&path).unwrap().len(), 2);
     }
 }

@@ -3,7 +3,7 @@
 
 use clap::Parser;
 use std::sync::Arc;
-use wafer_host::cli::{Cli, Command, TransformCommand};
+use wafer_host::cli::{Cli, Command};
 use wafer_host::clock::SystemClock;
 use wafer_host::config::Config;
 use wafer_host::{App, demo, server};
@@ -49,12 +49,10 @@ async fn main() -> anyhow::Result<()> {
             );
             server::serve(app, listener, shutdown_signal()).await
         }
-        Command::Transform(TransformCommand::Publish(args)) => wafer_host::cli::publish(args).await,
-        Command::Materialize(args) => wafer_host::cli::materialize(args).await,
         // `error: <reason>` alone, without anyhow's report layout: for a
         // rejected request the reason is the server's message.
-        Command::Dataset(args) => {
-            if let Err(e) = wafer_host::cli::dataset(args).await {
+        client => {
+            if let Err(e) = wafer_host::cli::run_client(client).await {
                 eprintln!("error: {e:#}");
                 std::process::exit(1);
             }

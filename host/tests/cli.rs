@@ -80,7 +80,7 @@ async fn the_cli_publishes_a_transform_and_materializes_a_group_on_a_served_stor
     // A failing client command exits non-zero with the server's reason.
     let out = run(["materialize", "nosuch", "--server", &base].iter().map(|s| s.to_string()).collect()).await;
     assert!(!out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("not_found"), "{}", text(&out));
+    assert!(text(&out).contains("error: feature group 'nosuch' not found"), "{}", text(&out));
     drop(server);
 }
 
@@ -234,6 +234,262 @@ async fn dataset_with_an_unknown_feature_fails_with_the_servers_reason_and_write
     assert_eq!(
         std::fs::read_to_string(&entities).expect("entities"),
         "ticker,event_timestamp\nAAPL,2024-01-02T00:00:00Z\n"
+    );
+    drop(server);
+}
+
+/// A client command against `server` with `--token`.
+async fn as_client(server: &Server, token: &str, list: &[&str]) -> std::process::Output {
+    let mut all = args(list);
+    all.extend(args(&["--server", &server.base, "--token", token]));
+    run(all).await
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_reads_tokens_from_a_file_and_client_commands_send_theirs() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let tokens = tmp.path().join("tokens");
+    std::fs::write(&tokens, "# the team's tokens\nadmin=adm1n\n\nread=r3ad\n").expect("writing tokens");
+    #[cfg(unix)]
+    std::fs::set_permissions(&tokens, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    let server =
+        start_server(&tmp.path().join("data"), &args(&["--api-tokens-file", tokens.to_str().expect("utf-8")])).await;
+
+    let client = reqwest::Client::new();
+    let resp = client.get(server.url("/v1/entities")).send().await.expect("request");
+    assert_eq!(resp.status(), 401);
+    let resp = client.get(server.url("/v1/entities")).bearer_auth("r3ad").send().await.expect("request");
+    assert_eq!(resp.status(), 200);
+
+    let out = run(args(&["transform", "list", "--server", &server.base])).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("the server needs a token: pass --token or set WAFER_TOKEN"), "{}", text(&out));
+    let out = as_client(&server, "wrong", &["transform", "list"]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("the server refused the token"), "{}", text(&out));
+    let out = as_client(&server, "r3ad", &["transform", "disable", "indicators"]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("this needs the admin role"), "{}", text(&out));
+    // WAFER_TOKEN stands in for --token.
+    let out = tokio::task::spawn_blocking({
+        let base = server.base.clone();
+        move || {
+            wafer().args(["transform", "list", "--server", &base]).env("WAFER_TOKEN", "r3ad").output().expect("wafer")
+        }
+    })
+    .await
+    .expect("command task");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out), "no transforms published\n");
+
+    // A bad line stops the server from starting, naming file and line; a
+    // file others may read is warned about.
+    std::fs::write(&tokens, "admin=adm1n\nroot=r00t\n").expect("writing tokens");
+    #[cfg(unix)]
+    std::fs::set_permissions(&tokens, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
+    let out = wafer()
+        .args(["serve", "--listen", &format!("127.0.0.1:{}", free_port()), "--api-tokens-file"])
+        .arg(&tokens)
+        .arg("--data-dir")
+        .arg(tmp.path().join("data2"))
+        .output()
+        .expect("wafer serve");
+    assert!(!out.status.success(), "{}", text(&out));
+    let expected = format!("API tokens file {}, line 2: unknown API token role 'root'", tokens.display());
+    assert!(text(&out).contains(&expected), "{}", text(&out));
+    #[cfg(unix)]
+    assert!(text(&out).contains("the API tokens file is readable by group or others"), "{}", text(&out));
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transform_commands_run_the_plugin_lifecycle_with_an_admin_token() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let server = start_server(&tmp.path().join("data"), &args(&["--api-tokens", "admin=adm1n,read=r3ad"])).await;
+    let wasm = tmp.path().join("indicators.wasm");
+    std::fs::write(&wasm, wafer_host::bundled::INDICATORS).expect("writing the component");
+    let wasm = wasm.to_str().expect("utf-8 path");
+    let admin = |list: &'static [&'static str]| as_client(&server, "adm1n", list);
+
+    let out = as_client(
+        &server,
+        "adm1n",
+        &["transform", "publish", wasm, "--name", "indicators", "--version", "1.0.0", "--activate"],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    for version in ["1.1.0", "1.2.0"] {
+        let out =
+            as_client(&server, "adm1n", &["transform", "publish", wasm, "--name", "indicators", "--version", version])
+                .await;
+        assert!(out.status.success(), "{}", text(&out));
+    }
+
+    let out = as_client(&server, "r3ad", &["transform", "list"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).starts_with("NAME        STATUS  ACTIVE  PREVIOUS  VERSIONS  CALLS  ERRORS\n"),
+        "{}",
+        text(&out)
+    );
+    assert!(stdout(&out).contains("\nindicators  active  1.0.0   -         3  "), "{}", text(&out));
+
+    let out = admin(&["transform", "activate", "indicators", "1.1.0"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out), "activated indicators@1.1.0 (previous: 1.0.0, the rollback target)\n");
+    let out = admin(&["transform", "show", "indicators"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = stdout(&out);
+    assert!(shown.starts_with("transform indicators: active (active 1.1.0, previous 1.0.0)\n"), "{shown}");
+    assert!(shown.contains("\n  1.0.0    previous  "), "{shown}");
+    assert!(shown.contains("\n  1.1.0    active    "), "{shown}");
+    assert!(shown.contains("\n  1.2.0              "), "{shown}");
+
+    // The rollback target cannot go: the server's 409 reason alone.
+    let out = admin(&["transform", "delete", "indicators", "1.0.0"]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: indicators@1.0.0 is the rollback target (previously active version); activate another version \
+         (or disable the transform) first\n"
+    );
+    let out = admin(&["transform", "delete", "indicators", "1.2.0"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out), "deleted indicators@1.2.0\n");
+
+    let out = admin(&["transform", "rollback", "indicators"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out), "rolled indicators back to 1.0.0 (previous: 1.1.0, the rollback target)\n");
+    let out = admin(&["transform", "disable", "indicators"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(stdout(&out), "disabled indicators: no version is active (previous: 1.0.0, the rollback target)\n");
+    let out = admin(&["transform", "show", "indicators", "--json"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(shown["status"], json!("disabled"));
+    assert_eq!(shown["versions"].as_array().map(Vec::len), Some(2));
+    let out = admin(&["transform", "show", "nosuch"]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "error: transform 'nosuch' not found\n");
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadowed_candidate_is_compared_on_materialization_then_promoted() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let server = start_server(&tmp.path().join("data"), &args(&["--api-tokens", "admin=adm1n"])).await;
+    let base = server.base.clone();
+    let admin = |list: &'static [&'static str]| as_client(&server, "adm1n", list);
+    let client = reqwest::Client::new();
+    for (version, activate) in [("1.0.0", true), ("1.1.0", false)] {
+        let url = format!("{base}/v1/transforms/indicators/versions/{version}");
+        let req = client.put(url).bearer_auth("adm1n").header("content-type", "application/wasm");
+        send(req.body(wafer_host::bundled::INDICATORS)).await;
+        if activate {
+            let url = format!("{base}/v1/transforms/indicators/activate");
+            send(client.post(url).bearer_auth("adm1n").json(&json!({"version": version}))).await;
+        }
+    }
+    let put =
+        |path: &str, body: serde_json::Value| client.put(format!("{base}{path}")).bearer_auth("adm1n").json(&body);
+    send(put("/v1/entities/ticker", json!({"join_keys": ["ticker"]}))).await;
+    let source = json!({"entity": "ticker", "timestamp_field": "ts", "fields": [
+        {"name": "open", "type": "float64"}, {"name": "high", "type": "float64"},
+        {"name": "low", "type": "float64"}, {"name": "close", "type": "float64"},
+        {"name": "volume", "type": "int64"}]});
+    send(put("/v1/sources/prices", source)).await;
+    send(put("/v1/feature-groups/technical", wafer_host::demo::technical_group_json())).await;
+    let end = wafer_host::model::Timestamp::from_secs(chrono::Utc::now().timestamp());
+    let csv = wafer_host::demo::prices_csv("AAPL", 230, end);
+    let rows = client.post(format!("{base}/v1/sources/prices/rows")).bearer_auth("adm1n");
+    send(rows.header("content-type", "text/csv").body(csv)).await;
+
+    let out = admin(&["transform", "shadow", "indicators", "1.1.0", "--tolerance", "1e-9"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).starts_with("shadowing indicators: candidate 1.1.0 runs beside active 1.0.0 (tolerance 1e-9)"),
+        "{}",
+        text(&out)
+    );
+    let out = admin(&["transform", "shadow-report", "indicators"]).await;
+    assert!(stdout(&out).contains("\nverdict: no_data (no calls compared yet)\n"), "{}", text(&out));
+
+    let out = admin(&["materialize", "technical"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    // Candidate calls run after the active ones have answered.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = admin(&["transform", "shadow-report", "indicators", "--json"]).await;
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+        if report["verdict"] != json!("no_data") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no comparison within 30 s: {report}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = admin(&["transform", "shadow-report", "indicators"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let report = stdout(&out);
+    assert!(
+        report.starts_with("shadow of indicators: candidate 1.1.0 against active 1.0.0, tolerance 1e-9, since "),
+        "{report}"
+    );
+    assert!(report.contains("\nverdict: match ("), "{report}");
+    assert!(report.contains("\n  FEATURE "), "{report}");
+    let out = admin(&["transform", "shadow-report", "indicators", "--json"]).await;
+    let json_report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(json_report["verdict"], json!("match"));
+    assert!(json_report["calls"]["compared"].as_u64() > Some(0), "{json_report}");
+
+    let out = admin(&["transform", "limits", "indicators", "--call-timeout-ms", "1500", "--memory-mib", "32"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).starts_with(
+            "limits of indicators set: call_timeout_ms=1500, memory_bytes=33554432 (32 MiB) (others at the server's defaults)\n"
+        ),
+        "{}",
+        text(&out)
+    );
+    let out = admin(&["transform", "limits", "indicators"]).await;
+    assert!(
+        stdout(&out).starts_with("limits: call_timeout_ms=1500 (set), memory_bytes=33554432 (32 MiB) (set), "),
+        "{}",
+        text(&out)
+    );
+    let out = admin(&["transform", "limits", "indicators", "--reset"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).starts_with("limits of indicators reset to the server's defaults\nlimits: "),
+        "{}",
+        text(&out)
+    );
+    assert!(!stdout(&out).contains("(set)"), "{}", text(&out));
+
+    let out = admin(&["transform", "promote", "indicators"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        stdout(&out),
+        "promoted indicators@1.1.0 to active (previous: 1.0.0, the rollback target)\n\
+         the shadow comparison it was based on: match\n"
+    );
+    let out = admin(&["transform", "shadow-report", "indicators"]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("not found"), "{}", text(&out));
+
+    let out = admin(&["transform", "shadow", "indicators", "1.0.0"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = admin(&["transform", "shadow-stop", "indicators"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).starts_with(
+            "stopped shadowing indicators; the final report:\nshadow of indicators: candidate 1.0.0 against active 1.1.0"
+        ),
+        "{}",
+        text(&out)
     );
     drop(server);
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests: each test starts its own server (see
 //! `wafer_tests::TestApp`) and talks to it over HTTP. One module per feature.
 
+mod adversarial;
 mod audit;
 mod backends;
 mod catalog;
@@ -10,5 +11,7 @@ mod flow;
 mod historical;
 mod lifecycle;
 mod openapi;
+mod provenance;
 mod sandbox;
 mod serving;
+mod shadow;

@@ -45,7 +45,7 @@ async fn evil_runtime() -> (WasmRuntime, ModuleId) {
 
 /// After any failure, a well-behaved call of the same module works.
 async fn assert_ok_call(runtime: &WasmRuntime, evil: &ModuleId) {
-    let out = runtime.batch(evil, input("ok")).await.expect("an `ok` call after a failure");
+    let out = runtime.batch(evil, input("ok"), runtime.limits()).await.expect("an `ok` call after a failure");
     assert_eq!(out.column("x").unwrap().values, ColumnValues::Float64(vec![3.0, -4.0]));
 }
 
@@ -176,7 +176,7 @@ async fn indicators_on_260_rows_returns_260_rows_and_sma_20_is_the_mean_of_the_l
     let closes = closes(260);
     let input = prices(&closes);
 
-    let out = runtime.batch(&indicators, input.clone()).await.unwrap();
+    let out = runtime.batch(&indicators, input.clone(), runtime.limits()).await.unwrap();
 
     assert_eq!(out.rows(), 260);
     assert_eq!(out.timestamps, input.sources[0].table.timestamps);
@@ -194,7 +194,7 @@ async fn indicators_on_260_rows_returns_260_rows_and_sma_20_is_the_mean_of_the_l
 #[tokio::test]
 async fn a_trapping_guest_fails_its_call_with_the_panic_message_and_the_next_call_succeeds() {
     let (runtime, evil) = evil_runtime().await;
-    match runtime.batch(&evil, input("trap")).await {
+    match runtime.batch(&evil, input("trap"), runtime.limits()).await {
         Err(RuntimeError::Trap { module, message }) => {
             assert_eq!(module, "evil@1.0.0");
             assert!(message.contains("trapping on purpose"), "the guest's panic message is kept: {message}");
@@ -211,7 +211,7 @@ async fn a_looping_guest_is_stopped_at_its_deadline_and_the_next_call_succeeds()
     let timeout = Duration::from_millis(200);
     let (runtime, evil) = runtime_with(Limits { call_timeout: timeout, ..Limits::default() }).await;
     let started = Instant::now();
-    let result = runtime.batch(&evil, input("loop")).await;
+    let result = runtime.batch(&evil, input("loop"), runtime.limits()).await;
     let took = started.elapsed();
     match result {
         Err(RuntimeError::Timeout { limit, .. }) => assert_eq!(limit, timeout),
@@ -227,7 +227,7 @@ async fn a_looping_guest_is_stopped_at_its_deadline_and_the_next_call_succeeds()
 async fn an_allocating_guest_hits_the_memory_cap_and_the_next_call_succeeds() {
     let cap = 16 << 20;
     let (runtime, evil) = runtime_with(Limits { memory_bytes: cap, ..Limits::default() }).await;
-    match runtime.batch(&evil, input("alloc")).await {
+    match runtime.batch(&evil, input("alloc"), runtime.limits()).await {
         Err(RuntimeError::MemoryLimit { limit_bytes, .. }) => assert_eq!(limit_bytes, cap),
         other => panic!("expected MemoryLimit, got {other:?}"),
     }
@@ -237,7 +237,7 @@ async fn an_allocating_guest_hits_the_memory_cap_and_the_next_call_succeeds() {
 #[tokio::test]
 async fn a_guest_error_is_reported_with_its_message_and_the_next_call_succeeds() {
     let (runtime, evil) = evil_runtime().await;
-    match runtime.batch(&evil, input("error")).await {
+    match runtime.batch(&evil, input("error"), runtime.limits()).await {
         Err(RuntimeError::Guest { message, .. }) => assert_eq!(message, "refusing on purpose"),
         other => panic!("expected Guest, got {other:?}"),
     }
@@ -249,7 +249,7 @@ async fn a_guest_error_is_reported_with_its_message_and_the_next_call_succeeds()
 #[tokio::test]
 async fn output_that_breaks_its_declared_shape_is_rejected_and_the_next_call_succeeds() {
     let (runtime, evil) = evil_runtime().await;
-    match runtime.batch(&evil, input("wrong_len")).await {
+    match runtime.batch(&evil, input("wrong_len"), runtime.limits()).await {
         Err(RuntimeError::BadOutput { message, .. }) => assert!(message.contains("rows"), "{message}"),
         other => panic!("expected BadOutput, got {other:?}"),
     }
@@ -267,9 +267,9 @@ async fn another_module_keeps_working_while_a_guest_loops() {
 
     let looping = tokio::spawn({
         let (runtime, evil) = (runtime.clone(), evil.clone());
-        async move { runtime.batch(&evil, input("loop")).await }
+        async move { runtime.batch(&evil, input("loop"), runtime.limits()).await }
     });
-    let out = runtime.batch(&indicators, prices(&closes(30))).await.unwrap();
+    let out = runtime.batch(&indicators, prices(&closes(30)), runtime.limits()).await.unwrap();
     assert_eq!(out.rows(), 30);
     assert!(!looping.is_finished(), "the indicators call finished while the guest was still looping");
     assert!(matches!(looping.await.unwrap(), Err(RuntimeError::Timeout { .. })));
@@ -284,7 +284,7 @@ async fn a_batch_transform_cannot_be_called_on_demand() {
         request: vec![],
         params: vec![],
     };
-    match runtime.on_demand(&evil, input).await {
+    match runtime.on_demand(&evil, input, runtime.limits()).await {
         Err(RuntimeError::Guest { message, .. }) => assert!(message.contains("batch transform"), "{message}"),
         other => panic!("expected a kind error, got {other:?}"),
     }
@@ -293,7 +293,10 @@ async fn a_batch_transform_cannot_be_called_on_demand() {
 #[tokio::test]
 async fn calling_a_module_that_was_never_loaded_is_not_loaded() {
     let runtime = WasmRuntime::new(None, Limits::default()).unwrap();
-    assert!(matches!(runtime.batch(&id("evil", EVIL), input("ok")).await, Err(RuntimeError::NotLoaded(_))));
+    assert!(matches!(
+        runtime.batch(&id("evil", EVIL), input("ok"), runtime.limits()).await,
+        Err(RuntimeError::NotLoaded(_))
+    ));
 }
 
 #[tokio::test]
@@ -325,11 +328,11 @@ async fn a_restarted_runtime_loads_the_compiled_module_from_the_disk_cache() {
 #[tokio::test]
 async fn a_guest_sees_no_files_and_no_environment() {
     let (runtime, evil) = evil_runtime().await;
-    match runtime.batch(&evil, input("fs")).await {
+    match runtime.batch(&evil, input("fs"), runtime.limits()).await {
         Err(RuntimeError::Guest { message, .. }) => assert!(message.starts_with("fs blocked"), "{message}"),
         other => panic!("reading /etc/passwd must fail inside the guest: {other:?}"),
     }
-    match runtime.batch(&evil, input("env")).await {
+    match runtime.batch(&evil, input("env"), runtime.limits()).await {
         Err(RuntimeError::Guest { message, .. }) => assert_eq!(message, "env: []"),
         other => panic!("the guest must see an empty environment: {other:?}"),
     }
@@ -342,7 +345,7 @@ async fn output_and_logs_past_the_budget_are_dropped_without_failing_the_call() 
     let limits = Limits { call_timeout: Duration::from_secs(30), ..Limits::default() };
     let (runtime, evil) = runtime_with(limits).await;
     for mode in ["stdout", "log"] {
-        let out = runtime.batch(&evil, input(mode)).await.unwrap_or_else(|e| panic!("{mode}: {e}"));
+        let out = runtime.batch(&evil, input(mode), runtime.limits()).await.unwrap_or_else(|e| panic!("{mode}: {e}"));
         assert_eq!(out.column("x").unwrap().value(0), Value::Float64(3.0), "{mode}");
     }
 }

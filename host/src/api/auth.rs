@@ -122,6 +122,11 @@ mod tests {
         assert_eq!(required_role(&Method::POST, "/v1/materialize"), Some(Role::Write));
         assert_eq!(required_role(&Method::PUT, "/v1/transforms/x/versions/1.0.0"), Some(Role::Admin));
         assert_eq!(required_role(&Method::PUT, "/v1/entities/ticker"), Some(Role::Admin));
+        assert_eq!(required_role(&Method::POST, "/v1/transforms/x/shadow"), Some(Role::Admin));
+        assert_eq!(required_role(&Method::DELETE, "/v1/transforms/x/shadow"), Some(Role::Admin));
+        assert_eq!(required_role(&Method::GET, "/v1/transforms/x/shadow"), Some(Role::Read));
+        assert_eq!(required_role(&Method::POST, "/v1/transforms/x/promote"), Some(Role::Admin));
+        assert_eq!(required_role(&Method::PUT, "/v1/transforms/x/limits"), Some(Role::Admin));
         let t = Tokens::new(&[("read".into(), "r".into()), ("admin".into(), "a".into())]);
         assert_eq!(t.role_of("a"), Some(Role::Admin));
         assert_eq!(t.role_of("r"), Some(Role::Read));

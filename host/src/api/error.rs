@@ -44,7 +44,7 @@ impl ApiError {
             "transform_failed" | "transform_bad_output" => StatusCode::UNPROCESSABLE_ENTITY,
             "transform_trapped" | "transform_memory_limit" => StatusCode::INTERNAL_SERVER_ERROR,
             "transform_timeout" => StatusCode::GATEWAY_TIMEOUT,
-            "unavailable" | "busy" => StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable" | "busy" | "transform_disabled" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -81,6 +81,7 @@ impl From<ServiceError> for ApiError {
                 ApiError::new("unknown_feature", e.to_string()).with_details(details)
             }
             ServiceError::Conflict(m) => ApiError::new("conflict", m),
+            ServiceError::BreakerOpen(m) => ApiError::new("transform_disabled", m),
             ServiceError::Store(s) => s.into(),
             ServiceError::Runtime(r) => r.into(),
         }

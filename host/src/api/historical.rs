@@ -8,12 +8,20 @@
 //! [`SLICES_AHEAD`] slices encoded ahead of the client. A failure after
 //! that point aborts the response (the transfer ends without its final
 //! chunk), so a client never mistakes a cut-off answer for a whole one.
+//!
+//! Provenance (`"include_provenance": true` in a JSON body,
+//! `&include_provenance=true` with a CSV body) adds one column per requested
+//! group after the feature columns, `<group>:__provenance`: in JSON an
+//! object `{"transform": "indicators", "version": "1.0.0", "sha256":
+//! "..."}` or `null`, in CSV the flat text `indicators@1.0.0#<sha256>` or an
+//! empty cell. It names the transform version that computed the row the
+//! group's values came from; no row, or a row pushed by a client, has none.
 
 use super::error::{ApiError, ApiResult, bytes_rejection, json_from_bytes};
-use crate::model::Value;
 use crate::model::entity_frame::{Cell, EntityFrame};
+use crate::model::{Provenance, Value};
 use crate::service::Wafer;
-use crate::service::historical::HistoricalPlan;
+use crate::service::historical::{HistoricalPlan, HistoricalSlice};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
@@ -47,6 +55,8 @@ struct JsonRequest {
     features: Vec<String>,
     #[serde(default)]
     created_cutoff: bool,
+    #[serde(default)]
+    include_provenance: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -55,6 +65,8 @@ struct Params {
     /// Comma-separated refs (CSV bodies).
     features: Option<String>,
     created_cutoff: Option<bool>,
+    /// CSV bodies: add the `<group>:__provenance` columns.
+    include_provenance: Option<bool>,
     /// CSV answers: `false` leaves out the header row, for a client that
     /// appends the answers of several requests to one file.
     header: Option<bool>,
@@ -75,22 +87,23 @@ async fn historical(
         err
     })?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let (frame, features, created_cutoff) = if content_type.starts_with("text/csv") {
+    let (frame, features, created_cutoff, include_provenance) = if content_type.starts_with("text/csv") {
         let frame = EntityFrame::from_csv(&body).map_err(ApiError::invalid)?;
         let features = params
             .features
             .as_deref()
             .map(|f| f.split(',').map(|r| r.trim().to_string()).filter(|r| !r.is_empty()).collect())
             .unwrap_or_default();
-        (frame, features, params.created_cutoff.unwrap_or(false))
+        (frame, features, params.created_cutoff.unwrap_or(false), params.include_provenance.unwrap_or(false))
     } else if content_type.starts_with("application/json") {
-        if params.features.is_some() || params.created_cutoff.is_some() {
+        if params.features.is_some() || params.created_cutoff.is_some() || params.include_provenance.is_some() {
             return Err(ApiError::invalid(
-                "with a JSON body, give \"features\" and \"created_cutoff\" in the body, not the query",
+                "with a JSON body, give \"features\", \"created_cutoff\" and \"include_provenance\" in the body, \
+                 not the query",
             ));
         }
         let req: JsonRequest = json_from_bytes(&body)?;
-        (EntityFrame::from_json_rows(req.entity_rows), req.features, req.created_cutoff)
+        (EntityFrame::from_json_rows(req.entity_rows), req.features, req.created_cutoff, req.include_provenance)
     } else {
         return Err(ApiError::new(
             "unsupported_media_type",
@@ -102,13 +115,13 @@ async fn historical(
     let format =
         if accept.contains("text/csv") { Format::Csv { header: params.header.unwrap_or(true) } } else { Format::Json };
 
-    let plan = Arc::new(w.plan_historical(frame, &features, created_cutoff).await?);
+    let plan = Arc::new(w.plan_historical(frame, &features, created_cutoff, include_provenance).await?);
     let encoder = Arc::new(Encoder::new(format, &plan));
     let total = plan.rows();
     let first = 0..total.min(ROWS_PER_SLICE);
-    let values = w.historical_slice(&plan, first.clone()).await?;
+    let slice = w.historical_slice(&plan, first.clone()).await?;
     let mut head = encoder.start();
-    head.extend(encoder.slice(&plan.frame, first.clone(), &values));
+    head.extend(encoder.slice(&plan.frame, first.clone(), &slice));
     let response =
         Response::builder().header(header::CONTENT_TYPE, encoder.content_type()).header(ROWS_HEADER, total.to_string());
     if first.end == total {
@@ -129,11 +142,11 @@ async fn historical(
             .map(|range| {
                 let (w, plan, encoder) = (&w, &plan, &encoder);
                 async move {
-                    let values = w.historical_slice(plan, range.clone()).await.map_err(|e| {
+                    let slice = w.historical_slice(plan, range.clone()).await.map_err(|e| {
                         tracing::error!(error = %e, at_row = range.start, "historical retrieval failed mid-stream");
                         std::io::Error::other(format!("historical retrieval failed at entity row {}: {e}", range.start))
                     })?;
-                    Ok(Bytes::from(encoder.slice(&plan.frame, range, &values)))
+                    Ok(Bytes::from(encoder.slice(&plan.frame, range, &slice)))
                 }
             })
             .buffered(SLICES_IN_FLIGHT);
@@ -156,10 +169,11 @@ enum Format {
     Csv { header: bool },
 }
 
-/// Writes the answer: every input column as given, then one column per ref.
+/// Writes the answer: every input column as given, then one column per ref,
+/// then the provenance columns, if asked for.
 struct Encoder {
     format: Format,
-    /// Input columns, then refs.
+    /// Input columns, refs, provenance columns.
     columns: Vec<String>,
 }
 
@@ -167,6 +181,7 @@ impl Encoder {
     fn new(format: Format, plan: &HistoricalPlan) -> Self {
         let mut columns = plan.frame.columns.clone();
         columns.extend(plan.refs.iter().map(ToString::to_string));
+        columns.extend(plan.provenance_columns.iter().cloned());
         Encoder { format, columns }
     }
 
@@ -190,16 +205,24 @@ impl Encoder {
         }
     }
 
-    fn slice(&self, frame: &EntityFrame, rows: Range<usize>, values: &[Vec<Value>]) -> Vec<u8> {
+    fn slice(&self, frame: &EntityFrame, rows: Range<usize>, slice: &HistoricalSlice) -> Vec<u8> {
+        let values = &slice.values;
+        // Rows without provenance columns when it was not asked for.
+        let provenance = |row: usize| slice.provenance.get(row).map_or(&[][..], Vec::as_slice);
         match self.format {
             Format::Json => {
                 let mut out = Vec::with_capacity(values.len() * 64 * self.columns.len());
-                for (i, features) in rows.zip(values) {
+                for (n, (i, features)) in rows.zip(values).enumerate() {
                     if i > 0 {
                         out.push(b',');
                     }
                     out.push(b'{');
-                    let cells = frame.cells(i).map(Cell::to_json).chain(features.iter().map(Value::to_json));
+                    let provenance = provenance(n).iter().map(|p| match p {
+                        Some(p) => serde_json::to_value(p).unwrap_or_default(),
+                        None => serde_json::Value::Null,
+                    });
+                    let cells =
+                        frame.cells(i).map(Cell::to_json).chain(features.iter().map(Value::to_json)).chain(provenance);
                     for (c, (name, cell)) in self.columns.iter().zip(cells).enumerate() {
                         if c > 0 {
                             out.push(b',');
@@ -216,10 +239,13 @@ impl Encoder {
             Format::Csv { .. } => {
                 let mut w = csv::Writer::from_writer(Vec::with_capacity(values.len() * 16 * self.columns.len()));
                 let mut record: Vec<String> = Vec::with_capacity(self.columns.len());
-                for (i, features) in rows.zip(values) {
+                for (n, (i, features)) in rows.zip(values).enumerate() {
                     record.clear();
                     record.extend(frame.cells(i).map(|c| c.text().into_owned()));
                     record.extend(features.iter().map(Value::to_text));
+                    record.extend(
+                        provenance(n).iter().map(|p| p.as_ref().map(Provenance::to_string).unwrap_or_default()),
+                    );
                     let _ = w.write_record(&record);
                 }
                 w.into_inner().unwrap_or_default()

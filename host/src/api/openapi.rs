@@ -41,7 +41,66 @@ pub fn document() -> Value {
     // Added apart: one `json!` of everything exceeds the macro's recursion limit.
     doc["paths"]["/v1/features/historical"] = historical();
     doc["paths"]["/v1/audit"] = audit();
+    let (shadow, promote, limits) = plugin_admin();
+    doc["paths"]["/v1/transforms/{name}/shadow"] = shadow;
+    doc["paths"]["/v1/transforms/{name}/promote"] = promote;
+    doc["paths"]["/v1/transforms/{name}/limits"] = limits;
+    doc["components"]["schemas"]["ShadowReport"] = shadow_report_schema();
+    doc["components"]["schemas"]["LimitOverrides"] = limit_overrides_schema();
+    doc["components"]["schemas"]["Provenance"] = json!({"type": "object", "required": ["transform", "version", "sha256"],
+        "properties": {"transform": {"type": "string"}, "version": {"type": "string"}, "sha256": {"type": "string"}},
+        "example": {"transform": "indicators", "version": "1.0.0", "sha256": "3b6d621f..."}});
     doc
+}
+
+/// Shadow, promote and per-transform limits (admin; reading the shadow
+/// report needs `read`).
+fn plugin_admin() -> (Value, Value, Value) {
+    let report = json!({"description": "The comparison so far", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ShadowReport"}}}});
+    let shadow = json!({
+        "parameters": [name_param("name")],
+        "post": {"summary": "Start (or restart) shadowing: the candidate version runs beside the active one on materialization and on-demand calls, outputs compared per feature; never served",
+                 "requestBody": {"required": true, "content": {"application/json": {
+                     "schema": {"type": "object", "required": ["version"], "properties": {"version": {"type": "string"}, "tolerance": {"type": "number", "default": 1e-9, "description": "numbers match when |a - b| <= tolerance * max(1, |a|, |b|)"}}},
+                     "example": {"version": "1.1.0", "tolerance": 1e-6}}}},
+                 "responses": {"200": report.clone(), "4XX": errors(), "5XX": errors()}},
+        "get": {"summary": "The shadow report: matches, mismatches with examples per feature, candidate errors, relative latency, verdict (404 when no shadow runs)",
+                "responses": {"200": report.clone(), "4XX": errors(), "5XX": errors()}},
+        "delete": {"summary": "Stop shadowing; answers the final report", "responses": {"200": report, "4XX": errors(), "5XX": errors()}}
+    });
+    let promote = json!({"parameters": [name_param("name")],
+        "post": op("Activate the shadow candidate and stop shadowing (409 without one); the answer is the transform with `shadow_report`, the comparison it was based on", None, "200", "Transform")});
+    let limits = json!({"parameters": [name_param("name")],
+        "put": op("Replace the transform's limit overrides (absent fields: server default; {} restores all). The transform's answer shows `limits.overrides` and `limits.effective`", Some(body("LimitOverrides")), "200", "Transform")});
+    (shadow, promote, limits)
+}
+
+fn shadow_report_schema() -> Value {
+    json!({"type": "object", "properties": {
+        "transform": {"type": "string"}, "active_version": {"type": ["string", "null"]}, "candidate_version": {"type": "string"},
+        "tolerance": {"type": "number"}, "started_at": {"type": "string", "format": "date-time"},
+        "calls": {"type": "object", "properties": {"shadowed": {"type": "integer"}, "compared": {"type": "integer"}, "candidate_errors": {"type": "integer"}, "skipped": {"type": "integer"}}},
+        "latency": {"type": "object", "properties": {"active_mean_micros": {"type": "number"}, "candidate_mean_micros": {"type": "number"}, "candidate_relative": {"type": ["number", "null"]}}},
+        "features": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}, "compared": {"type": "integer"}, "matches": {"type": "integer"}, "mismatches": {"type": "integer"}, "max_abs_diff": {"type": "number"}, "examples": {"type": "array", "items": {"type": "object"}}}}},
+        "recent_errors": {"type": "array", "items": {"type": "string"}},
+        "suspended": {"type": "boolean"},
+        "verdict": {"type": "string", "enum": ["no_data", "candidate_errors", "mismatch", "match"]}},
+        "example": {"transform": "indicators", "active_version": "1.0.0", "candidate_version": "1.1.0", "tolerance": 1e-6, "started_at": "2026-11-22T10:00:00Z",
+                    "calls": {"shadowed": 2, "compared": 2, "candidate_errors": 0, "skipped": 0},
+                    "latency": {"active_mean_micros": 2100.0, "candidate_mean_micros": 2310.0, "candidate_relative": 1.1},
+                    "features": [{"name": "rsi_14", "compared": 504, "matches": 503, "mismatches": 1, "max_abs_diff": 0.5,
+                                  "examples": [{"entity": "AAPL", "event_timestamp": "2026-11-20T00:00:00Z", "active": 61.2, "candidate": 61.7}]}],
+                    "recent_errors": [], "suspended": false, "verdict": "mismatch"}})
+}
+
+fn limit_overrides_schema() -> Value {
+    json!({"type": "object", "additionalProperties": false, "properties": {
+        "call_timeout_ms": {"type": "integer", "minimum": 1, "maximum": 60000, "description": "default 2000"},
+        "memory_bytes": {"type": "integer", "minimum": 1048576, "description": "at most the server's cap (default 64 MiB)"},
+        "module_bytes": {"type": "integer", "minimum": 1, "description": "at most the server's cap (default 32 MiB)"},
+        "output_bytes": {"type": "integer", "minimum": 1, "maximum": 268435456, "description": "default 16 MiB"},
+        "breaker_failures": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "consecutive failed calls that open a version's breaker; default 5"}},
+        "example": {"call_timeout_ms": 500, "breaker_failures": 3}})
 }
 
 fn historical() -> Value {
@@ -50,6 +109,7 @@ fn historical() -> Value {
                 "parameters": [
                     {"name": "features", "in": "query", "description": "Comma-separated refs, with a text/csv body", "schema": {"type": "string"}, "example": "technical:sma_20,risk:beta"},
                     {"name": "created_cutoff", "in": "query", "description": "With a text/csv body", "schema": {"type": "boolean"}},
+                    {"name": "include_provenance", "in": "query", "description": "With a text/csv body: add <group>:__provenance columns (name@version#sha256, empty for pushed rows)", "schema": {"type": "boolean"}},
                     {"name": "header", "in": "query", "description": "CSV answers: false leaves out the header row", "schema": {"type": "boolean", "default": true}},
                     {"name": "Accept", "in": "header", "description": "text/csv for a CSV answer; otherwise JSON", "schema": {"type": "string"}}
                 ],
@@ -143,7 +203,7 @@ fn base_document() -> Value {
         },
         "components": {"schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-                "code": {"type": "string", "enum": ["invalid_json", "invalid_request", "unknown_feature", "invalid_component", "not_found", "method_not_allowed", "conflict", "payload_too_large", "module_too_large", "unsupported_media_type", "transform_failed", "transform_bad_output", "transform_trapped", "transform_memory_limit", "transform_timeout", "unavailable", "busy", "internal"]},
+                "code": {"type": "string", "enum": ["invalid_json", "invalid_request", "unknown_feature", "invalid_component", "not_found", "method_not_allowed", "conflict", "payload_too_large", "module_too_large", "unsupported_media_type", "transform_failed", "transform_bad_output", "transform_trapped", "transform_memory_limit", "transform_timeout", "transform_disabled", "unavailable", "busy", "internal"]},
                 "message": {"type": "string"}, "details": {"type": "object"}}}}},
             "ValueType": {"type": "string", "enum": ["float64", "int64", "bool", "string", "float64_list", "string_list"]},
             "Entity": {"type": "object", "required": ["join_keys"], "properties": {"join_keys": {"type": "array", "items": {"type": "string"}}, "description": {"type": "string"}},
@@ -163,11 +223,13 @@ fn base_document() -> Value {
             "OnlineRequest": {"type": "object", "required": ["entities"], "properties": {
                 "entities": {"type": "array", "items": {"type": "object"}}, "features": {"type": "array", "items": {"type": "string"}},
                 "feature_groups": {"type": "array", "items": {"type": "string"}}, "request_context": {"type": "object"},
-                "fallback": {"type": "string", "enum": ["compute", "none"]}, "timeout_ms": {"type": "integer"}},
+                "fallback": {"type": "string", "enum": ["compute", "none"]}, "timeout_ms": {"type": "integer"},
+                "include_provenance": {"type": "boolean", "default": false, "description": "Also answer per requested group the transform version that computed the row served: results[].provenance = {group: Provenance | null}"}},
                 "example": {"entities": [{"ticker": "AAPL"}], "features": ["technical:sma_20", "technical:rsi_14"]}},
             "HistoricalRequest": {"type": "object", "required": ["entity_rows", "features"], "properties": {
                 "entity_rows": {"type": "array", "items": {"type": "object", "description": "Join keys, event_timestamp (RFC 3339, naive = UTC, or a date), any other columns (passed through; request fields of on-demand groups)"}},
-                "features": {"type": "array", "items": {"type": "string"}}, "created_cutoff": {"type": "boolean", "default": false}},
+                "features": {"type": "array", "items": {"type": "string"}}, "created_cutoff": {"type": "boolean", "default": false},
+                "include_provenance": {"type": "boolean", "default": false, "description": "Add one <group>:__provenance column per requested group (a Provenance object, null for pushed rows)"}},
                 "example": {"entity_rows": [{"ticker": "AAPL", "event_timestamp": "2024-05-01T00:00:00Z"}], "features": ["technical:sma_20", "risk:beta"], "created_cutoff": true}},
             "MaterializeRequest": {"type": "object", "required": ["feature_group"], "properties": {"feature_group": {"type": "string"}, "entities": {"type": "array"}, "incremental": {"type": "boolean"}},
                                    "example": {"feature_group": "technical", "entities": ["AAPL"], "incremental": false}},

@@ -3,10 +3,12 @@
 
 use super::error::{ApiError, ApiResult, Json};
 use crate::model::{
-    Actor, BatchInput, Column, NamedTable, OnDemandInput, Table, Timestamp, TransformKind, TransformSummary,
-    TransformVersion, Value, ValueType,
+    Actor, BatchInput, Column, LimitOverrides, NamedTable, OnDemandInput, Table, Timestamp, TransformKind,
+    TransformSummary, TransformVersion, Value, ValueType,
 };
 use crate::service::Wafer;
+use crate::service::breaker;
+use crate::service::shadow::ShadowReport;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
@@ -24,6 +26,9 @@ pub fn router() -> Router<Wafer> {
         .route("/v1/transforms/{name}/activate", post(activate))
         .route("/v1/transforms/{name}/disable", post(disable))
         .route("/v1/transforms/{name}/rollback", post(rollback))
+        .route("/v1/transforms/{name}/shadow", post(start_shadow).get(shadow_report).delete(stop_shadow))
+        .route("/v1/transforms/{name}/promote", post(promote))
+        .route("/v1/transforms/{name}/limits", put(set_limits))
         .route("/v1/transforms/{name}/invoke", post(invoke))
 }
 
@@ -79,14 +84,27 @@ fn summary_json(w: &Wafer, t: &TransformSummary) -> J {
             let stats = w.transform_stats(v);
             j["active"] = json!(t.active_version.as_deref() == Some(v.version.as_str()));
             j["stats"] = json!(stats);
+            j["breaker"] = json!(w.breaker_status(t, v));
             j
         })
         .collect();
+    let effective = w.effective_limits(&t.settings.limits);
     json!({
         "name": t.name,
         "status": t.status,
         "active_version": t.active_version,
         "previous_version": t.previous_version,
+        "shadow": t.settings.shadow,
+        "limits": {
+            "overrides": t.settings.limits,
+            "effective": {
+                "call_timeout_ms": effective.call_timeout.as_millis() as u64,
+                "memory_bytes": effective.memory_bytes,
+                "module_bytes": effective.module_bytes,
+                "output_bytes": effective.output_bytes,
+                "breaker_failures": t.settings.limits.breaker_failures.unwrap_or(breaker::DEFAULT_FAILURES),
+            },
+        },
         "versions": versions,
     })
 }
@@ -154,6 +172,71 @@ async fn rollback(
     Ok(Json(summary_json(&w, &t)))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShadowBody {
+    version: String,
+    #[serde(default)]
+    tolerance: Option<f64>,
+}
+
+/// Starts (or restarts) a shadow comparison; answers the empty report.
+async fn start_shadow(
+    State(w): State<Wafer>,
+    Extension(actor): Extension<Actor>,
+    Path(name): Path<String>,
+    Json(b): Json<ShadowBody>,
+) -> ApiResult<Json<ShadowReport>> {
+    let report = w.start_shadow(&name, &b.version, b.tolerance).await?;
+    let details = json!({"candidate_version": report.candidate_version, "tolerance": report.tolerance});
+    w.record_change(&actor, "transform.shadow_start", &name, details).await;
+    Ok(Json(report))
+}
+
+async fn shadow_report(State(w): State<Wafer>, Path(name): Path<String>) -> ApiResult<Json<ShadowReport>> {
+    Ok(Json(w.shadow_report(&name).await?))
+}
+
+/// Stops the comparison; answers its final report.
+async fn stop_shadow(
+    State(w): State<Wafer>,
+    Extension(actor): Extension<Actor>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ShadowReport>> {
+    let report = w.stop_shadow(&name).await?;
+    w.record_change(&actor, "transform.shadow_stop", &name, json!({"candidate_version": report.candidate_version}))
+        .await;
+    Ok(Json(report))
+}
+
+/// Activates the candidate; answers the transform with `shadow_report`,
+/// the comparison the promotion was based on.
+async fn promote(
+    State(w): State<Wafer>,
+    Extension(actor): Extension<Actor>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<J>> {
+    let (report, t) = w.promote_shadow(&name).await?;
+    let mut details = lifecycle_details(&t);
+    details["verdict"] = json!(report.verdict);
+    w.record_change(&actor, "transform.promote", &name, details).await;
+    let mut answer = summary_json(&w, &t);
+    answer["shadow_report"] = json!(report);
+    Ok(Json(answer))
+}
+
+/// Replaces the transform's limit overrides; `{}` restores the defaults.
+async fn set_limits(
+    State(w): State<Wafer>,
+    Extension(actor): Extension<Actor>,
+    Path(name): Path<String>,
+    Json(b): Json<LimitOverrides>,
+) -> ApiResult<Json<J>> {
+    let t = w.set_transform_limits(&name, b.clone()).await?;
+    w.record_change(&actor, "transform.limits", &name, json!(b)).await;
+    Ok(Json(summary_json(&w, &t)))
+}
+
 /// The lifecycle after a change: the audit entry's details.
 fn lifecycle_details(t: &TransformSummary) -> J {
     json!({"status": t.status, "active_version": t.active_version, "previous_version": t.previous_version})
@@ -202,7 +285,7 @@ async fn invoke(State(w): State<Wafer>, Path(name): Path<String>, Json(b): Json<
                 related: named_tables(&b.related, &types)?,
                 params,
             };
-            w.invoke_batch(&version, input).await?
+            w.dry_run_batch(&version, input).await?
         }
         TransformKind::OnDemand => {
             let input = OnDemandInput {
@@ -210,7 +293,7 @@ async fn invoke(State(w): State<Wafer>, Path(name): Path<String>, Json(b): Json<
                 request: columns(&b.request, &types, "request")?,
                 params,
             };
-            w.invoke_on_demand(&version, input).await?
+            w.dry_run_on_demand(&version, input).await?
         }
     };
     let mut answer = table_json(&output);

@@ -1,23 +1,128 @@
-//! Client commands: talk to a running server over HTTP and print results.
+//! Client plumbing: requests to a running server with the caller's token,
+//! and its error envelopes turned into readable errors. Also `wafer
+//! materialize`.
 
-use super::{MaterializeArgs, PublishArgs};
+use super::{MaterializeArgs, ServerArgs};
+use crate::api::auth::required_role;
 use anyhow::{Context, anyhow, bail};
 use indicatif::{ProgressBar, ProgressStyle};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("HTTP client")
+/// A server and the token to show it.
+pub(super) struct Remote {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
 }
 
-/// For answers that stream as long as the data takes: no overall deadline,
-/// but a connection that stalls for minutes fails.
-pub(super) fn streaming_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .read_timeout(Duration::from_secs(300))
-        .build()
-        .expect("HTTP client")
+impl Remote {
+    /// For ordinary requests: each must finish within two minutes.
+    pub fn new(args: &ServerArgs) -> Remote {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build().expect("HTTP client");
+        Remote::with_client(args, http)
+    }
+
+    /// For answers that stream as long as the data takes: no overall
+    /// deadline, but a connection that stalls for minutes fails.
+    pub fn streaming(args: &ServerArgs) -> Remote {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(300))
+            .build()
+            .expect("HTTP client");
+        Remote::with_client(args, http)
+    }
+
+    fn with_client(args: &ServerArgs, http: reqwest::Client) -> Remote {
+        let token = args.token.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_string);
+        Remote { base: args.server.trim_end_matches('/').to_string(), token, http }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// A request to `path` (which starts with `/`), with the token.
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        }
+    }
+
+    /// Sends the request; any answer but a success becomes the error
+    /// [`Remote::failure`] describes.
+    pub async fn send(&self, req: RequestBuilder) -> anyhow::Result<Response> {
+        let req = req.build().context("building the request")?;
+        let (method, path) = (req.method().clone(), req.url().path().to_string());
+        let resp = self.http.execute(req).await.with_context(|| format!("connecting to {}", self.base))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        Err(self.failure(&method, &path, resp).await)
+    }
+
+    /// Sends the request and reads the answer's JSON body (`null` when
+    /// there is none, as for a 204).
+    pub async fn json(&self, req: RequestBuilder) -> anyhow::Result<Value> {
+        let resp = self.send(req).await?;
+        if resp.status() == StatusCode::NO_CONTENT {
+            return Ok(Value::Null);
+        }
+        resp.json().await.context("reading the server's answer")
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.json(self.request(Method::GET, path)).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.json(self.request(Method::POST, path).json(body)).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.json(self.request(Method::PUT, path).json(body)).await
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Value> {
+        self.json(self.request(Method::DELETE, path)).await
+    }
+
+    /// The error of an unsuccessful answer. A refused token says what to
+    /// do about it; any other 4xx is the request's fault, so its message
+    /// alone (with the alternatives the server offers, if any) says what to
+    /// fix; anything else names the status and code too.
+    pub async fn failure(&self, method: &Method, path: &str, resp: Response) -> anyhow::Error {
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        let (code, msg) = envelope(&body);
+        match status {
+            StatusCode::UNAUTHORIZED if self.token.is_none() => {
+                return anyhow!("the server needs a token: pass --token or set WAFER_TOKEN ({msg})");
+            }
+            StatusCode::UNAUTHORIZED => {
+                return anyhow!("the server refused the token ({msg}); check --token or WAFER_TOKEN");
+            }
+            StatusCode::FORBIDDEN => {
+                let role = required_role(method, path).map_or("another", |r| r.name());
+                return anyhow!("this needs the {role} role, which the token does not have ({msg})");
+            }
+            _ => {}
+        }
+        if !status.is_client_error() {
+            return anyhow!("server answered {status} ({code}): {msg}");
+        }
+        match body["error"]["details"]["available"].as_array().filter(|a| !a.is_empty()) {
+            Some(available) => {
+                let names: Vec<&str> = available.iter().filter_map(Value::as_str).collect();
+                anyhow!("{msg} (available: {})", names.join(", "))
+            }
+            None => anyhow!("{msg}"),
+        }
+    }
 }
 
 /// The `code` and `message` of an error envelope.
@@ -25,81 +130,27 @@ fn envelope(body: &Value) -> (&str, &str) {
     (body["error"]["code"].as_str().unwrap_or("?"), body["error"]["message"].as_str().unwrap_or("no message"))
 }
 
-/// Turns an error envelope into a readable error.
-async fn check(resp: reqwest::Response) -> anyhow::Result<Value> {
-    let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        let (code, msg) = envelope(&body);
-        bail!("server answered {status} ({code}): {msg}");
-    }
-    Ok(body)
-}
-
-/// The error of an unsuccessful answer. A 4xx is the request's fault, so
-/// its message alone (with the alternatives the server offers, if any)
-/// says what to fix; anything else names the status and code too.
-pub(super) async fn failure(resp: reqwest::Response) -> anyhow::Error {
-    let status = resp.status();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    let (code, msg) = envelope(&body);
-    if !status.is_client_error() {
-        return anyhow!("server answered {status} ({code}): {msg}");
-    }
-    match body["error"]["details"]["available"].as_array().filter(|a| !a.is_empty()) {
-        Some(available) => {
-            let names: Vec<&str> = available.iter().filter_map(Value::as_str).collect();
-            anyhow!("{msg} (available: {})", names.join(", "))
+/// A path segment as it must appear in a URL: names are checked by the
+/// server, but a typo with a `/` or `?` must not reach another endpoint.
+pub(super) fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
         }
-        None => anyhow!("{msg}"),
     }
-}
-
-pub async fn publish(args: PublishArgs) -> anyhow::Result<()> {
-    let bytes = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let base = args.server.trim_end_matches('/');
-    let resp = client()
-        .put(format!("{base}/v1/transforms/{}/versions/{}", args.name, args.version))
-        .header("content-type", "application/wasm")
-        .body(bytes)
-        .send()
-        .await
-        .with_context(|| format!("connecting to {base}"))?;
-    let created = resp.status() == reqwest::StatusCode::CREATED;
-    let body = check(resp).await?;
-    println!(
-        "{} {}@{} sha256 {} ({} outputs)",
-        if created { "published" } else { "already published" },
-        args.name,
-        args.version,
-        body["sha256"].as_str().unwrap_or("?"),
-        body["outputs"].as_array().map_or(0, Vec::len)
-    );
-    if args.activate {
-        let resp = client()
-            .post(format!("{base}/v1/transforms/{}/activate", args.name))
-            .json(&json!({"version": args.version}))
-            .send()
-            .await?;
-        check(resp).await?;
-        println!("activated {}@{}", args.name, args.version);
-    }
-    Ok(())
+    out
 }
 
 pub async fn materialize(args: MaterializeArgs) -> anyhow::Result<()> {
-    let base = args.server.trim_end_matches('/');
+    let remote = Remote::new(&args.remote);
     let mut req = json!({"feature_group": args.group, "incremental": args.incremental});
     if !args.entities.is_empty() {
         req["entities"] = json!(args.entities);
     }
-    let resp = client()
-        .post(format!("{base}/v1/materialize"))
-        .json(&req)
-        .send()
-        .await
-        .with_context(|| format!("connecting to {base}"))?;
-    let started = check(resp).await?;
+    let started = remote.post("/v1/materialize", &req).await?;
     let id = started["job_id"].as_str().context("no job_id in answer")?.to_string();
     let bar = ProgressBar::new(0);
     bar.set_style(
@@ -109,7 +160,7 @@ pub async fn materialize(args: MaterializeArgs) -> anyhow::Result<()> {
     );
     bar.set_message(id.clone());
     let job = loop {
-        let job = check(client().get(format!("{base}/v1/jobs/{id}")).send().await?).await?;
+        let job = remote.get(&format!("/v1/jobs/{}", segment(&id))).await?;
         bar.set_length(job["entities_total"].as_u64().unwrap_or(0));
         bar.set_position(job["entities_done"].as_u64().unwrap_or(0));
         if matches!(job["state"].as_str(), Some("succeeded" | "failed")) {
@@ -132,4 +183,13 @@ pub async fn materialize(args: MaterializeArgs) -> anyhow::Result<()> {
         bail!("materialization finished with {} error(s)", errors.len());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(super::segment("sma_20-v1.0"), "sma_20-v1.0");
+        assert_eq!(super::segment("a/b?c d"), "a%2Fb%3Fc%20d");
+    }
 }

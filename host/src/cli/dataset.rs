@@ -9,13 +9,13 @@
 //! cut-off answer.
 
 use super::DatasetArgs;
-use super::client::{failure, streaming_client};
+use super::client::Remote;
 use crate::api::HISTORICAL_ROWS_HEADER as ROWS_HEADER;
 use crate::service::historical::EVENT_TIMESTAMP;
 use anyhow::{Context, anyhow, bail, ensure};
 use indicatif::{HumanCount, ProgressBar, ProgressState, ProgressStyle};
-use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
@@ -57,10 +57,9 @@ pub async fn dataset(args: DatasetArgs) -> anyhow::Result<()> {
 
 /// Sends every batch and streams the answers into `partial`.
 async fn download(args: &DatasetArgs, features: &[&str], batches: &Batches, partial: &Path) -> anyhow::Result<()> {
-    let base = args.server.trim_end_matches('/');
-    let url = format!("{base}/v1/features/historical");
+    let remote = Remote::streaming(&args.remote);
+    let path = "/v1/features/historical";
     let refs = features.join(",");
-    let client = streaming_client();
     let mut entities = File::open(&args.entities).with_context(|| format!("opening {}", args.entities.display()))?;
     let mut out = BufWriter::new(File::create(partial).with_context(|| format!("creating {}", partial.display()))?);
     let bar = progress_bar(batches.rows);
@@ -75,20 +74,21 @@ async fn download(args: &DatasetArgs, features: &[&str], batches: &Batches, part
         let query = [
             ("features", refs.clone()),
             ("created_cutoff", args.created_cutoff.to_string()),
+            ("include_provenance", args.include_provenance.to_string()),
             ("header", header.to_string()),
         ];
-        let mut resp = client
-            .post(&url)
+        let mut resp = remote
+            .request(Method::POST, path)
             .query(&query)
             .header(CONTENT_TYPE, "text/csv")
             .header(ACCEPT, "text/csv")
             .body(body)
             .send()
             .await
-            .with_context(|| format!("sending {which} to {base}"))?;
+            .with_context(|| format!("sending {which} to {}", remote.base()))?;
         if !resp.status().is_success() {
             let too_large = resp.status() == StatusCode::PAYLOAD_TOO_LARGE;
-            let e = failure(resp).await;
+            let e = remote.failure(&Method::POST, path, resp).await;
             if too_large {
                 bail!("{e} ({which}; try a smaller --batch-rows)");
             }

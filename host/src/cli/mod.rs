@@ -2,10 +2,13 @@
 //! dispatches here; server commands call into the library, client commands
 //! talk to a running server over HTTP.
 
+mod apply;
 mod client;
 mod dataset;
+mod diff;
+mod transform;
 
-use crate::config::Config;
+use crate::config::{Config, read_tokens_file};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +35,12 @@ pub enum Command {
     /// Write training data: the point-in-time feature values of a CSV
     /// file's entity rows, fetched from a running server, as CSV.
     Dataset(DatasetArgs),
+    /// Registry as code: make the server match a YAML file.
+    ///
+    /// The file declares entities, sources, feature groups and the active
+    /// version of transforms. Prints a diff per object and writes only what
+    /// changed; objects the file does not mention are left alone.
+    Apply(ApplyArgs),
 }
 
 #[derive(Args, Debug)]
@@ -45,6 +54,11 @@ pub struct ServeArgs {
     /// Comma-separated role=token pairs (roles: read, write, admin).
     #[arg(long, env = "WAFER_API_TOKENS", hide_env_values = true)]
     pub api_tokens: Option<String>,
+    /// File of API tokens, one role=token per line (`#` comments and blank
+    /// lines ignored); used together with --api-tokens if both are given.
+    /// Keep it readable by the server's user only.
+    #[arg(long, env = "WAFER_API_TOKENS_FILE")]
+    pub api_tokens_file: Option<PathBuf>,
     /// Serve without tokens on a non-loopback address.
     #[arg(long)]
     pub insecure_no_auth: bool,
@@ -99,10 +113,52 @@ pub struct DemoArgs {
     pub stores: StoreArgs,
 }
 
+/// Where a client command sends its requests, and the token it shows.
+#[derive(Args, Debug, Clone)]
+pub struct ServerArgs {
+    /// The wafer server's base URL.
+    #[arg(long, env = "WAFER_SERVER", default_value = "http://127.0.0.1:7070")]
+    pub server: String,
+    /// API token, sent as `Authorization: Bearer TOKEN`. Needed when the
+    /// server was started with tokens: `read` for reading, `write` for
+    /// ingest and materialization, `admin` for the registry and plugins.
+    #[arg(long, env = "WAFER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
 #[derive(Subcommand, Debug)]
 pub enum TransformCommand {
     /// Upload a component as a new version.
     Publish(PublishArgs),
+    /// List the transforms with their active version and call counts.
+    List(ListArgs),
+    /// One transform's versions, lifecycle, call statistics and limits.
+    Show(NameArgs),
+    /// Make a published version the active one.
+    Activate(VersionArgs),
+    /// Stop serving the transform: no version is active afterwards.
+    Disable(NameArgs),
+    /// Re-activate the version that was active before the current one.
+    Rollback(NameArgs),
+    /// Delete a published version (refused while it is active, the
+    /// rollback target, or pinned by a feature group).
+    Delete(VersionArgs),
+    /// Make the shadowed candidate version the active one.
+    Promote(NameArgs),
+    /// Run a candidate version beside the active one and compare outputs.
+    ///
+    /// The candidate runs on the same calls as the active version; its
+    /// outputs are compared and never served.
+    Shadow(ShadowArgs),
+    /// How the shadowed candidate compares with the active version so far.
+    ShadowReport(ReportArgs),
+    /// Stop shadowing and print the final report.
+    ShadowStop(ReportArgs),
+    /// Show the transform's per-call limits, or set them.
+    ///
+    /// Setting replaces the whole set: a limit not given goes back to the
+    /// server's default. With no limit and no --reset, shows them.
+    Limits(LimitsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -115,8 +171,89 @@ pub struct PublishArgs {
     /// Make this version the active one.
     #[arg(long)]
     pub activate: bool,
-    #[arg(long, env = "WAFER_SERVER", default_value = "http://127.0.0.1:7070")]
-    pub server: String,
+    #[command(flatten)]
+    pub remote: ServerArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ListArgs {
+    /// Print the server's JSON answer as it is.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub remote: ServerArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct NameArgs {
+    /// The transform's name.
+    pub name: String,
+    /// Print the server's JSON answer as it is.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub remote: ServerArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct VersionArgs {
+    /// The transform's name.
+    pub name: String,
+    /// A published version, e.g. 1.1.0.
+    pub version: String,
+    #[command(flatten)]
+    pub remote: ServerArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ShadowArgs {
+    /// The transform's name.
+    pub name: String,
+    /// The candidate: a published version other than the active one.
+    pub version: String,
+    /// Largest absolute difference between two floats that still counts
+    /// as a match [default: the server's].
+    #[arg(long)]
+    pub tolerance: Option<f64>,
+    #[command(flatten)]
+    pub remote: ServerArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The transform's name.
+    pub name: String,
+    /// Print the report as the server's JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub remote: ServerArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct LimitsArgs {
+    /// The transform's name.
+    pub name: String,
+    /// Wall-clock deadline of one call, in milliseconds.
+    #[arg(long)]
+    pub call_timeout_ms: Option<u64>,
+    /// Cap on a call's linear memory, in MiB.
+    #[arg(long)]
+    pub memory_mib: Option<u64>,
+    /// Largest accepted component, in MiB.
+    #[arg(long)]
+    pub module_mib: Option<u64>,
+    /// Largest output of one call, in MiB.
+    #[arg(long)]
+    pub output_mib: Option<u64>,
+    /// Consecutive failures that open the version's circuit breaker.
+    #[arg(long)]
+    pub breaker_failures: Option<u64>,
+    /// Put every limit back to the server's default.
+    #[arg(long, conflicts_with_all = ["call_timeout_ms", "memory_mib", "module_mib", "output_mib", "breaker_failures"])]
+    pub reset: bool,
+    #[command(flatten)]
+    pub remote: ServerArgs,
 }
 
 #[derive(Args, Debug)]
@@ -127,8 +264,8 @@ pub struct MaterializeArgs {
     pub entities: Vec<String>,
     #[arg(long)]
     pub incremental: bool,
-    #[arg(long, env = "WAFER_SERVER", default_value = "http://127.0.0.1:7070")]
-    pub server: String,
+    #[command(flatten)]
+    pub remote: ServerArgs,
 }
 
 #[derive(Args, Debug)]
@@ -146,13 +283,31 @@ pub struct DatasetArgs {
     /// Leave out feature rows created after an entity row's event_timestamp.
     #[arg(long)]
     pub created_cutoff: bool,
+    /// Add a `<group>:__provenance` column per group: the transform version
+    /// (`name@version#sha256`) that computed each value.
+    #[arg(long)]
+    pub include_provenance: bool,
     /// Entity rows per request. The server holds a request's rows while it
     /// streams the answer (about 300 bytes a CSV row) and limits request
     /// bodies to 64 MiB by default.
     #[arg(long, default_value_t = 250_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_rows: u64,
-    #[arg(long, env = "WAFER_SERVER", default_value = "http://127.0.0.1:7070")]
-    pub server: String,
+    #[command(flatten)]
+    pub remote: ServerArgs,
+}
+
+/// `wafer apply`: see [`apply`].
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// YAML with `entities:`, `sources:`, `feature_groups:` and
+    /// `transforms:` lists; each item has a `name` and the fields the API
+    /// accepts for that object (`transforms` items: `name` and `active`).
+    pub file: PathBuf,
+    /// Print what would change and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub remote: ServerArgs,
 }
 
 impl ServeArgs {
@@ -163,6 +318,9 @@ impl ServeArgs {
         config.insecure_no_auth = self.insecure_no_auth;
         if let Some(tokens) = self.api_tokens {
             config.tokens = parse_tokens(&tokens)?;
+        }
+        if let Some(path) = self.api_tokens_file {
+            config.tokens.extend(read_tokens_file(&path)?);
         }
         let cluster = &mut config.cluster;
         if let Some(host_id) = self.cluster.host_id {
@@ -190,20 +348,20 @@ fn seconds(flag: &str, value: f64) -> anyhow::Result<std::time::Duration> {
     Ok(std::time::Duration::from_secs_f64(value))
 }
 
-/// `admin=s3cret,read=r3ad` -> [("admin", "s3cret"), ("read", "r3ad")].
-pub fn parse_tokens(text: &str) -> anyhow::Result<Vec<(String, String)>> {
-    text.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|pair| {
-            let (role, token) =
-                pair.split_once('=').ok_or_else(|| anyhow::anyhow!("API token '{pair}' must be role=token"))?;
-            let role = role.trim();
-            anyhow::ensure!(["read", "write", "admin"].contains(&role), "unknown API token role '{role}'");
-            anyhow::ensure!(!token.trim().is_empty(), "empty API token for role '{role}'");
-            Ok((role.to_string(), token.trim().to_string()))
-        })
-        .collect()
+/// Runs a client command: everything but `serve` and `demo`, which
+/// `main.rs` starts itself.
+pub async fn run_client(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Transform(command) => transform::run(command).await,
+        Command::Materialize(args) => client::materialize(args).await,
+        Command::Dataset(args) => dataset::dataset(args).await,
+        Command::Apply(args) => apply::apply(args).await,
+        Command::Serve(_) | Command::Demo(_) => anyhow::bail!("not a client command"),
+    }
 }
 
-pub use client::{materialize, publish};
+pub use crate::config::parse_tokens;
+pub use apply::apply;
+pub use client::materialize;
 pub use dataset::dataset;
+pub use transform::publish;

@@ -24,6 +24,11 @@ impl Actor {
         Actor("anonymous".into())
     }
 
+    /// The server itself acting on a rule, e.g. `system:breaker`.
+    pub fn system(component: &str) -> Actor {
+        Actor(format!("system:{component}"))
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -6,6 +6,7 @@ pub mod entity_frame;
 pub mod entity_key;
 pub mod feature_ref;
 pub mod job;
+pub mod provenance;
 pub mod registry;
 pub mod stats;
 pub mod table;
@@ -17,12 +18,14 @@ pub use audit::{Actor, AuditEntry};
 pub use entity_key::EntityKey;
 pub use feature_ref::FeatureRef;
 pub use job::{Job, JobState, JobTask, LeasedTask, TaskOutcome};
+pub use provenance::Provenance;
 pub use registry::{Entity, FeatureGroup, FeatureSpec, Freshness, Producer, Source, SourceField};
 pub use stats::{FeatureStatistics, FreshnessCounts};
 pub use table::{BatchInput, Column, ColumnValues, NamedTable, OnDemandInput, Table};
 pub use time::Timestamp;
 pub use transform::{
-    Descriptor, FieldSpec, ParamSpec, RelatedSeries, TransformKind, TransformSummary, TransformVersion,
+    Descriptor, FieldSpec, LimitOverrides, ParamSpec, RelatedSeries, ShadowSpec, TransformKind, TransformSettings,
+    TransformSummary, TransformVersion,
 };
 pub use value::{Value, ValueType};
 
@@ -41,10 +44,14 @@ pub struct SourceRow {
 ///
 /// `created` is when the row was written; rows with the same entity and event
 /// time are corrections of each other and the latest `created` wins.
+/// `provenance` names the transform version that computed the row; rows
+/// pushed by clients (and rows stored before provenance was recorded) have
+/// none.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FeatureRow {
     pub entity: EntityKey,
     pub event_ts: Timestamp,
     pub created: Timestamp,
     pub values: BTreeMap<String, Value>,
+    pub provenance: Option<Provenance>,
 }

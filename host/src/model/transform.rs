@@ -82,6 +82,51 @@ pub struct TransformSummary {
     /// `active`, `disabled` or `inactive` (published, never activated).
     pub status: String,
     pub versions: Vec<TransformVersion>,
+    /// Shadow candidate and limit overrides, set by admins.
+    #[serde(default)]
+    pub settings: TransformSettings,
+}
+
+/// What admins set on a transform beside its lifecycle. Stored with it, so
+/// every host sharing the registry applies the same.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TransformSettings {
+    /// The candidate version running beside the active one, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowSpec>,
+    #[serde(default)]
+    pub limits: LimitOverrides,
+}
+
+/// A candidate version shadowing the active one: it runs on the same inputs
+/// (materialization and on-demand calls), its outputs are compared and never
+/// served.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ShadowSpec {
+    pub version: String,
+    /// Two numbers match when `|a - b| <= tolerance * max(1, |a|, |b|)`:
+    /// absolute near zero, relative for large values.
+    pub tolerance: f64,
+    /// When this comparison started; restarting a shadow starts it afresh.
+    pub started_at: super::Timestamp,
+}
+
+/// Per-transform limits; `None` keeps the server's default (see
+/// `runtime::Limits` for the defaults and why).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_bytes: Option<u64>,
+    /// Consecutive failed calls after which a version's breaker opens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaker_failures: Option<u32>,
 }
 
 /// Versions are `MAJOR.MINOR.PATCH` with optional pre-release/build suffix.

@@ -15,9 +15,25 @@ pub struct Limits {
     pub module_bytes: usize,
     /// Largest output a call may return, in rows. Default 1,000,000.
     pub output_rows: usize,
+    /// Largest output a call may return, in bytes as the host estimates
+    /// them: 8 per timestamp and per numeric or boolean cell, a string's
+    /// length in bytes, a list's elements summed the same way (see
+    /// `validate::output_bytes`). Default 16 MiB: a year of daily rows of a
+    /// dozen features is about 40 KiB, so this leaves room for long minute
+    /// histories while keeping what one call can make the host store, cache
+    /// and serialize well below the memory cap. The memory cap already bounds
+    /// what a guest can hand over; this bounds what the host keeps of it.
+    pub output_bytes: usize,
     /// Bytes of guest log output kept per call (the rest is dropped and
     /// counted). Default 4 KiB.
     pub log_bytes_per_call: usize,
+    /// Guest log lines (the `log` import, stdout and stderr alike) one
+    /// transform version may send to the host log per second, across all its
+    /// calls; a version that was quiet may send one second's worth at once.
+    /// Lines over the rate are dropped and counted, and reported in one
+    /// summary warning. Default 100: the per-call byte budget alone lets a
+    /// version called a thousand times a second write megabytes a second.
+    pub log_lines_per_second: u32,
     /// Instances that may run at once; calls beyond wait. Default 64.
     pub max_concurrent_calls: usize,
 }
@@ -29,7 +45,9 @@ impl Default for Limits {
             memory_bytes: 64 << 20,
             module_bytes: 32 << 20,
             output_rows: 1_000_000,
+            output_bytes: 16 << 20,
             log_bytes_per_call: 4 << 10,
+            log_lines_per_second: 100,
             max_concurrent_calls: 64,
         }
     }

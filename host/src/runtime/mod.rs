@@ -60,11 +60,14 @@ pub trait TransformRuntime: Send + Sync {
     /// Whether `sha256` is compiled and ready in this process.
     fn is_loaded(&self, sha256: &str) -> bool;
 
-    /// Runs the batch export on one entity's history.
-    async fn batch(&self, id: &ModuleId, input: BatchInput) -> Result<Table, RuntimeError>;
+    /// The server's default limits, which per-transform overrides adjust.
+    fn limits(&self) -> &Limits;
 
-    /// Runs the on-demand export on a request's entities.
-    async fn on_demand(&self, id: &ModuleId, input: OnDemandInput) -> Result<Table, RuntimeError>;
+    /// Runs the batch export on one entity's history, within `limits`.
+    async fn batch(&self, id: &ModuleId, input: BatchInput, limits: &Limits) -> Result<Table, RuntimeError>;
+
+    /// Runs the on-demand export on a request's entities, within `limits`.
+    async fn on_demand(&self, id: &ModuleId, input: OnDemandInput, limits: &Limits) -> Result<Table, RuntimeError>;
 
     /// Per-version call statistics since start.
     fn stats(&self, id: &ModuleId) -> CallStats;

@@ -5,7 +5,7 @@
 use super::bindings::{TRANSFORM_EXPORT, WAFER_IMPORTS};
 use super::limits::Limits;
 use crate::model::registry::validate_name;
-use crate::model::{Descriptor, Table, TransformKind};
+use crate::model::{Column, ColumnValues, Descriptor, Table, TransformKind};
 use std::collections::HashSet;
 
 /// WASI interfaces a transform may import. They are linked with an empty
@@ -109,8 +109,16 @@ fn unique<'a>(what: &str, names: impl IntoIterator<Item = &'a str>) -> Result<()
 
 /// Output must have the shape the transform promised: rows consistent
 /// (batch: one value per timestamp; on-demand: `expected_rows`, one per
-/// input row), within the row limit, and only declared outputs of their
-/// declared types.
+/// input row), within the row and byte limits, only declared outputs of
+/// their declared types, and every float finite.
+///
+/// NaN and infinity are refused rather than turned into nulls: JSON cannot
+/// carry them, and a consumer reading a model feature cannot tell "not
+/// computable" from a number that happens to be odd. A transform says
+/// "missing" with a null (the SDK's `Column::float64` does this for it), so
+/// a non-finite value is a bug worth failing loudly, naming where it is.
+/// Rows listed as null are skipped: their value is a placeholder (the SDK
+/// puts NaN there).
 pub(crate) fn check_output(
     descriptor: &Descriptor,
     table: &Table,
@@ -133,6 +141,10 @@ pub(crate) fn check_output(
     if rows > limits.output_rows {
         return Err(format!("{rows} rows, over the limit of {}", limits.output_rows));
     }
+    let bytes = output_bytes(table);
+    if bytes > limits.output_bytes {
+        return Err(format!("output is {bytes} bytes, over the limit of {}", limits.output_bytes));
+    }
     unique("output column", table.columns.iter().map(|c| c.name.as_str()))
         .map_err(|_| "the same column appears twice".to_string())?;
     for c in &table.columns {
@@ -151,14 +163,70 @@ pub(crate) fn check_output(
         if c.nulls.iter().any(|&i| i as usize >= rows) || c.nulls.windows(2).any(|w| w[0] >= w[1]) {
             return Err(format!("column '{}' lists null rows out of range or out of order", c.name));
         }
+        check_finite(c)?;
     }
     Ok(())
+}
+
+/// The host's estimate of an output's size, the measure of
+/// [`Limits::output_bytes`]: 8 bytes per timestamp and per numeric or
+/// boolean cell, a string's length in bytes, and a list's elements summed by
+/// the same rule. Null rows count like any other (their placeholders crossed
+/// the boundary all the same). An estimate, not the in-memory layout: a rule
+/// simple enough to document lets a transform author predict the limit.
+pub(crate) fn output_bytes(table: &Table) -> usize {
+    const CELL: usize = 8;
+    let text = |v: &[String]| v.iter().map(String::len).sum::<usize>();
+    let columns: usize = table
+        .columns
+        .iter()
+        .map(|c| match &c.values {
+            ColumnValues::Float64(v) => v.len() * CELL,
+            ColumnValues::Int64(v) => v.len() * CELL,
+            ColumnValues::Bool(v) => v.len() * CELL,
+            ColumnValues::Text(v) => text(v),
+            ColumnValues::Float64List(v) => v.iter().map(|l| l.len() * CELL).sum(),
+            ColumnValues::TextList(v) => v.iter().map(|l| text(l)).sum(),
+        })
+        .sum();
+    table.timestamps.len() * CELL + columns
+}
+
+/// Every float of a non-null row is finite (see [`check_output`] for why);
+/// the error names the column, the row (0-based, as in `nulls`) and, in a
+/// list, the element.
+fn check_finite(c: &Column) -> Result<(), String> {
+    let is_null = |row: usize| c.nulls.binary_search(&(row as u32)).is_ok();
+    let problem = match &c.values {
+        ColumnValues::Float64(v) => v
+            .iter()
+            .enumerate()
+            .find(|(row, x)| !x.is_finite() && !is_null(*row))
+            .map(|(row, x)| (format!("row {row}"), *x)),
+        ColumnValues::Float64List(v) => v.iter().enumerate().filter(|(row, _)| !is_null(*row)).find_map(|(row, l)| {
+            l.iter().position(|x| !x.is_finite()).map(|i| (format!("row {row} element {i}"), l[i]))
+        }),
+        _ => None,
+    };
+    match problem {
+        None => Ok(()),
+        Some((at, x)) => {
+            let what = if x.is_nan() {
+                "NaN"
+            } else if x > 0.0 {
+                "+infinity"
+            } else {
+                "-infinity"
+            };
+            Err(format!("column '{}' {at} is {what}; return null for a missing value", c.name))
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Column, ColumnValues, FieldSpec, ParamSpec, RelatedSeries, ValueType};
+    use crate::model::{FieldSpec, ParamSpec, RelatedSeries, ValueType};
 
     #[test]
     fn only_component_binaries_pass_the_header_check() {
@@ -286,5 +354,98 @@ mod tests {
         let mut bad_nulls = ok.clone();
         bad_nulls.columns[0].nulls = vec![1, 0];
         assert!(check_output(&d, &bad_nulls, Some(2), &limits).unwrap_err().contains("out of order"));
+    }
+
+    fn floats(values: Vec<f64>, nulls: Vec<u32>) -> Table {
+        let timestamps = (0..values.len() as i64).collect();
+        Table {
+            timestamps,
+            columns: vec![Column { name: "sma_20".into(), values: ColumnValues::Float64(values), nulls }],
+        }
+    }
+
+    #[test]
+    fn nan_and_infinity_are_refused_naming_the_column_and_row() {
+        let (d, limits) = (descriptor(), Limits::default());
+        let check = |t: &Table| check_output(&d, t, None, &limits);
+        assert_eq!(
+            check(&floats(vec![1.0, 2.0, 3.0, f64::NAN], vec![])).unwrap_err(),
+            "column 'sma_20' row 3 is NaN; return null for a missing value"
+        );
+        assert_eq!(
+            check(&floats(vec![f64::INFINITY, 1.0], vec![])).unwrap_err(),
+            "column 'sma_20' row 0 is +infinity; return null for a missing value"
+        );
+        assert!(check(&floats(vec![1.0, f64::NEG_INFINITY], vec![])).unwrap_err().contains("row 1 is -infinity"));
+        // On-demand output is checked the same way.
+        assert!(check_output(&d, &floats(vec![f64::NAN], vec![]), Some(1), &limits).unwrap_err().contains("NaN"));
+    }
+
+    #[test]
+    fn a_non_finite_placeholder_in_a_null_row_is_fine() {
+        // The SDK fills null rows with NaN; only the nulls list is read there.
+        let (d, limits) = (descriptor(), Limits::default());
+        let t = floats(vec![f64::NAN, 1.0, f64::INFINITY], vec![0, 2]);
+        assert_eq!(check_output(&d, &t, None, &limits), Ok(()));
+        let t = floats(vec![f64::NAN, 1.0, f64::INFINITY], vec![0]);
+        assert!(check_output(&d, &t, None, &limits).unwrap_err().contains("row 2 is +infinity"));
+    }
+
+    #[test]
+    fn non_finite_list_elements_are_refused_naming_the_element() {
+        let mut d = descriptor();
+        d.outputs.push(FieldSpec {
+            name: "weights".into(),
+            value_type: ValueType::Float64List,
+            description: String::new(),
+        });
+        let list = |nulls| Table {
+            timestamps: vec![1, 2],
+            columns: vec![Column {
+                name: "weights".into(),
+                values: ColumnValues::Float64List(vec![vec![0.5, 0.5], vec![1.0, f64::NAN]]),
+                nulls,
+            }],
+        };
+        assert_eq!(
+            check_output(&d, &list(vec![]), None, &Limits::default()).unwrap_err(),
+            "column 'weights' row 1 element 1 is NaN; return null for a missing value"
+        );
+        assert_eq!(check_output(&d, &list(vec![1]), None, &Limits::default()), Ok(()));
+    }
+
+    #[test]
+    fn output_size_is_estimated_per_cell_string_byte_and_list_element() {
+        let t = Table {
+            timestamps: vec![1, 2],
+            columns: vec![
+                column("a", ColumnValues::Float64(vec![1.0, 2.0])),
+                column("b", ColumnValues::Int64(vec![1, 2])),
+                column("c", ColumnValues::Bool(vec![true, false])),
+                column("d", ColumnValues::Text(vec!["abc".into(), String::new()])),
+                column("e", ColumnValues::Float64List(vec![vec![1.0; 3], vec![]])),
+                column("f", ColumnValues::TextList(vec![vec!["xy".into(), "z".into()], vec!["".into()]])),
+            ],
+        };
+        // timestamps 16 + a 16 + b 16 + c 16 + d 3 + e 24 + f 3.
+        assert_eq!(output_bytes(&t), 94);
+        assert_eq!(output_bytes(&Table::default()), 0);
+    }
+
+    #[test]
+    fn output_over_the_byte_limit_is_refused_with_its_size_and_the_limit() {
+        let d = descriptor();
+        // 4 timestamps and 4 floats: 64 bytes.
+        let t = floats(vec![1.0, 2.0, 3.0, 4.0], vec![]);
+        assert_eq!(check_output(&d, &t, None, &Limits { output_bytes: 64, ..Limits::default() }), Ok(()));
+        assert_eq!(
+            check_output(&d, &t, None, &Limits { output_bytes: 63, ..Limits::default() }).unwrap_err(),
+            "output is 64 bytes, over the limit of 63"
+        );
+        // On-demand timestamps are ignored but still count: they crossed over.
+        let mut padded = floats(vec![1.0], vec![]);
+        padded.timestamps = vec![0; 1000];
+        let err = check_output(&d, &padded, Some(1), &Limits { output_bytes: 1024, ..Limits::default() }).unwrap_err();
+        assert_eq!(err, "output is 8008 bytes, over the limit of 1024");
     }
 }

@@ -13,7 +13,7 @@ use super::cache::{Loaded, ModuleCache};
 use super::engine;
 use super::error::RuntimeError;
 use super::limits::Limits;
-use super::output::{GuestOutput, LogBudget};
+use super::output::{CallLog, GuestOutput, LogBudget, LogRates};
 use super::validate;
 use super::{CallStats, ModuleId, TransformRuntime};
 use crate::model::{BatchInput, Descriptor, OnDemandInput, Table, TransformKind};
@@ -37,7 +37,7 @@ pub(crate) struct State {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: MemoryLimiter,
-    log: LogSink,
+    log: CallLog,
 }
 
 impl WasiView for State {
@@ -49,7 +49,7 @@ impl WasiView for State {
 impl State {
     /// A line from the guest's `log` import.
     pub(crate) fn guest_log(&mut self, level: tracing::Level, message: &str) {
-        self.log.line(level, message);
+        self.log.line(level, message, Instant::now());
     }
 }
 
@@ -83,30 +83,6 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// The `log` import for one call: lines tagged `name@version`, within the
-/// call's log budget (shared with stdout and stderr); lines past it are
-/// dropped and counted.
-struct LogSink {
-    module: String,
-    budget: LogBudget,
-}
-
-impl LogSink {
-    fn line(&mut self, level: tracing::Level, message: &str) {
-        if !self.budget.take_line(message.len()) {
-            return;
-        }
-        let module = &self.module;
-        match level {
-            tracing::Level::TRACE => tracing::trace!(transform = %module, "{message}"),
-            tracing::Level::DEBUG => tracing::debug!(transform = %module, "{message}"),
-            tracing::Level::INFO => tracing::info!(transform = %module, "{message}"),
-            tracing::Level::WARN => tracing::warn!(transform = %module, "{message}"),
-            tracing::Level::ERROR => tracing::error!(transform = %module, "{message}"),
-        }
-    }
-}
-
 #[derive(Default)]
 struct StatsCell {
     stats: CallStats,
@@ -122,6 +98,8 @@ struct Inner {
     /// its timeout) instead of failing to instantiate.
     permits: Semaphore,
     stats: DashMap<ModuleId, Mutex<StatsCell>>,
+    /// Each version's guest log rate, across its calls.
+    log_rates: LogRates,
 }
 
 /// The wasmtime-backed [`TransformRuntime`]. Cheap to clone (shared state).
@@ -170,13 +148,20 @@ impl WasmRuntime {
             .map_err(|e| RuntimeError::Internal(format!("linking WASI: {e:#}")))?;
         bindings::add_to_linker(&mut linker)
             .map_err(|e| RuntimeError::Internal(format!("linking the log import: {e:#}")))?;
+        refuse_sleeping(&mut linker).map_err(|e| RuntimeError::Internal(format!("linking the clocks: {e:#}")))?;
         let cache = ModuleCache::new(cache_dir, &engine)?;
         let permits = Semaphore::new(limits.max_concurrent_calls.max(1));
-        Ok(WasmRuntime { inner: Arc::new(Inner { engine, linker, cache, limits, permits, stats: DashMap::new() }) })
-    }
-
-    pub fn limits(&self) -> &Limits {
-        &self.inner.limits
+        Ok(WasmRuntime {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                cache,
+                limits,
+                permits,
+                stats: DashMap::new(),
+                log_rates: LogRates::default(),
+            }),
+        })
     }
 
     /// Times `iterations` calls of `describe` on a loaded module, each in a
@@ -193,10 +178,10 @@ impl WasmRuntime {
             let mut out = CallOverhead::default();
             for _ in 0..iterations {
                 let t = Instant::now();
-                inner.call_blocking(&module, &pre, &Call::Describe)?;
+                inner.call_blocking(&module, &pre, &Call::Describe, &inner.limits)?;
                 out.fresh_instance_micros.push(t.elapsed().as_secs_f64() * 1e6);
             }
-            let (mut store, _, _) = inner.new_store(&module);
+            let (mut store, _, _) = inner.new_store(&module, &inner.limits);
             let instance = Instance::new(&pre, &mut store).map_err(|e| RuntimeError::Internal(format!("{e:#}")))?;
             for _ in 0..iterations {
                 let t = Instant::now();
@@ -225,13 +210,14 @@ impl WasmRuntime {
         id: &ModuleId,
         pre: ComponentPre<State>,
         call: Call,
+        limits: Limits,
         finish: impl FnOnce(Response) -> Result<R, RuntimeError>,
     ) -> Result<R, RuntimeError> {
         let _permit = self.permit().await?;
         let inner = self.inner.clone();
         let module = id.to_string();
         let started = Instant::now();
-        let result = tokio::task::spawn_blocking(move || inner.call_blocking(&module, &pre, &call))
+        let result = tokio::task::spawn_blocking(move || inner.call_blocking(&module, &pre, &call, &limits))
             .await
             .map_err(|e| RuntimeError::Internal(format!("transform call task failed: {e}")))
             .and_then(|r| r)
@@ -248,6 +234,7 @@ impl WasmRuntime {
         kind: TransformKind,
         call: Call,
         expected_rows: Option<usize>,
+        limits: &Limits,
     ) -> Result<Table, RuntimeError> {
         let loaded = self.loaded(id)?;
         if loaded.descriptor.kind != kind {
@@ -261,8 +248,7 @@ impl WasmRuntime {
             });
         }
         let module = id.to_string();
-        let limits = &self.inner.limits;
-        self.run(id, loaded.pre.clone(), call, |response| match response {
+        self.run(id, loaded.pre.clone(), call, limits.clone(), |response| match response {
             Response::Table(Ok(table)) => validate::check_output(&loaded.descriptor, &table, expected_rows, limits)
                 .map(|()| table)
                 .map_err(|message| RuntimeError::BadOutput { module, message }),
@@ -296,8 +282,8 @@ impl WasmRuntime {
 impl Inner {
     /// A store for one call of `module`: empty WASI context with captured
     /// output, the memory cap, the epoch deadline.
-    fn new_store(&self, module: &str) -> (Store<State>, GuestOutput, GuestOutput) {
-        let budget = LogBudget::new(self.limits.log_bytes_per_call);
+    fn new_store(&self, module: &str, limits: &Limits) -> (Store<State>, GuestOutput, GuestOutput) {
+        let budget = LogBudget::new(limits.log_bytes_per_call);
         let stdout = GuestOutput::new(budget.clone());
         let stderr = GuestOutput::new(budget.clone());
         // The builder's defaults are the sandbox: no preopens, environment,
@@ -306,50 +292,62 @@ impl Inner {
         let state = State {
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { max_bytes: self.limits.memory_bytes, denied: false },
-            log: LogSink { module: module.to_string(), budget },
+            limiter: MemoryLimiter { max_bytes: limits.memory_bytes, denied: false },
+            log: CallLog::new(module, budget, self.log_rates.for_module(module), limits.log_lines_per_second),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(engine::deadline_ticks(self.limits.call_timeout));
+        store.set_epoch_deadline(engine::deadline_ticks(limits.call_timeout));
         store.epoch_deadline_trap();
         (store, stdout, stderr)
     }
 
     /// One call in a fresh store. Blocking: the guest runs on this thread
     /// until it returns or the epoch deadline traps it.
-    fn call_blocking(&self, module: &str, pre: &ComponentPre<State>, call: &Call) -> Result<Response, RuntimeError> {
-        let (mut store, stdout, stderr) = self.new_store(module);
+    fn call_blocking(
+        &self,
+        module: &str,
+        pre: &ComponentPre<State>,
+        call: &Call,
+        limits: &Limits,
+    ) -> Result<Response, RuntimeError> {
+        let (mut store, stdout, stderr) = self.new_store(module, limits);
         let result = Instance::new(pre, &mut store).and_then(|instance| instance.call(&mut store, call.request()));
-        forward_output(module, &stdout, &stderr, &store.data().log.budget);
+        store.data().log.finish(&stdout, &stderr, Instant::now());
         let memory_denied = store.data().limiter.denied;
         drop(store);
-        result.map_err(|err| self.classify(module, err, memory_denied, &stderr))
+        result.map_err(|err| classify(module, err, memory_denied, &stderr, limits))
     }
+}
 
-    /// A trap, a deadline, a denied allocation or a full pool, told apart.
-    fn classify(&self, module: &str, err: wasmtime::Error, memory_denied: bool, stderr: &GuestOutput) -> RuntimeError {
-        let module = module.to_string();
-        if memory_denied {
-            return RuntimeError::MemoryLimit { module, limit_bytes: self.limits.memory_bytes };
-        }
-        if err.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
-            return RuntimeError::Busy;
-        }
-        let what = match err.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => return RuntimeError::Timeout { module, limit: self.limits.call_timeout },
-            Some(trap) => trap.to_string(),
-            None => format!("{err:#}"),
-        };
-        // A Rust guest prints its panic message to stderr before trapping,
-        // which says far more than the trap code; else name where it was.
-        let context = stderr.tail().or_else(|| backtrace_summary(&err));
-        let message = match context {
-            Some(context) => format!("{what}: {context}"),
-            None => what,
-        };
-        RuntimeError::Trap { module, message }
+/// A trap, a deadline, a denied allocation or a full pool, told apart.
+fn classify(
+    module: &str,
+    err: wasmtime::Error,
+    memory_denied: bool,
+    stderr: &GuestOutput,
+    limits: &Limits,
+) -> RuntimeError {
+    let module = module.to_string();
+    if memory_denied {
+        return RuntimeError::MemoryLimit { module, limit_bytes: limits.memory_bytes };
     }
+    if err.downcast_ref::<PoolConcurrencyLimitError>().is_some() {
+        return RuntimeError::Busy;
+    }
+    let what = match err.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => return RuntimeError::Timeout { module, limit: limits.call_timeout },
+        Some(trap) => trap.to_string(),
+        None => err.root_cause().to_string(),
+    };
+    // A Rust guest prints its panic message to stderr before trapping,
+    // which says far more than the trap code; else name where it was.
+    let context = stderr.tail().or_else(|| backtrace_summary(&err));
+    let message = match context {
+        Some(context) => format!("{what}: {context}"),
+        None => what,
+    };
+    RuntimeError::Trap { module, message }
 }
 
 /// The innermost few guest functions of a trap, when names are known.
@@ -357,25 +355,6 @@ fn backtrace_summary(err: &wasmtime::Error) -> Option<String> {
     let frames: Vec<&str> =
         err.downcast_ref::<WasmBacktrace>()?.frames().iter().filter_map(|f| f.func_name()).take(3).collect();
     (!frames.is_empty()).then(|| format!("in {}", frames.join(" <- ")))
-}
-
-/// Forwards a call's captured stdout/stderr to the host log, tagged with
-/// the module, and says how much output the budget dropped.
-fn forward_output(module: &str, stdout: &GuestOutput, stderr: &GuestOutput, budget: &LogBudget) {
-    for (stream, output) in [("stdout", stdout), ("stderr", stderr)] {
-        for line in output.kept().lines().filter(|l| !l.trim().is_empty()) {
-            tracing::info!(transform = %module, stream, "{line}");
-        }
-    }
-    let (bytes, lines) = budget.dropped();
-    if bytes > 0 {
-        tracing::warn!(
-            transform = %module,
-            dropped_bytes = bytes,
-            dropped_log_lines = lines,
-            "guest output over the per-call budget was dropped"
-        );
-    }
 }
 
 #[async_trait]
@@ -418,7 +397,7 @@ impl TransformRuntime for WasmRuntime {
         .map_err(|e| RuntimeError::Internal(format!("compile task failed: {e}")))??;
 
         let descriptor = self
-            .run(id, pre.clone(), Call::Describe, |response| match response {
+            .run(id, pre.clone(), Call::Describe, self.inner.limits.clone(), |response| match response {
                 Response::Descriptor(d) => Ok(d),
                 Response::Table(_) => Err(RuntimeError::Internal("describe answered with a table".into())),
             })
@@ -443,16 +422,46 @@ impl TransformRuntime for WasmRuntime {
         self.inner.cache.get(sha256).is_some()
     }
 
-    async fn batch(&self, id: &ModuleId, input: BatchInput) -> Result<Table, RuntimeError> {
-        self.call_table(id, TransformKind::Batch, Call::Batch(input), None).await
+    fn limits(&self) -> &Limits {
+        &self.inner.limits
     }
 
-    async fn on_demand(&self, id: &ModuleId, input: OnDemandInput) -> Result<Table, RuntimeError> {
+    async fn batch(&self, id: &ModuleId, input: BatchInput, limits: &Limits) -> Result<Table, RuntimeError> {
+        self.call_table(id, TransformKind::Batch, Call::Batch(input), None, limits).await
+    }
+
+    async fn on_demand(&self, id: &ModuleId, input: OnDemandInput, limits: &Limits) -> Result<Table, RuntimeError> {
         let rows = input.features.iter().chain(&input.request).map(|c| c.len()).max().unwrap_or(0);
-        self.call_table(id, TransformKind::OnDemand, Call::OnDemand(input), Some(rows)).await
+        self.call_table(id, TransformKind::OnDemand, Call::OnDemand(input), Some(rows), limits).await
     }
 
     fn stats(&self, id: &ModuleId) -> CallStats {
         self.inner.stats.get(id).map(|c| c.lock().expect("stats lock").stats.clone()).unwrap_or_default()
     }
+}
+
+/// Timers are the one WASI import that blocks in the host, where the epoch
+/// deadline cannot reach: a guest that sleeps holds its instance slot and
+/// thread for as long as it likes. No transform needs to wait, so both
+/// ways to make a timer fail the call at once.
+fn refuse_sleeping(linker: &mut Linker<State>) -> wasmtime::Result<()> {
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::p2::DynPollable;
+    fn refuse<T>(_: wasmtime::StoreContextMut<'_, State>, _: T) -> wasmtime::Result<(Resource<DynPollable>,)> {
+        Err(wasmtime::format_err!(
+            "the transform tried to sleep, which would outlast its deadline; transforms may not wait"
+        ))
+    }
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    linker.allow_shadowing(true);
+    // Shadowing replaces the whole instance: `now` and `resolution` again.
+    let mut clock = linker.instance("wasi:clocks/monotonic-clock@0.2.6")?;
+    clock.func_wrap("now", |_: wasmtime::StoreContextMut<'_, State>, (): ()| {
+        Ok((START.get_or_init(Instant::now).elapsed().as_nanos() as u64,))
+    })?;
+    clock.func_wrap("resolution", |_: wasmtime::StoreContextMut<'_, State>, (): ()| Ok((1u64,)))?;
+    clock.func_wrap("subscribe-duration", refuse::<(u64,)>)?;
+    clock.func_wrap("subscribe-instant", refuse::<(u64,)>)?;
+    linker.allow_shadowing(false);
+    Ok(())
 }

@@ -20,6 +20,10 @@ pub enum ServiceError {
     /// different bytes, or a definition still in use).
     #[error("{0}")]
     Conflict(String),
+    /// A transform version's breaker is open after repeated failures: the
+    /// call was refused without running it.
+    #[error("{0}")]
+    BreakerOpen(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

@@ -19,14 +19,22 @@
 //! values and request fields read from the entity rows' columns, with the
 //! version resolved at planning: the same code as online serving, and one
 //! version for the whole dataset.
+//!
+//! With `include_provenance`, the answer gets one more column per requested
+//! group, `<group>:__provenance` ([`provenance_column`]), after the feature
+//! columns: the transform version that computed the row each of the
+//! group's values came from (for an on-demand group, the version that
+//! computed it), `None` where no row was found or the row was pushed by a
+//! client. Feature names start with a letter, so the name never collides
+//! with a feature's ref.
 
 use super::serving::OnDemandSource;
 use super::{ServiceError, ServiceResult, Wafer};
 use crate::model::entity_frame::EntityFrame;
 use crate::model::registry::SourceField;
 use crate::model::{
-    Column, EntityKey, FeatureGroup, FeatureRef, FeatureRow, OnDemandInput, Producer, Timestamp, TransformVersion,
-    Value,
+    Column, EntityKey, FeatureGroup, FeatureRef, FeatureRow, OnDemandInput, Producer, Provenance, Timestamp,
+    TransformVersion, Value,
 };
 use crate::store::AsOfRules;
 use std::collections::HashMap;
@@ -37,11 +45,20 @@ use std::time::Duration;
 /// The entity rows' timestamp column.
 pub const EVENT_TIMESTAMP: &str = "event_timestamp";
 
+/// The answer column holding `group`'s provenance: `<group>:__provenance`.
+pub fn provenance_column(group: &str) -> String {
+    format!("{group}:__provenance")
+}
+
 /// A checked request, ready to be answered slice by slice.
 pub struct HistoricalPlan {
     pub frame: EntityFrame,
     /// The feature columns of the answer, in request order.
     pub refs: Vec<FeatureRef>,
+    /// With `include_provenance`, the provenance columns that follow the
+    /// feature columns, one per requested group in order of first mention;
+    /// else empty.
+    pub provenance_columns: Vec<String>,
     times: Vec<Timestamp>,
     /// Stored groups to look up: the requested ones and the inputs of
     /// requested on-demand groups, each once.
@@ -78,6 +95,15 @@ impl HistoricalPlan {
     }
 }
 
+/// The answer for a range of entity rows.
+pub struct HistoricalSlice {
+    /// Per entity row, one value per feature column (`plan.refs`).
+    pub values: Vec<Vec<Value>>,
+    /// Per entity row, one provenance per `plan.provenance_columns`; empty
+    /// (no rows at all) when provenance was not asked for.
+    pub provenance: Vec<Vec<Option<Provenance>>>,
+}
+
 impl Wafer {
     /// Checks a request and resolves everything it names. Every input error
     /// surfaces here, naming the row and column.
@@ -86,6 +112,7 @@ impl Wafer {
         frame: EntityFrame,
         features: &[String],
         created_cutoff: bool,
+        include_provenance: bool,
     ) -> ServiceResult<HistoricalPlan> {
         if features.is_empty() {
             return Err(ServiceError::Invalid(
@@ -147,12 +174,24 @@ impl Wafer {
             let params = super::materialize::params_with_defaults(&output.group, &version);
             output.on_demand = Some(OnDemandPlan { version, sources, request, params });
         }
-        Ok(HistoricalPlan { frame, refs, times, lookups, outputs })
+        let provenance_columns: Vec<String> = if include_provenance {
+            outputs.iter().map(|o| provenance_column(&o.group.name)).collect()
+        } else {
+            Vec::new()
+        };
+        if let Some(c) = provenance_columns.iter().find(|c| frame.column(c).is_some()) {
+            return Err(ServiceError::Invalid(format!(
+                "the entity rows already have a column named '{c}'; rename it, as the answer adds a column of that \
+                 name with include_provenance"
+            )));
+        }
+        Ok(HistoricalPlan { frame, refs, provenance_columns, times, lookups, outputs })
     }
 
     /// The feature values of entity rows `rows` (a range of the plan's
-    /// rows): per row, one value per answer column.
-    pub async fn historical_slice(&self, plan: &HistoricalPlan, rows: Range<usize>) -> ServiceResult<Vec<Vec<Value>>> {
+    /// rows): per row, one value per feature column, and the provenance
+    /// columns if the plan has any.
+    pub async fn historical_slice(&self, plan: &HistoricalPlan, rows: Range<usize>) -> ServiceResult<HistoricalSlice> {
         let found = futures_util::future::join_all(plan.lookups.iter().map(|lookup| {
             let points: Vec<(EntityKey, Timestamp)> =
                 rows.clone().map(|i| (lookup.keys[i].clone(), plan.times[i])).collect();
@@ -165,10 +204,19 @@ impl Wafer {
         }
 
         let mut values = vec![vec![Value::Null; plan.refs.len()]; rows.len()];
-        for output in &plan.outputs {
+        let with_provenance = !plan.provenance_columns.is_empty();
+        let mut provenance =
+            if with_provenance { vec![vec![None; plan.outputs.len()]; rows.len()] } else { Vec::new() };
+        for (g, output) in plan.outputs.iter().enumerate() {
             match &output.on_demand {
                 None => {
-                    for (row, found) in values.iter_mut().zip(&known[output.group.name.as_str()]) {
+                    let found_rows = &known[output.group.name.as_str()];
+                    if with_provenance {
+                        for (row, found) in provenance.iter_mut().zip(found_rows) {
+                            row[g] = found.as_ref().and_then(|f| f.provenance.clone());
+                        }
+                    }
+                    for (row, found) in values.iter_mut().zip(found_rows) {
                         let Some(found) = found else { continue };
                         for (pos, feature) in &output.features {
                             if let Some(v) = found.values.get(feature) {
@@ -179,6 +227,12 @@ impl Wafer {
                 }
                 Some(od) => {
                     let computed = self.on_demand_slice(plan, &output.group, od, rows.clone(), &known).await?;
+                    if with_provenance {
+                        let by = Provenance::of(&od.version);
+                        for row in &mut provenance {
+                            row[g] = Some(by.clone());
+                        }
+                    }
                     for (i, row) in values.iter_mut().enumerate() {
                         for (pos, feature) in &output.features {
                             if let Some(column) = computed.column(feature).filter(|c| i < c.len()) {
@@ -189,7 +243,7 @@ impl Wafer {
                 }
             }
         }
-        Ok(values)
+        Ok(HistoricalSlice { values, provenance })
     }
 
     /// Runs an on-demand group's transform once over a slice: its inputs'

@@ -129,6 +129,8 @@ impl Wafer {
                 event_ts: row.event_timestamp,
                 created: row.created_timestamp.unwrap_or(now),
                 values,
+                // Pushed by a client: no transform of ours computed it.
+                provenance: None,
             });
         }
         if parsed.is_empty() {

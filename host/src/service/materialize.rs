@@ -13,8 +13,8 @@
 
 use super::{ServiceError, ServiceResult, Wafer};
 use crate::model::{
-    BatchInput, Column, EntityKey, FeatureGroup, FeatureRow, Job, JobState, JobTask, NamedTable, Producer, SourceRow,
-    Table, TaskOutcome, Timestamp, TransformVersion,
+    BatchInput, Column, EntityKey, FeatureGroup, FeatureRow, Job, JobState, JobTask, NamedTable, Producer, Provenance,
+    SourceRow, Table, TaskOutcome, Timestamp, TransformVersion,
 };
 use crate::store::{SourceRange, StoreError};
 use serde::Deserialize;
@@ -288,7 +288,7 @@ impl Wafer {
     ) -> ServiceResult<Vec<FeatureRow>> {
         let input = self.batch_input(group, version, entity).await?;
         let output = self.invoke_batch(version, input).await?;
-        Ok(rows_from_output(group, entity, &output, created, after))
+        Ok(rows_from_output(group, entity, &output, created, after, &Provenance::of(version)))
     }
 
     /// Builds a batch transform's input for one entity: the whole history
@@ -339,7 +339,8 @@ impl Wafer {
     }
 }
 
-/// Turns transform output into feature rows of the group's features. Rows
+/// Turns transform output into feature rows of the group's features, each
+/// recording the transform version that computed it (`provenance`). Rows
 /// where every feature is null (warm-up rows) are skipped; so are rows at
 /// or before `after` in incremental runs.
 pub(crate) fn rows_from_output(
@@ -348,6 +349,7 @@ pub(crate) fn rows_from_output(
     output: &Table,
     created: Timestamp,
     after: Option<Timestamp>,
+    provenance: &Provenance,
 ) -> Vec<FeatureRow> {
     let columns: Vec<(&str, Option<&Column>)> =
         group.features.iter().map(|f| (f.name.as_str(), output.column(&f.name))).collect();
@@ -365,7 +367,13 @@ pub(crate) fn rows_from_output(
             values.insert(name.to_string(), v);
         }
         if any {
-            rows.push(FeatureRow { entity: entity.clone(), event_ts, created, values });
+            rows.push(FeatureRow {
+                entity: entity.clone(),
+                event_ts,
+                created,
+                values,
+                provenance: Some(provenance.clone()),
+            });
         }
     }
     rows

@@ -15,11 +15,14 @@
 //! - `worker.rs`: this host's share of the jobs: leasing, running and
 //!   committing job tasks.
 //! - `schedule.rs`: groups that materialize by themselves on a schedule.
+//! - `shadow.rs`: candidate versions run beside the active one, compared.
+//! - `breaker.rs`: per-version breakers that switch off failing versions.
 //! - `audit.rs`: the trail of registry and plugin changes.
 //! - `cluster.rs`: settings for several hosts on one store, and keeping
 //!   this host's registry caches in step with the others.
 
 pub mod audit;
+pub mod breaker;
 pub mod cluster;
 pub mod error;
 pub mod historical;
@@ -30,6 +33,7 @@ pub mod monitoring;
 pub mod registry;
 mod schedule;
 pub mod serving;
+pub mod shadow;
 pub mod transforms;
 mod worker;
 
@@ -75,6 +79,10 @@ struct Inner {
     /// Bumped by every transform invalidation: a lookup that raced with one
     /// does not cache what it read (it may predate the change).
     transform_epoch: AtomicU64,
+    /// This host's breakers, per transform version.
+    breakers: breaker::Breakers,
+    /// This host's shadow comparisons, per transform.
+    shadows: shadow::Shadows,
     /// Wakes this host's job worker when a job is created.
     wake_worker: Notify,
     /// Tells the background tasks (worker, registry sync) to stop.
@@ -109,6 +117,8 @@ impl Wafer {
                 transforms: DashMap::new(),
                 versions: DashMap::new(),
                 transform_epoch: AtomicU64::new(0),
+                breakers: breaker::Breakers::default(),
+                shadows: shadow::Shadows::new(),
                 wake_worker: Notify::new(),
                 shutdown: watch::channel(false).0,
                 background: std::sync::Mutex::new(Vec::new()),

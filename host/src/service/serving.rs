@@ -8,12 +8,18 @@
 //! allows it (`fallback: compute`, the default), within the request's
 //! deadline; what is computed is written back. What cannot be
 //! answered in time is reported `missing`, never an error.
+//!
+//! With `include_provenance`, each entity's answer also names, per
+//! requested group, the transform version that computed the row served
+//! (from wherever it was served), or for an on-demand group the version
+//! that computed it for this read.
 
 use super::{ServiceError, ServiceResult, Wafer};
 use crate::model::registry::FreshnessStatus;
 use crate::model::registry::SourceField;
 use crate::model::{
-    Column, EntityKey, FeatureGroup, FeatureRef, FeatureRow, OnDemandInput, Producer, Timestamp, Value, ValueType,
+    Column, EntityKey, FeatureGroup, FeatureRef, FeatureRow, OnDemandInput, Producer, Provenance, Timestamp, Value,
+    ValueType,
 };
 use crate::store::StoreError;
 use serde::ser::SerializeMap;
@@ -38,6 +44,10 @@ pub struct OnlineRequest {
     /// Deadline for the whole read, including any fallback computation.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+    /// Also answer, per entity and requested group, which transform version
+    /// computed the row served ([`EntityResult::provenance`]).
+    #[serde(default)]
+    pub include_provenance: bool,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +73,14 @@ pub struct EntityResult {
     pub entity: serde_json::Map<String, serde_json::Value>,
     #[serde(serialize_with = "ordered_map")]
     pub features: Vec<(String, ServedValue)>,
+    /// Only with `include_provenance`: per requested group (in request
+    /// order), the transform version that computed the row served, e.g.
+    /// `{"technical": {"transform": "indicators", "version": "1.0.0",
+    /// "sha256": "..."}}`. `null` for a group with no row served, a row
+    /// pushed by a client, or a row stored before provenance was recorded.
+    /// An on-demand group names the version that computed it for this read.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ordered_map_or_null")]
+    pub provenance: Option<Vec<(String, Option<Provenance>)>>,
 }
 
 #[derive(Debug, Serialize, Clone, PartialEq)]
@@ -93,6 +111,13 @@ fn ordered_map<S: Serializer, V: Serialize>(items: &[(String, V)], s: S) -> Resu
         map.serialize_entry(k, v)?;
     }
     map.end()
+}
+
+fn ordered_map_or_null<S: Serializer, V: Serialize>(items: &Option<Vec<(String, V)>>, s: S) -> Result<S::Ok, S::Error> {
+    match items {
+        Some(items) => ordered_map(items, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// One input of an on-demand group.
@@ -135,6 +160,9 @@ impl Wafer {
             .map(|e| EntityResult {
                 entity: e.clone(),
                 features: refs.iter().map(|r| (r.to_string(), missing.clone())).collect(),
+                provenance: req
+                    .include_provenance
+                    .then(|| reads.iter().map(|read| (read.group.name.clone(), None)).collect()),
             })
             .collect();
 
@@ -167,11 +195,16 @@ impl Wafer {
         for ((group, _), rows) in pending.iter().zip(reads_done) {
             stored.insert(group.name.clone(), rows?);
         }
-        for read in &reads {
+        for (g, read) in reads.iter().enumerate() {
             let group = &read.group;
             if let Producer::OnDemand { .. } = &group.producer {
-                let computed = self.compute_on_demand(group, &req, &stored, deadline, now).await?;
+                let (computed, provenance) = self.compute_on_demand(group, &req, &stored, deadline, now).await?;
                 for (i, values) in computed.into_iter().enumerate() {
+                    if let Some(p) = results[i].provenance.as_mut()
+                        && values.is_some()
+                    {
+                        p[g].1 = provenance.clone();
+                    }
                     for (pos, feature) in &read.features {
                         let value = values.as_ref().and_then(|v| v.get(feature)).cloned().unwrap_or(Value::Null);
                         if !value.is_null() {
@@ -189,6 +222,9 @@ impl Wafer {
             }
             for (i, found) in stored[&group.name].iter().enumerate() {
                 let Some((row, source)) = found else { continue };
+                if let Some(p) = results[i].provenance.as_mut() {
+                    p[g].1 = row.provenance.clone();
+                }
                 let status = group.freshness.status(row.event_ts, now);
                 for (pos, feature) in &read.features {
                     let value = row.values.get(feature).cloned().unwrap_or(Value::Null);
@@ -344,7 +380,8 @@ impl Wafer {
     /// request's fields. Per entity, the produced values by feature; `None`
     /// where nothing could be computed in time. A failing transform leaves
     /// its features `missing` (and counts in its error statistics) rather
-    /// than failing the other features of the read.
+    /// than failing the other features of the read. With the values, the
+    /// provenance of the version that ran.
     async fn compute_on_demand(
         &self,
         group: &FeatureGroup,
@@ -352,9 +389,9 @@ impl Wafer {
         stored: &HashMap<String, Vec<Option<(FeatureRow, ValueSource)>>>,
         deadline: tokio::time::Instant,
         now: Timestamp,
-    ) -> ServiceResult<Vec<Option<BTreeMap<String, Value>>>> {
+    ) -> ServiceResult<(Vec<Option<BTreeMap<String, Value>>>, Option<Provenance>)> {
         let Producer::OnDemand { transform, version, inputs, request_fields, .. } = &group.producer else {
-            return Ok(vec![None; req.entities.len()]);
+            return Ok((vec![None; req.entities.len()], None));
         };
         let n = req.entities.len();
         let version = self.resolve_version(transform, version.as_deref()).await?;
@@ -384,11 +421,11 @@ impl Wafer {
             Ok(Ok(table)) => table,
             Ok(Err(e)) => {
                 tracing::warn!(group = %group.name, transform = %transform, error = %e, "on-demand transform failed");
-                return Ok(vec![None; n]);
+                return Ok((vec![None; n], None));
             }
-            Err(_) => return Ok(vec![None; n]),
+            Err(_) => return Ok((vec![None; n], None)),
         };
-        Ok((0..n)
+        let values = (0..n)
             .map(|i| {
                 let values = group
                     .features
@@ -399,7 +436,8 @@ impl Wafer {
                     .collect();
                 Some(values)
             })
-            .collect())
+            .collect();
+        Ok((values, Some(Provenance::of(&version))))
     }
 
     /// Resolves the requested refs (and whole groups) to groups, failing
@@ -489,7 +527,7 @@ impl Wafer {
         }
         let output = self.invoke_batch(&version, input).await?;
         let now = self.clock().now();
-        let rows = super::materialize::rows_from_output(group, entity, &output, now, None);
+        let rows = super::materialize::rows_from_output(group, entity, &output, now, None, &Provenance::of(&version));
         let Some(latest) = rows.into_iter().max_by_key(|r| r.event_ts) else {
             return Ok(None);
         };

@@ -5,11 +5,13 @@
 //!   over, a stale holder cannot commit, and the last completion finishes
 //!   the job.
 //! - Freshness counts and feature statistics, against hand-computed values.
+//! - Point-in-time lookups, and the provenance of feature rows through
+//!   every read.
 
 use super::{AsOfRules, OfflineStore, Registry};
 use crate::model::{
-    Descriptor, EntityKey, FeatureRow, FieldSpec, Job, JobState, JobTask, SourceRow, TaskOutcome, Timestamp,
-    TransformKind, TransformVersion, Value, ValueType,
+    Descriptor, EntityKey, FeatureRow, FieldSpec, Job, JobState, JobTask, Provenance, SourceRow, TaskOutcome,
+    Timestamp, TransformKind, TransformVersion, Value, ValueType,
 };
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -163,7 +165,60 @@ fn feature_row(entity: &str, event: i64, created: i64, values: &[(&str, Value)])
         event_ts: Timestamp::from_secs(event),
         created: Timestamp::from_secs(created),
         values: values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        provenance: None,
     }
+}
+
+fn provenance(transform: &str, version: &str) -> Option<Provenance> {
+    let sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(format!("{transform}@{version}")));
+    Some(Provenance { transform: transform.into(), version: version.into(), sha256 })
+}
+
+/// Every read gives back the provenance a row was written with, or none
+/// for rows written without (pushed rows; rows stored before provenance
+/// was recorded read back the same way). Rewriting a row (same entity,
+/// event and created time) replaces its provenance too, even when its
+/// values are unchanged, and large writes keep each row's own.
+pub async fn provenance_round_trips_through_every_read(store: &dyn OfflineStore) {
+    let x = |v: f64| [("x", Value::Float64(v))];
+    let by = |row: FeatureRow, p: Option<Provenance>| FeatureRow { provenance: p, ..row };
+    let (v1, v2) = (provenance("indicators", "1.0.0"), provenance("indicators", "1.1.0"));
+    let rows = [
+        by(feature_row("A", 100, 100, &x(1.0)), v1.clone()),
+        by(feature_row("A", 200, 200, &x(2.0)), v2.clone()),
+        feature_row("B", 100, 100, &x(3.0)),
+        by(feature_row("C", 100, 100, &x(4.0)), v1.clone()),
+    ];
+    store.write_feature_rows("g", &rows).await.unwrap();
+    let keys = |names: &[&str]| names.iter().map(|n| EntityKey(n.to_string())).collect::<Vec<_>>();
+    let latest = store.latest_feature_rows("g", &keys(&["A", "B", "C", "D"])).await.unwrap();
+    assert_eq!(latest, vec![Some(rows[1].clone()), Some(rows[2].clone()), Some(rows[3].clone()), None]);
+
+    let at = |e: &str, t: i64| (EntityKey(e.into()), Timestamp::from_secs(t));
+    let points = [at("A", 150), at("A", 250), at("B", 150), at("C", 50)];
+    let found = store.feature_rows_as_of("g", &points, AsOfRules::default()).await.unwrap();
+    let provenances: Vec<Option<Option<Provenance>>> = found.into_iter().map(|r| r.map(|r| r.provenance)).collect();
+    assert_eq!(provenances, vec![Some(v1.clone()), Some(v2.clone()), Some(None), None]);
+
+    // The same row (and values) again, by another version, then pushed.
+    let v3 = provenance("indicators", "2.0.0");
+    for p in [v3, None, v1.clone()] {
+        store.write_feature_rows("g", &[by(rows[1].clone(), p.clone())]).await.unwrap();
+        let latest = store.latest_feature_rows("g", &keys(&["A"])).await.unwrap();
+        assert_eq!(latest[0].as_ref().map(|r| r.provenance.clone()), Some(p.clone()), "rewritten with {p:?}");
+    }
+
+    // More rows than one statement takes, provenances interleaved.
+    let versions = [v1, None, v2];
+    let many: Vec<FeatureRow> =
+        (0..2_500).map(|i| by(feature_row(&format!("E{i}"), 1, 1, &x(i as f64)), versions[i % 3].clone())).collect();
+    store.write_feature_rows("many", &many).await.unwrap();
+    let names: Vec<EntityKey> = many.iter().map(|r| r.entity.clone()).collect();
+    let latest = store.latest_feature_rows("many", &names).await.unwrap();
+    assert_eq!(latest, many.iter().cloned().map(Some).collect::<Vec<_>>());
+    let points: Vec<(EntityKey, Timestamp)> = names.iter().map(|k| (k.clone(), Timestamp::from_secs(1))).collect();
+    let found = store.feature_rows_as_of("many", &points, AsOfRules::default()).await.unwrap();
+    assert_eq!(found, latest);
 }
 
 /// Entities are judged by their newest row: with stale before t=100 and
@@ -347,6 +402,7 @@ pub async fn as_of_lookups_match_a_brute_force_reference(store: &dyn OfflineStor
                 event_ts: Timestamp(event),
                 created: Timestamp(created),
                 values: [("x".to_string(), Value::Float64(rng.gen_range(-1e3..1e3)))].into(),
+                provenance: [None, provenance("t", "1.0.0"), provenance("t", "1.1.0")][rng.gen_range(0..3)].clone(),
             });
         }
     }

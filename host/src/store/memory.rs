@@ -168,6 +168,7 @@ mod tests {
             event_ts: Timestamp::from_secs(event),
             created: Timestamp::from_secs(created),
             values: [("x".to_string(), Value::Float64(x))].into_iter().collect(),
+            provenance: None,
         }
     }
 

@@ -24,7 +24,7 @@ mod stored;
 
 use crate::model::{
     AuditEntry, Entity, EntityKey, FeatureGroup, FeatureRow, FeatureStatistics, FreshnessCounts, Job, JobTask,
-    LeasedTask, Source, SourceRow, TaskOutcome, Timestamp, TransformSummary, TransformVersion,
+    LeasedTask, Source, SourceRow, TaskOutcome, Timestamp, TransformSettings, TransformSummary, TransformVersion,
 };
 use async_trait::async_trait;
 use std::time::Duration;
@@ -46,6 +46,10 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An edit of a transform's settings, applied inside the store's
+/// transaction by [`Registry::update_transform_settings`].
+pub type SettingsChange = dyn Fn(&mut TransformSettings) + Send + Sync;
 
 /// Outcome of storing a transform version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +154,14 @@ pub trait Registry: Send + Sync {
     /// Makes `version` the active one; the previously active version is
     /// remembered for rollback. `None` disables the transform.
     async fn set_active_version(&self, name: &str, version: Option<&str>) -> StoreResult<()>;
+    /// Changes a transform's settings in one transaction (read, `change`,
+    /// write), so concurrent admin calls do not lose each other's changes.
+    /// Returns the new settings; `None` when the transform does not exist.
+    async fn update_transform_settings(
+        &self,
+        name: &str,
+        change: &SettingsChange,
+    ) -> StoreResult<Option<TransformSettings>>;
 
     async fn get_job(&self, id: &str) -> StoreResult<Option<Job>>;
     async fn list_jobs(&self, feature_group: Option<&str>, limit: u32) -> StoreResult<Vec<Job>>;

@@ -20,17 +20,18 @@
 
 use super::sql::{
     AUDIT_INSERT_SQL, AUDIT_LIST_SQL, AuditRow, CLAIM_SCHEDULE_SQL, DELETE_UNUSED_MODULE_SQL, DELETE_VERSION_SQL,
-    FRESHNESS_SQL, LeasedRow, Named, REGISTER_SCHEDULE_SQL, TransformRow, VersionRow, freshness_counts, from_spec,
-    job_from_spec, job_spec, job_state_name, spec_json, task_columns, values_from_json, values_json, version_in_use,
+    FRESHNESS_SQL, LeasedRow, Named, REGISTER_SCHEDULE_SQL, TRANSFORM_COLUMNS, TransformRow, VersionRow,
+    freshness_counts, from_spec, job_from_spec, job_spec, job_state_name, settings_from_json, settings_to_json,
+    spec_json, task_columns, values_from_json, values_json, version_in_use,
 };
 use super::{
-    AsOfRules, OfflineStore, Registry, RegistryChange, SourceRange, StoreError, StoreResult, VersionDelete,
-    VersionInsert,
+    AsOfRules, OfflineStore, Registry, RegistryChange, SettingsChange, SourceRange, StoreError, StoreResult,
+    VersionDelete, VersionInsert,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::model::{
     AuditEntry, Entity, EntityKey, FeatureGroup, FeatureRow, FeatureStatistics, FreshnessCounts, Job, JobTask,
-    LeasedTask, Source, SourceRow, TaskOutcome, Timestamp, TransformSummary, TransformVersion,
+    LeasedTask, Source, SourceRow, TaskOutcome, Timestamp, TransformSettings, TransformSummary, TransformVersion,
 };
 use async_trait::async_trait;
 use serde::Serialize;
@@ -309,19 +310,19 @@ impl Registry for PostgresStore {
 
     async fn get_transform(&self, name: &str) -> StoreResult<Option<TransformSummary>> {
         let row: Option<TransformRow> =
-            sqlx::query_as("SELECT name, active_version, previous_version, status FROM transforms WHERE name = $1")
+            sqlx::query_as(&format!("SELECT {TRANSFORM_COLUMNS} FROM transforms WHERE name = $1"))
                 .bind(name)
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(db_err)?;
         let Some(row) = row else { return Ok(None) };
         let versions = self.versions_of(Some(name)).await?;
-        Ok(Some(row.into_summary(versions)))
+        Ok(Some(row.into_summary(versions)?))
     }
 
     async fn list_transforms(&self) -> StoreResult<Vec<TransformSummary>> {
         let rows: Vec<TransformRow> =
-            sqlx::query_as("SELECT name, active_version, previous_version, status FROM transforms ORDER BY name")
+            sqlx::query_as(&format!("SELECT {TRANSFORM_COLUMNS} FROM transforms ORDER BY name"))
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db_err)?;
@@ -329,13 +330,12 @@ impl Registry for PostgresStore {
         for v in self.versions_of(None).await? {
             by_name.entry(v.name.clone()).or_default().push(v);
         }
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .map(|row| {
                 let versions = by_name.remove(&row.name).unwrap_or_default();
                 row.into_summary(versions)
             })
-            .collect())
+            .collect()
     }
 
     /// Same rules as the SQLite store: activating `v` makes the version it
@@ -420,6 +420,31 @@ impl Registry for PostgresStore {
         .await
         .map_err(db_err)?;
         tx.commit().await.map_err(db_err)
+    }
+
+    async fn update_transform_settings(
+        &self,
+        name: &str,
+        change: &SettingsChange,
+    ) -> StoreResult<Option<TransformSettings>> {
+        let mut tx = self.begin().await?;
+        let current: Option<String> = sqlx::query_scalar("SELECT settings FROM transforms WHERE name = $1 FOR UPDATE")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let Some(current) = current else { return Ok(None) };
+        let mut settings = settings_from_json(name, &current)?;
+        change(&mut settings);
+        sqlx::query("UPDATE transforms SET settings = $2, updated_at = $3 WHERE name = $1")
+            .bind(name)
+            .bind(settings_to_json(&settings)?)
+            .bind(now_micros())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(settings))
     }
 
     async fn get_job(&self, id: &str) -> StoreResult<Option<Job>> {
@@ -651,24 +676,28 @@ const SOURCE_UPSERT: &str = "INSERT INTO source_rows (source, entity_key, ts, va
      SET values_json = excluded.values_json, ingested_at = excluded.ingested_at \
      WHERE source_rows.values_json <> excluded.values_json";
 
-const FEATURE_UPSERT: &str = "INSERT INTO feature_rows (group_name, entity_key, event_ts, created_ts, values_json) \
-     SELECT $1, k, e, c, v FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::text[]) AS u (k, e, c, v) \
+const FEATURE_UPSERT: &str = "INSERT INTO feature_rows \
+         (group_name, entity_key, event_ts, created_ts, values_json, provenance) \
+     SELECT $1, k, e, c, v, p \
+     FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[]) AS u (k, e, c, v, p) \
      ON CONFLICT (group_name, entity_key, event_ts, created_ts) DO UPDATE \
-     SET values_json = excluded.values_json WHERE feature_rows.values_json <> excluded.values_json";
+     SET values_json = excluded.values_json, provenance = excluded.provenance \
+     WHERE feature_rows.values_json <> excluded.values_json \
+        OR feature_rows.provenance IS DISTINCT FROM excluded.provenance";
 
 /// For each key, the newest (event_ts, created_ts) is one backwards seek on
 /// the primary key; `DISTINCT ON` would read an entity's whole history.
-const LATEST_FEATURES: &str = "SELECT f.entity_key, f.event_ts, f.created_ts, f.values_json \
+const LATEST_FEATURES: &str = "SELECT f.entity_key, f.event_ts, f.created_ts, f.values_json, f.provenance \
      FROM UNNEST($2::text[]) AS k (key) CROSS JOIN LATERAL ( \
-         SELECT entity_key, event_ts, created_ts, values_json FROM feature_rows \
+         SELECT entity_key, event_ts, created_ts, values_json, provenance FROM feature_rows \
          WHERE group_name = $1 AND entity_key = k.key \
          ORDER BY event_ts DESC, created_ts DESC LIMIT 1) AS f";
 
 /// Per point, one backwards seek on the primary key within its bounds.
-const AS_OF: &str = "SELECT p.i, f.event_ts, f.created_ts, f.values_json \
+const AS_OF: &str = "SELECT p.i, f.event_ts, f.created_ts, f.values_json, f.provenance \
      FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) WITH ORDINALITY AS p (k, t, earliest, created_max, i) \
      CROSS JOIN LATERAL ( \
-         SELECT event_ts, created_ts, values_json FROM feature_rows \
+         SELECT event_ts, created_ts, values_json, provenance FROM feature_rows \
          WHERE group_name = $1 AND entity_key = p.k AND event_ts <= p.t AND event_ts >= p.earliest \
            AND created_ts <= p.created_max \
          ORDER BY event_ts DESC, created_ts DESC LIMIT 1) AS f";
@@ -788,19 +817,24 @@ impl OfflineStore for PostgresStore {
             return Ok(0);
         }
         let encoded = rows.iter().map(|r| values_json(&r.values)).collect::<StoreResult<Vec<_>>>()?;
+        let provenances = super::sql::provenance_texts(rows.iter().map(|r| r.provenance.as_ref()));
         let mut tx = self.begin().await?;
-        for (rows, values) in rows.chunks(ROWS_PER_INSERT).zip(encoded.chunks(ROWS_PER_INSERT)) {
+        let chunks =
+            rows.chunks(ROWS_PER_INSERT).zip(encoded.chunks(ROWS_PER_INSERT)).zip(provenances.chunks(ROWS_PER_INSERT));
+        for ((rows, values), provenances) in chunks {
             let keep = last_of_each(rows.iter().map(|r| (r.entity.as_str(), r.event_ts, r.created)));
             let keys: Vec<&str> = keep.iter().map(|&i| rows[i].entity.as_str()).collect();
             let events: Vec<i64> = keep.iter().map(|&i| rows[i].event_ts.0).collect();
             let created: Vec<i64> = keep.iter().map(|&i| rows[i].created.0).collect();
             let values: Vec<&str> = keep.iter().map(|&i| values[i].as_str()).collect();
+            let provenances: Vec<Option<&str>> = keep.iter().map(|&i| provenances[i].as_deref()).collect();
             sqlx::query(FEATURE_UPSERT)
                 .bind(group)
                 .bind(keys)
                 .bind(events)
                 .bind(created)
                 .bind(values)
+                .bind(provenances)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
@@ -815,14 +849,15 @@ impl OfflineStore for PostgresStore {
         unique.dedup();
         let mut found: HashMap<String, FeatureRow> = HashMap::with_capacity(unique.len());
         for keys in unique.chunks(ENTITIES_PER_LOOKUP) {
-            let rows: Vec<(String, i64, i64, String)> =
+            let rows: Vec<(String, i64, i64, String, Option<String>)> =
                 sqlx::query_as(LATEST_FEATURES).bind(group).bind(keys).fetch_all(&self.pool).await.map_err(db_err)?;
-            for (key, event_ts, created, values) in rows {
+            for (key, event_ts, created, values, provenance) in rows {
                 let row = FeatureRow {
                     entity: EntityKey(key.clone()),
                     event_ts: Timestamp(event_ts),
                     created: Timestamp(created),
                     values: values_from_json(&values)?,
+                    provenance: super::sql::provenance_from_text(provenance.as_deref())?,
                 };
                 found.insert(key, row);
             }
@@ -841,7 +876,7 @@ impl OfflineStore for PostgresStore {
             let keys: Vec<&str> = chunk.iter().map(|(e, _)| e.as_str()).collect();
             let at: Vec<i64> = chunk.iter().map(|(_, t)| t.0).collect();
             let (earliest, created_max): (Vec<i64>, Vec<i64>) = chunk.iter().map(|(_, t)| rules.bounds(*t)).unzip();
-            let found: Vec<(i64, i64, i64, String)> = sqlx::query_as(AS_OF)
+            let found: Vec<(i64, i64, i64, String, Option<String>)> = sqlx::query_as(AS_OF)
                 .bind(group)
                 .bind(keys)
                 .bind(at)
@@ -851,7 +886,7 @@ impl OfflineStore for PostgresStore {
                 .await
                 .map_err(db_err)?;
             let base = chunk_no * POINTS_PER_LOOKUP;
-            for (ordinal, event_ts, created, values) in found {
+            for (ordinal, event_ts, created, values, provenance) in found {
                 // WITH ORDINALITY counts from 1.
                 let i = usize::try_from(ordinal - 1).map_err(|_| StoreError::Corrupt(format!("ordinal {ordinal}")))?;
                 out[base + i] = Some(FeatureRow {
@@ -859,6 +894,7 @@ impl OfflineStore for PostgresStore {
                     event_ts: Timestamp(event_ts),
                     created: Timestamp(created),
                     values: values_from_json(&values)?,
+                    provenance: super::sql::provenance_from_text(provenance.as_deref())?,
                 });
             }
         }
@@ -1090,6 +1126,7 @@ mod tests {
             event_ts: Timestamp::from_secs(event),
             created: Timestamp::from_secs(created),
             values: values(&[("x", x)]),
+            provenance: None,
         }
     }
 
@@ -1451,6 +1488,12 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn provenance_round_trips_through_every_read() {
+        let Some(db) = store().await else { return };
+        crate::store::conformance::provenance_round_trips_through_every_read(&db.store).await;
+    }
+
+    #[tokio::test]
     async fn values_of_every_type_round_trip() {
         let Some(db) = store().await else { return };
         let store = &db.store;
@@ -1466,7 +1509,8 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let row = FeatureRow { entity: key("AAPL"), event_ts: Timestamp(1), created: Timestamp(2), values };
+        let row =
+            FeatureRow { entity: key("AAPL"), event_ts: Timestamp(1), created: Timestamp(2), values, provenance: None };
         store.write_feature_rows("g", std::slice::from_ref(&row)).await.unwrap();
         assert_eq!(store.latest_feature_rows("g", &[key("AAPL")]).await.unwrap(), vec![Some(row)]);
     }

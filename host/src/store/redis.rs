@@ -12,9 +12,12 @@
 //! keys are never empty, so the tag is never the `{}` Redis would ignore.)
 //!
 //! Fields: `e` (event time) and `c` (created time), both microseconds since
-//! the epoch in decimal, and `v`, the values as one compact JSON object, the
-//! same encoding the SQL stores use. One field for the values because rows are
-//! always read whole: one `HMGET` of three fields per entity.
+//! the epoch in decimal, `v`, the values as one compact JSON object, the
+//! same encoding the SQL stores use, and `p`, the row's provenance in its
+//! text form `name@version#sha256`, absent for rows without one (pushed
+//! rows, and hashes written before provenance was recorded). One field for
+//! the values because rows are always read whole: one `HMGET` of four
+//! fields per entity.
 //!
 //! Writes go through [`WRITE_SCRIPT`], atomic per key: a row replaces the
 //! stored one only if its (event, created) is not older, then the key's expiry
@@ -22,7 +25,7 @@
 //! in-process store does. A batch is one pipeline: one round trip per call.
 
 use super::{OnlineStore, StoreError, StoreResult};
-use crate::model::{EntityKey, FeatureRow, Timestamp};
+use crate::model::{EntityKey, FeatureRow, Provenance, Timestamp};
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, ConnectionAddr, RedisError, Script};
@@ -30,10 +33,14 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 /// KEYS[1] = the row's key; ARGV = event micros, created micros, values JSON,
-/// TTL in milliseconds (0 = none). Returns 1 if the row was stored, else 0.
+/// TTL in milliseconds (0 = none), provenance text ('' = none). Returns 1 if
+/// the row was stored, else 0.
 ///
 /// Times are compared as decimal strings, not Lua numbers: Lua numbers are
 /// doubles and would round microsecond timestamps outside +-2^53.
+///
+/// A stored row without provenance deletes the field, so a pushed row never
+/// shows the provenance of the computed row it replaced.
 const WRITE_SCRIPT: &str = r#"
 local function cmp(a, b)
   if a == b then return 0 end
@@ -49,7 +56,12 @@ if cur[1] then
   local ce = cmp(ARGV[1], cur[1])
   if ce < 0 or (ce == 0 and cmp(ARGV[2], cur[2] or ARGV[2]) < 0) then return 0 end
 end
-redis.call('HSET', KEYS[1], 'e', ARGV[1], 'c', ARGV[2], 'v', ARGV[3])
+if ARGV[5] ~= '' then
+  redis.call('HSET', KEYS[1], 'e', ARGV[1], 'c', ARGV[2], 'v', ARGV[3], 'p', ARGV[5])
+else
+  redis.call('HSET', KEYS[1], 'e', ARGV[1], 'c', ARGV[2], 'v', ARGV[3])
+  redis.call('HDEL', KEYS[1], 'p')
+end
 if ARGV[4] ~= '0' then
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
 else
@@ -150,16 +162,27 @@ fn ttl_millis(ttl: Option<Duration>) -> u64 {
     ttl.map_or(0, |ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
 }
 
-type StoredRow = (Option<i64>, Option<i64>, Option<Vec<u8>>);
+/// `e`, `c`, `v` and `p` of one hash.
+type StoredRow = (Option<i64>, Option<i64>, Option<Vec<u8>>, Option<String>);
 
 fn decode(entity: &EntityKey, stored: StoredRow) -> StoreResult<Option<FeatureRow>> {
     match stored {
-        (None, None, None) => Ok(None),
-        (Some(e), Some(c), Some(v)) => {
+        (None, None, None, _) => Ok(None),
+        (Some(e), Some(c), Some(v), p) => {
             let values = serde_json::from_slice::<super::stored::Values>(&v)
                 .map_err(|err| StoreError::Corrupt(format!("stored values of {entity} are unreadable: {err}")))?
                 .0;
-            Ok(Some(FeatureRow { entity: entity.clone(), event_ts: Timestamp(e), created: Timestamp(c), values }))
+            let provenance = p
+                .map(|p| Provenance::parse(&p))
+                .transpose()
+                .map_err(|err| StoreError::Corrupt(format!("stored provenance of {entity}: {err}")))?;
+            Ok(Some(FeatureRow {
+                entity: entity.clone(),
+                event_ts: Timestamp(e),
+                created: Timestamp(c),
+                values,
+                provenance,
+            }))
         }
         _ => Err(StoreError::Corrupt(format!("the Redis hash of {entity} lacks a field"))),
     }
@@ -176,15 +199,27 @@ impl OnlineStore for RedisOnlineStore {
         // Loading first (cheap, idempotent) means EVALSHA never meets a
         // server that lost its script cache to a restart or SCRIPT FLUSH.
         pipe.load_script(&SCRIPT).ignore();
+        // Rows of one write usually share a provenance: formatted once.
+        let mut formatted: Option<(&Provenance, String)> = None;
         for row in rows {
             let values = serde_json::to_string(&row.values)
                 .map_err(|e| StoreError::Corrupt(format!("cannot encode values: {e}")))?;
+            if let Some(p) = &row.provenance
+                && formatted.as_ref().is_none_or(|(seen, _)| *seen != p)
+            {
+                formatted = Some((p, p.to_string()));
+            }
+            let p = match (&row.provenance, &formatted) {
+                (Some(_), Some((_, text))) => text.as_str(),
+                _ => "",
+            };
             let mut call = SCRIPT.prepare_invoke();
             call.key(self.key(group, &row.entity))
                 .arg(row.event_ts.micros())
                 .arg(row.created.micros())
                 .arg(values)
-                .arg(ttl);
+                .arg(ttl)
+                .arg(p);
             pipe.invoke_script(&call).ignore();
         }
         pipe.query_async::<()>(&mut self.conn.clone()).await.map_err(redis_error)
@@ -196,7 +231,7 @@ impl OnlineStore for RedisOnlineStore {
         }
         let mut pipe = redis::pipe();
         for entity in entities {
-            pipe.cmd("HMGET").arg(self.key(group, entity)).arg("e").arg("c").arg("v");
+            pipe.cmd("HMGET").arg(self.key(group, entity)).arg("e").arg("c").arg("v").arg("p");
         }
         let stored: Vec<StoredRow> = pipe.query_async(&mut self.conn.clone()).await.map_err(redis_error)?;
         if stored.len() != entities.len() {
@@ -250,6 +285,7 @@ mod tests {
             event_ts: Timestamp::from_secs(event),
             created: Timestamp::from_secs(created),
             values: [("x".to_string(), Value::Float64(x))].into_iter().collect(),
+            provenance: None,
         }
     }
 
@@ -319,6 +355,36 @@ mod tests {
         assert_eq!(store.read("g", &[key("AAPL")]).await.unwrap(), vec![Some(r)]);
         store.ping().await.unwrap();
         assert_eq!(store.summary(), "Redis at 127.0.0.1:6379");
+        cleanup(&store).await;
+    }
+
+    #[tokio::test]
+    async fn provenance_is_kept_with_the_row_and_old_hashes_without_it_still_read() {
+        let Some(store) = store().await else { return };
+        let by = |version: &str| {
+            Some(Provenance { transform: "indicators".into(), version: version.into(), sha256: "ab".repeat(32) })
+        };
+        let with = |event: i64, version: &str| FeatureRow { provenance: by(version), ..row("AAPL", event, event, 1.0) };
+        store.write("g", &[with(20, "1.0.0"), with(10, "0.9.0")], None).await.unwrap();
+        assert_eq!(store.read("g", &[key("AAPL")]).await.unwrap(), vec![Some(with(20, "1.0.0"))]);
+        // An older row with another provenance changes nothing; a newer one
+        // without provenance (a pushed row) takes the field away.
+        store.write("g", &[with(15, "2.0.0")], None).await.unwrap();
+        assert_eq!(store.read("g", &[key("AAPL")]).await.unwrap(), vec![Some(with(20, "1.0.0"))]);
+        store.write("g", &[row("AAPL", 30, 30, 2.0)], None).await.unwrap();
+        assert_eq!(store.read("g", &[key("AAPL")]).await.unwrap(), vec![Some(row("AAPL", 30, 30, 2.0))]);
+        store.write("g", &[with(40, "1.1.0")], None).await.unwrap();
+        assert_eq!(store.read("g", &[key("AAPL")]).await.unwrap(), vec![Some(with(40, "1.1.0"))]);
+
+        // A hash as stores before provenance wrote it: no `p` field.
+        let old = store.key("g", &key("OLD"));
+        redis::cmd("HSET")
+            .arg(&old)
+            .arg(&["e", "5000000", "c", "6000000", "v", r#"{"x":1.0}"#][..])
+            .query_async::<()>(&mut store.conn.clone())
+            .await
+            .unwrap();
+        assert_eq!(store.read("g", &[key("OLD")]).await.unwrap(), vec![Some(row("OLD", 5, 6, 1.0))]);
         cleanup(&store).await;
     }
 

@@ -6,7 +6,7 @@ use super::stored;
 use super::{StoreError, StoreResult};
 use crate::model::{
     AuditEntry, Descriptor, Entity, EntityKey, FeatureGroup, FreshnessCounts, Job, JobState, JobTask, LeasedTask,
-    Source, Timestamp, TransformSummary, TransformVersion, Value,
+    Source, Timestamp, TransformSettings, TransformSummary, TransformVersion, Value,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -77,18 +77,33 @@ pub(super) struct TransformRow {
     pub(super) active_version: Option<String>,
     pub(super) previous_version: Option<String>,
     pub(super) status: String,
+    pub(super) settings: String,
 }
 
+/// The columns a [`TransformRow`] reads.
+pub(super) const TRANSFORM_COLUMNS: &str = "name, active_version, previous_version, status, settings";
+
 impl TransformRow {
-    pub(super) fn into_summary(self, versions: Vec<TransformVersion>) -> TransformSummary {
-        TransformSummary {
+    pub(super) fn into_summary(self, versions: Vec<TransformVersion>) -> StoreResult<TransformSummary> {
+        let settings = settings_from_json(&self.name, &self.settings)?;
+        Ok(TransformSummary {
             name: self.name,
             active_version: self.active_version,
             previous_version: self.previous_version,
             status: self.status,
             versions,
-        }
+            settings,
+        })
     }
+}
+
+pub(super) fn settings_from_json(name: &str, json: &str) -> StoreResult<TransformSettings> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::Corrupt(format!("settings of transform '{name}' are unreadable: {e}")))
+}
+
+pub(super) fn settings_to_json(settings: &TransformSettings) -> StoreResult<String> {
+    serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(format!("encoding transform settings: {e}")))
 }
 
 pub(super) fn job_state_name(state: JobState) -> &'static str {
@@ -112,6 +127,34 @@ pub(super) fn values_from_json(text: &str) -> StoreResult<BTreeMap<String, Value
     serde_json::from_str::<stored::Values>(text)
         .map(|v| v.0)
         .map_err(|e| StoreError::Corrupt(format!("stored values are unreadable: {e}")))
+}
+
+/// A row's `provenance` column: the text form `name@version#sha256` (see
+/// migrations/sqlite/0005_provenance.sql for why), NULL for none. Rows of
+/// one write usually share one provenance, so each distinct one is
+/// formatted once.
+pub(super) fn provenance_texts<'a>(
+    provenances: impl Iterator<Item = Option<&'a crate::model::Provenance>>,
+) -> Vec<Option<std::sync::Arc<str>>> {
+    let mut last: Option<(&crate::model::Provenance, std::sync::Arc<str>)> = None;
+    provenances
+        .map(|p| {
+            let p = p?;
+            match &last {
+                Some((seen, text)) if *seen == p => Some(text.clone()),
+                _ => {
+                    let text: std::sync::Arc<str> = p.to_string().into();
+                    last = Some((p, text.clone()));
+                    Some(text)
+                }
+            }
+        })
+        .collect()
+}
+
+pub(super) fn provenance_from_text(text: Option<&str>) -> StoreResult<Option<crate::model::Provenance>> {
+    text.map(|t| crate::model::Provenance::parse(t).map_err(|e| StoreError::Corrupt(format!("stored provenance: {e}"))))
+        .transpose()
 }
 
 pub(super) fn job_spec(job: &Job) -> StoreResult<String> {

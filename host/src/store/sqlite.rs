@@ -16,15 +16,19 @@
 
 use super::sql::{
     AUDIT_INSERT_SQL, AUDIT_LIST_SQL, AuditRow, CLAIM_SCHEDULE_SQL, DELETE_UNUSED_MODULE_SQL, DELETE_VERSION_SQL,
-    FRESHNESS_SQL, LeasedRow, Named, REGISTER_SCHEDULE_SQL, TransformRow, VersionRow, freshness_counts, from_spec,
-    interpolate, job_from_spec, job_spec, job_state_name, json_path, percentile_ranks, spec_json, sqlite_placeholders,
-    task_columns, values_from_json, values_json, version_in_use,
+    FRESHNESS_SQL, LeasedRow, Named, REGISTER_SCHEDULE_SQL, TRANSFORM_COLUMNS, TransformRow, VersionRow,
+    freshness_counts, from_spec, interpolate, job_from_spec, job_spec, job_state_name, json_path, percentile_ranks,
+    settings_from_json, settings_to_json, spec_json, sqlite_placeholders, task_columns, values_from_json, values_json,
+    version_in_use,
 };
-use super::{AsOfRules, OfflineStore, Registry, SourceRange, StoreError, StoreResult, VersionDelete, VersionInsert};
+use super::{
+    AsOfRules, OfflineStore, Registry, SettingsChange, SourceRange, StoreError, StoreResult, VersionDelete,
+    VersionInsert,
+};
 use crate::clock::{Clock, SystemClock};
 use crate::model::{
     AuditEntry, Entity, EntityKey, FeatureGroup, FeatureRow, FeatureStatistics, FreshnessCounts, Job, JobTask,
-    LeasedTask, Source, SourceRow, TaskOutcome, Timestamp, TransformSummary, TransformVersion,
+    LeasedTask, Source, SourceRow, TaskOutcome, Timestamp, TransformSettings, TransformSummary, TransformVersion,
 };
 use async_trait::async_trait;
 use serde::Serialize;
@@ -284,19 +288,19 @@ impl Registry for SqliteStore {
 
     async fn get_transform(&self, name: &str) -> StoreResult<Option<TransformSummary>> {
         let row: Option<TransformRow> =
-            sqlx::query_as("SELECT name, active_version, previous_version, status FROM transforms WHERE name = ?1")
+            sqlx::query_as(&format!("SELECT {TRANSFORM_COLUMNS} FROM transforms WHERE name = ?1"))
                 .bind(name)
                 .fetch_optional(&self.readers)
                 .await
                 .map_err(db_err)?;
         let Some(row) = row else { return Ok(None) };
         let versions = self.versions_of(Some(name)).await?;
-        Ok(Some(row.into_summary(versions)))
+        Ok(Some(row.into_summary(versions)?))
     }
 
     async fn list_transforms(&self) -> StoreResult<Vec<TransformSummary>> {
         let rows: Vec<TransformRow> =
-            sqlx::query_as("SELECT name, active_version, previous_version, status FROM transforms ORDER BY name")
+            sqlx::query_as(&format!("SELECT {TRANSFORM_COLUMNS} FROM transforms ORDER BY name"))
                 .fetch_all(&self.readers)
                 .await
                 .map_err(db_err)?;
@@ -304,13 +308,12 @@ impl Registry for SqliteStore {
         for v in self.versions_of(None).await? {
             by_name.entry(v.name.clone()).or_default().push(v);
         }
-        Ok(rows
-            .into_iter()
+        rows.into_iter()
             .map(|row| {
                 let versions = by_name.remove(&row.name).unwrap_or_default();
                 row.into_summary(versions)
             })
-            .collect())
+            .collect()
     }
 
     /// Activating `v` makes the version it replaces the rollback target.
@@ -399,6 +402,31 @@ impl Registry for SqliteStore {
         .await
         .map_err(db_err)?;
         tx.commit().await.map_err(db_err)
+    }
+
+    async fn update_transform_settings(
+        &self,
+        name: &str,
+        change: &SettingsChange,
+    ) -> StoreResult<Option<TransformSettings>> {
+        let mut tx = self.begin().await?;
+        let current: Option<String> = sqlx::query_scalar("SELECT settings FROM transforms WHERE name = ?1")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let Some(current) = current else { return Ok(None) };
+        let mut settings = settings_from_json(name, &current)?;
+        change(&mut settings);
+        sqlx::query("UPDATE transforms SET settings = ?2, updated_at = ?3 WHERE name = ?1")
+            .bind(name)
+            .bind(settings_to_json(&settings)?)
+            .bind(now_micros())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(settings))
     }
 
     async fn get_job(&self, id: &str) -> StoreResult<Option<Job>> {
@@ -637,17 +665,18 @@ const AS_OF: &str = "WITH p AS MATERIALIZED ( \
          SELECT key AS i, json_extract(value, '$[0]') AS k, json_extract(value, '$[1]') AS t, \
                 json_extract(value, '$[2]') AS earliest, json_extract(value, '$[3]') AS created_max \
          FROM json_each(?1)) \
-     SELECT p.i, f.event_ts, f.created_ts, f.values_json FROM p \
+     SELECT p.i, f.event_ts, f.created_ts, f.values_json, f.provenance FROM p \
      JOIN feature_rows AS f ON f.group_name = ?2 AND f.entity_key = p.k AND (f.event_ts, f.created_ts) = ( \
          SELECT g.event_ts, g.created_ts FROM feature_rows AS g \
          WHERE g.group_name = ?2 AND g.entity_key = p.k AND g.event_ts <= p.t AND g.event_ts >= p.earliest \
            AND g.created_ts <= p.created_max \
          ORDER BY g.event_ts DESC, g.created_ts DESC LIMIT 1)";
 
-const FEATURE_INSERT: &str = "feature_rows (group_name, entity_key, event_ts, created_ts, values_json)";
-const FEATURE_COLUMNS: usize = 5;
+const FEATURE_INSERT: &str = "feature_rows (group_name, entity_key, event_ts, created_ts, values_json, provenance)";
+const FEATURE_COLUMNS: usize = 6;
 const FEATURE_UPSERT: &str = "ON CONFLICT (group_name, entity_key, event_ts, created_ts) DO UPDATE \
-     SET values_json = excluded.values_json WHERE feature_rows.values_json <> excluded.values_json";
+     SET values_json = excluded.values_json, provenance = excluded.provenance \
+     WHERE feature_rows.values_json <> excluded.values_json OR feature_rows.provenance IS NOT excluded.provenance";
 
 /// Rows per statement with `columns` parameters per row.
 const fn chunk_rows(columns: usize) -> usize {
@@ -783,10 +812,12 @@ impl OfflineStore for SqliteStore {
             return Ok(0);
         }
         let encoded = rows.iter().map(|r| values_json(&r.values)).collect::<StoreResult<Vec<_>>>()?;
+        let provenances = super::sql::provenance_texts(rows.iter().map(|r| r.provenance.as_ref()));
         const CHUNK: usize = chunk_rows(FEATURE_COLUMNS);
         let mut tx = self.begin().await?;
         let mut full_sql = String::new();
-        for (rows, values) in rows.chunks(CHUNK).zip(encoded.chunks(CHUNK)) {
+        let chunks = rows.chunks(CHUNK).zip(encoded.chunks(CHUNK)).zip(provenances.chunks(CHUNK));
+        for ((rows, values), provenances) in chunks {
             let partial_sql;
             let sql = if rows.len() == CHUNK {
                 if full_sql.is_empty() {
@@ -798,13 +829,14 @@ impl OfflineStore for SqliteStore {
                 &partial_sql
             };
             let mut query = sqlx::query(sql).persistent(cache_statement(rows.len(), CHUNK));
-            for (row, values) in rows.iter().zip(values) {
+            for ((row, values), provenance) in rows.iter().zip(values).zip(provenances) {
                 query = query
                     .bind(group)
                     .bind(row.entity.as_str())
                     .bind(row.event_ts.0)
                     .bind(row.created.0)
-                    .bind(values.as_str());
+                    .bind(values.as_str())
+                    .bind(provenance.as_deref());
             }
             query.execute(&mut *tx).await.map_err(db_err)?;
         }
@@ -822,7 +854,9 @@ impl OfflineStore for SqliteStore {
             // seek on the primary key; the outer join fetches that row.
             // Anonymous parameters only: SQLite looks numbered ones up by a
             // linear scan, which makes binding quadratic in their count.
-            let mut sql = String::from("SELECT f.entity_key, f.event_ts, f.created_ts, f.values_json FROM (VALUES ");
+            let mut sql = String::from(
+                "SELECT f.entity_key, f.event_ts, f.created_ts, f.values_json, f.provenance FROM (VALUES ",
+            );
             for i in 0..keys.len() {
                 sql.push_str(if i == 0 { "(?)" } else { ",(?)" });
             }
@@ -832,18 +866,19 @@ impl OfflineStore for SqliteStore {
                  WHERE g.group_name = f.group_name AND g.entity_key = k.column1 \
                  ORDER BY g.event_ts DESC, g.created_ts DESC LIMIT 1)",
             );
-            let mut query = sqlx::query_as::<_, (String, i64, i64, String)>(&sql)
+            let mut query = sqlx::query_as::<_, (String, i64, i64, String, Option<String>)>(&sql)
                 .persistent(keys.len() == ENTITIES_PER_LOOKUP || keys.len() <= 16);
             for key in keys {
                 query = query.bind(*key);
             }
             query = query.bind(group);
-            for (key, event_ts, created, values) in query.fetch_all(&self.readers).await.map_err(db_err)? {
+            for (key, event_ts, created, values, provenance) in query.fetch_all(&self.readers).await.map_err(db_err)? {
                 let row = FeatureRow {
                     entity: EntityKey(key.clone()),
                     event_ts: Timestamp(event_ts),
                     created: Timestamp(created),
                     values: values_from_json(&values)?,
+                    provenance: super::sql::provenance_from_text(provenance.as_deref())?,
                 };
                 found.insert(key, row);
             }
@@ -869,16 +904,17 @@ impl OfflineStore for SqliteStore {
                 })
                 .collect();
             let encoded = serde_json::Value::Array(encoded).to_string();
-            let found: Vec<(i64, i64, i64, String)> =
+            let found: Vec<(i64, i64, i64, String, Option<String>)> =
                 sqlx::query_as(AS_OF).bind(encoded).bind(group).fetch_all(&self.readers).await.map_err(db_err)?;
             let base = chunk_no * POINTS_PER_LOOKUP;
-            for (i, event_ts, created, values) in found {
+            for (i, event_ts, created, values, provenance) in found {
                 let i = usize::try_from(i).map_err(|_| StoreError::Corrupt(format!("point index {i}")))?;
                 out[base + i] = Some(FeatureRow {
                     entity: chunk[i].0.clone(),
                     event_ts: Timestamp(event_ts),
                     created: Timestamp(created),
                     values: values_from_json(&values)?,
+                    provenance: super::sql::provenance_from_text(provenance.as_deref())?,
                 });
             }
         }
@@ -1074,6 +1110,7 @@ mod tests {
             event_ts: Timestamp::from_secs(event),
             created: Timestamp::from_secs(created),
             values: values(&[("x", x)]),
+            provenance: None,
         }
     }
 
@@ -1392,6 +1429,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn provenance_round_trips_through_every_read() {
+        let (_dir, store) = store().await;
+        crate::store::conformance::provenance_round_trips_through_every_read(&store).await;
+    }
+
+    /// A database migrated before provenance was recorded (through 0004)
+    /// keeps its rows through the migration; they read back without one.
+    #[tokio::test]
+    async fn rows_written_before_provenance_was_recorded_read_back_without_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wafer.db");
+        {
+            let options = SqliteConnectOptions::new().filename(&path).create_if_missing(true);
+            let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
+            let before = sqlx::migrate::Migrator {
+                migrations: MIGRATOR.migrations.iter().filter(|m| m.version < 5).cloned().collect(),
+                ..sqlx::migrate::Migrator::DEFAULT
+            };
+            before.run(&pool).await.unwrap();
+            sqlx::query("INSERT INTO feature_rows VALUES ('technical', 'AAPL', 1, 2, '{\"x\":3.0}')")
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+        let store = SqliteStore::open(&path).await.unwrap();
+        let latest = store.latest_feature_rows("technical", &[key("AAPL")]).await.unwrap();
+        let expected = FeatureRow { event_ts: Timestamp(1), created: Timestamp(2), ..feature_row("AAPL", 0, 0, 3.0) };
+        assert_eq!(latest, vec![Some(expected)]);
+        let as_of = store.feature_rows_as_of("technical", &[(key("AAPL"), Timestamp(5))], AsOfRules::default()).await;
+        assert_eq!(as_of.unwrap(), latest);
+        store.close().await;
+    }
+
+    #[tokio::test]
     async fn values_of_every_type_round_trip() {
         let (_dir, store) = store().await;
         let values: BTreeMap<String, Value> = [
@@ -1406,7 +1478,8 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let row = FeatureRow { entity: key("AAPL"), event_ts: Timestamp(1), created: Timestamp(2), values };
+        let row =
+            FeatureRow { entity: key("AAPL"), event_ts: Timestamp(1), created: Timestamp(2), values, provenance: None };
         store.write_feature_rows("g", std::slice::from_ref(&row)).await.unwrap();
         assert_eq!(store.latest_feature_rows("g", &[key("AAPL")]).await.unwrap(), vec![Some(row)]);
     }

@@ -45,6 +45,7 @@ fn request(ticker: &str, fallback: Fallback) -> OnlineRequest {
         request_context: Default::default(),
         fallback,
         timeout_ms: Some(10_000),
+        include_provenance: false,
     }
 }
 

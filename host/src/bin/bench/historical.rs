@@ -93,7 +93,9 @@ async fn measure(
         let corrected = n % 20 == 0;
         let values: BTreeMap<String, Value> =
             (0..FEATURES).map(|i| (format!("f{i}"), Value::Float64(rng.gen_range(0.0..1000.0)))).collect();
-        batch.push(FeatureRow { entity: EntityKey(format!("T{e:05}")), event_ts: event, created: event, values });
+        // A push group: no transform computed these rows.
+        let entity = EntityKey(format!("T{e:05}"));
+        batch.push(FeatureRow { entity, event_ts: event, created: event, values, provenance: None });
         if corrected {
             let mut again = batch.last().expect("just pushed").clone();
             again.created = event.plus_secs(3600);

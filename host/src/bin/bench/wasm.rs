@@ -51,14 +51,14 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let mut small = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         let t = Instant::now();
-        runtime.batch(&id, one.clone()).await?;
+        runtime.batch(&id, one.clone(), runtime.limits()).await?;
         small.push(micros(t));
     }
     let year = prices(252);
     let mut full = Vec::with_capacity(iterations);
     for _ in 0..iterations.div_ceil(4).max(10) {
         let t = Instant::now();
-        let out = runtime.batch(&id, year.clone()).await?;
+        let out = runtime.batch(&id, year.clone(), runtime.limits()).await?;
         anyhow::ensure!(out.rows() == 252 && out.columns.len() == 12, "unexpected output shape");
         full.push(micros(t));
     }

@@ -5,13 +5,14 @@
 //! Each iteration is one `OfflineStore::write_feature_rows` call of `--rows`
 //! rows (one per entity, `--features` float64 values each) at a new event
 //! time, so every call appends history as a materialization or a pushed
-//! batch does (one transaction, durable on return). The store runs in a
-//! schema of its own, dropped afterwards.
+//! batch does (one transaction, durable on return). Rows carry a
+//! provenance, as materialized ones do (pushed ones are a little cheaper).
+//! The store runs in a schema of its own, dropped afterwards.
 
 use crate::backends::Backends;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use wafer_host::model::{EntityKey, FeatureRow, Timestamp, Value};
+use wafer_host::model::{EntityKey, FeatureRow, Provenance, Timestamp, Value};
 use wafer_host::store::OfflineStore;
 use wafer_host::store::postgres::PostgresStore;
 
@@ -48,6 +49,7 @@ async fn measure(store: &PostgresStore, rows: usize, features: usize, iterations
     );
     let entities: Vec<EntityKey> = (0..rows).map(|i| EntityKey::from_parts(&[format!("T{i:05}")])).collect();
     let names: Vec<String> = (0..features).map(|f| format!("f{f:02}")).collect();
+    let provenance = Provenance { transform: "bench".into(), version: "1.0.0".into(), sha256: "0f".repeat(32) };
     let start = Timestamp::from_secs(1_700_000_000);
     let batch = |n: usize| -> Vec<FeatureRow> {
         let event_ts = start.plus_secs(n as i64 * 86_400);
@@ -63,6 +65,7 @@ async fn measure(store: &PostgresStore, rows: usize, features: usize, iterations
                     .enumerate()
                     .map(|(f, name)| (name.clone(), Value::Float64((n * rows + e) as f64 + f as f64 * 0.5)))
                     .collect::<BTreeMap<_, _>>(),
+                provenance: Some(provenance.clone()),
             })
             .collect()
     };

@@ -1,0 +1,13 @@
+-- Provenance of feature rows: the transform version that computed a row, as
+-- `name@version#sha256` (e.g. `indicators@1.0.0#9f86d0...`), NULL for rows
+-- pushed by clients and for rows written before this migration.
+--
+-- One text column rather than three, a JSON object or a key into a table of
+-- versions: about 80 bytes per row, a fifth of a typical `values_json`,
+-- read back with the row at no extra lookup (point-in-time reads stay one
+-- seek per point), and self-describing, so it still names the code after
+-- the version is deleted from the registry. A version and a hex digest
+-- contain neither `@` nor `#`, so the text splits back unambiguously.
+--
+-- Adding a nullable column without a default rewrites no existing row.
+ALTER TABLE feature_rows ADD COLUMN provenance TEXT;
