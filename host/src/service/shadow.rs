@@ -448,6 +448,18 @@ mod tests {
         Table { timestamps: ts.to_vec(), columns: vec![Column::from_values(name, ValueType::Float64, xs.iter())] }
     }
 
+    /// Transform `t` with 1.0.0 active, as the report names it.
+    fn summary() -> TransformSummary {
+        TransformSummary {
+            name: "t".into(),
+            active_version: Some("1.0.0".into()),
+            previous_version: None,
+            status: "active".into(),
+            versions: vec![],
+            settings: Default::default(),
+        }
+    }
+
     fn run(tolerance: f64) -> ShadowRun {
         let spec = ShadowSpec { version: "2.0.0".into(), tolerance, started_at: Timestamp(0) };
         ShadowRun { spec, stats: Mutex::new(Stats::default()) }
@@ -473,15 +485,7 @@ mod tests {
         // The candidate answers one row fewer and in another order.
         let candidate = table(&[3, 1], "x", &[Value::Null, Value::Float64(1.5)]);
         r.compare(&active, &candidate, Some("AAPL"), 10.0, 30.0);
-        let t = TransformSummary {
-            name: "t".into(),
-            active_version: Some("1.0.0".into()),
-            previous_version: None,
-            status: "active".into(),
-            versions: vec![],
-            settings: Default::default(),
-        };
-        let report = r.report(&t);
+        let report = r.report(&summary());
         let f = &report.features[0];
         assert_eq!((f.compared, f.matches, f.mismatches), (3, 1, 2));
         assert_eq!(f.max_abs_diff, 0.5);
@@ -501,15 +505,7 @@ mod tests {
             r.failed(1.0, 1.0, format!("trap {i}"));
         }
         assert!(r.suspended());
-        let t = TransformSummary {
-            name: "t".into(),
-            active_version: Some("1.0.0".into()),
-            previous_version: None,
-            status: "active".into(),
-            versions: vec![],
-            settings: Default::default(),
-        };
-        let report = r.report(&t);
+        let report = r.report(&summary());
         assert_eq!(report.verdict, "candidate_errors");
         assert_eq!(report.recent_errors.len(), RECENT_ERRORS);
         assert_eq!(report.recent_errors.last().unwrap(), "trap 4");

@@ -279,10 +279,11 @@ impl Wafer {
         let limits = self.effective_limits(&t.settings.limits);
         let shadow = self.shadow_for(&t, version);
         let kept = shadow.as_ref().map(|_| input.clone());
-        let (output, micros) =
-            self.guarded(&t, version, |runtime, id| async move { runtime.batch(&id, input, &limits).await }).await?;
+        let call_limits = &limits;
+        let (output, micros) = self
+            .guarded(&t, version, |runtime, id| async move { runtime.batch(&id, input, call_limits).await })
+            .await?;
         if let (Some(run), Some(input)) = (shadow, kept) {
-            let limits = self.effective_limits(&t.settings.limits);
             self.spawn_shadow(run, &t.name, ShadowInput::Batch(input), output.clone(), micros, limits);
         }
         Ok(output)
@@ -294,11 +295,11 @@ impl Wafer {
         let limits = self.effective_limits(&t.settings.limits);
         let shadow = self.shadow_for(&t, version);
         let kept = shadow.as_ref().map(|_| input.clone());
+        let call_limits = &limits;
         let (output, micros) = self
-            .guarded(&t, version, |runtime, id| async move { runtime.on_demand(&id, input, &limits).await })
+            .guarded(&t, version, |runtime, id| async move { runtime.on_demand(&id, input, call_limits).await })
             .await?;
         if let (Some(run), Some(input)) = (shadow, kept) {
-            let limits = self.effective_limits(&t.settings.limits);
             self.spawn_shadow(run, &t.name, ShadowInput::OnDemand(input), output.clone(), micros, limits);
         }
         Ok(output)
