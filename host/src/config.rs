@@ -4,6 +4,8 @@
 use crate::runtime::Limits;
 use crate::service::ClusterSettings;
 use anyhow::Context;
+use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -37,6 +39,9 @@ pub struct Config {
     /// How this host shares jobs and registry state with other hosts on
     /// the same stores.
     pub cluster: ClusterSettings,
+    /// Agent-facing serving: the enrichment tasks and Feast feature
+    /// services (`--serving-config FILE`). Default: the built-in tasks.
+    pub serving: ServingConfig,
 }
 
 impl Config {
@@ -53,8 +58,41 @@ impl Config {
             limits: Limits::default(),
             max_body_bytes: 64 << 20,
             cluster: ClusterSettings::default(),
+            serving: ServingConfig::default(),
         }
     }
+}
+
+/// The serving file (`--serving-config`, YAML or JSON): which features
+/// `POST /v1/enrich` adds per task type, how its monitor decides, and the
+/// feature services Feast clients may name.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServingConfig {
+    #[serde(default)]
+    pub enrichment: crate::service::enrich::EnrichmentConfig,
+    /// Feast feature services: name -> `group:feature` refs. A name that
+    /// is not listed here resolves to the feature group of that name.
+    #[serde(default)]
+    pub feature_services: BTreeMap<String, Vec<String>>,
+}
+
+/// Reads and checks the serving file; errors name the file and, for YAML
+/// errors, the line and column.
+pub fn read_serving_config(path: &Path) -> anyhow::Result<ServingConfig> {
+    let name = path.display();
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading serving config {name}"))?;
+    let config: ServingConfig =
+        serde_yaml_ng::from_str(&text).map_err(|e| anyhow::anyhow!("serving config {name}: {e}"))?;
+    config.enrichment.validate().map_err(|e| anyhow::anyhow!("serving config {name}: {e}"))?;
+    for (service, refs) in &config.feature_services {
+        anyhow::ensure!(!refs.is_empty(), "serving config {name}: feature service '{service}' lists no feature");
+        for r in refs {
+            crate::model::FeatureRef::parse(r)
+                .map_err(|e| anyhow::anyhow!("serving config {name}: feature service '{service}': {e}"))?;
+        }
+    }
+    Ok(config)
 }
 
 /// API tokens from `--api-tokens` / `WAFER_API_TOKENS`:
@@ -168,5 +206,35 @@ mod tests {
         assert!(read_tokens_file(&path).unwrap_err().to_string().contains("holds no token"));
         std::fs::write(&path, "admin=a\nread=r\n").unwrap();
         assert_eq!(read_tokens_file(&path).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn serving_files_are_read_and_checked_with_the_file_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("serving.yaml");
+        let yaml = "enrichment:\n  builtin_tasks: false\n  tasks:\n    briefing:\n      features: [technical:rsi_14]\n  \
+                    monitor:\n    min_samples: 5\nfeature_services:\n  overview: [technical:rsi_14, risk:beta]\n";
+        std::fs::write(&path, yaml).unwrap();
+        let config = read_serving_config(&path).unwrap();
+        assert_eq!(config.enrichment.effective_tasks().keys().collect::<Vec<_>>(), ["briefing"]);
+        assert_eq!(config.enrichment.monitor.min_samples, 5);
+        assert_eq!(config.enrichment.monitor.window, 200, "unset monitor fields keep their defaults");
+        assert_eq!(config.feature_services["overview"], ["technical:rsi_14", "risk:beta"]);
+
+        let refused = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            read_serving_config(&path).unwrap_err().to_string()
+        };
+        let e = refused("feature_services:\n  overview: [rsi_14]\n");
+        assert!(e.starts_with(&format!("serving config {}: feature service 'overview': ", path.display())), "{e}");
+        assert!(refused("feature_services:\n  empty: []\n").contains("feature service 'empty' lists no feature"));
+        assert!(
+            refused("enrichment:\n  monitor:\n    min_samples: 0\n")
+                .contains("enrichment monitor: need 1 <= min_samples")
+        );
+        let e = refused("enrichment:\n  task: {}\n");
+        assert!(e.contains("unknown field `task`") && e.contains("line 2"), "{e}");
+        let e = format!("{:#}", read_serving_config(&dir.path().join("missing.yaml")).unwrap_err());
+        assert!(e.starts_with("reading serving config ") && e.contains("missing.yaml"), "{e}");
     }
 }

@@ -27,10 +27,16 @@
 //!   [`ENGAGEMENT_DAYS`] days before `end`, plus one in the last six hours
 //!   (so each HCP's rolling aggregates are fresh), each lasting 2-45
 //!   minutes.
+//!
+//! The demo's serving config ([`serving_config`]) adds an enrichment task,
+//! `market_briefing`, over the ticker features, and a Feast feature
+//! service, `ticker_overview`.
 
 use crate::bundled;
+use crate::config::ServingConfig;
 use crate::model::{Entity, FeatureGroup, JobState, Source, Timestamp};
 use crate::service::Wafer;
+use crate::service::enrich::TaskConfig;
 use crate::service::materialize::MaterializeRequest;
 use anyhow::Context;
 use rand::rngs::SmallRng;
@@ -268,11 +274,39 @@ pub fn engagement_csv(hcp: &str, end: Timestamp) -> String {
     out
 }
 
+/// The demo's enrichment task and Feast feature service: what an agent
+/// briefing on a stock is told, most important first. Valuation features
+/// change weekly, so a week-old value still counts.
+pub fn serving_config() -> ServingConfig {
+    let mut config = ServingConfig::default();
+    let briefing = [
+        "technical:rsi_14",
+        "technical:macd_histogram",
+        "risk:volatility_30d",
+        "risk:beta",
+        "risk:max_drawdown",
+        "valuation:pe_ratio",
+        "valuation:dividend_yield",
+        "technical:sma_50",
+    ];
+    config.enrichment.tasks.insert(
+        "market_briefing".into(),
+        TaskConfig {
+            enabled: true,
+            features: briefing.iter().map(|f| f.to_string()).collect(),
+            freshness_threshold_seconds: 7 * DAY as u64,
+            description: "Momentum, risk and valuation of one ticker".into(),
+        },
+    );
+    let overview = ["technical:rsi_14", "risk:beta", "valuation:pe_ratio"];
+    config.feature_services.insert("ticker_overview".into(), overview.iter().map(|f| f.to_string()).collect());
+    config
+}
+
 /// Publishes the bundled transforms, registers the demo definitions,
 /// ingests the demo data and materializes every stored group, failing on
-/// any job error. Idempotent on an empty or demo-only store.
-/// Publishes, registers, ingests and materializes everything; returns the
-/// demo's `end`, the time its data ends at.
+/// any job error; returns the demo's `end`, the time its data ends at.
+/// Idempotent on an empty or demo-only store.
 pub async fn load(wafer: &Wafer) -> anyhow::Result<Timestamp> {
     for t in bundled::ALL {
         let published = wafer.publish_transform(t.name, t.version, t.bytes).await?;

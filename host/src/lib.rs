@@ -11,7 +11,8 @@
 //! - [`runtime`]: the Wasm transform runtime. The only module that imports
 //!   wasmtime.
 //! - [`service`]: the data paths composed from stores and runtime: registry
-//!   changes, ingest, materialization jobs, online serving.
+//!   changes, ingest, materialization jobs, online serving, prompt
+//!   enrichment, Feast-compatible requests.
 //! - [`api`]: the HTTP surface (axum). The only module that knows HTTP.
 //! - [`config`]: server configuration from flags, environment and file.
 //! - [`server`]: assembles everything and serves until shutdown.

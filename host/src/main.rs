@@ -30,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
             }
             let mut config = Config::new(&args.data_dir);
             config.listen = args.listen;
+            config.serving = demo::serving_config();
             args.stores.apply(&mut config);
             let listener = tokio::net::TcpListener::bind(config.listen).await?;
             let app = App::open(config, Arc::new(SystemClock)).await?;
@@ -41,6 +42,10 @@ async fn main() -> anyhow::Result<()> {
             println!(
                 "  curl -s -XPOST {addr}/v1/features/online -H 'content-type: application/json' \
                  -d '{{\"entities\":[{{\"ticker\":\"AAPL\"}}],\"feature_groups\":[\"technical\"]}}'"
+            );
+            println!(
+                "  curl -s -XPOST {addr}/v1/enrich -H 'content-type: application/json' \
+                 -d '{{\"prompt\":\"Should I add to my position?\",\"task_type\":\"market_briefing\",\"entities\":{{\"ticker\":\"AAPL\"}}}}'"
             );
             println!(
                 "  wafer dataset --server http://{addr} --entities {} --out training.csv \

@@ -35,7 +35,9 @@ impl App {
                 .context("starting the Wasm runtime")?,
         );
         tracing::info!(offline = %offline_summary, online = %online.summary(), "stores ready");
-        let wafer = Wafer::new(registry, offline, online, runtime, clock, config.cluster.clone()).await?;
+        let wafer =
+            Wafer::new(registry, offline, online, runtime, clock, config.cluster.clone(), config.serving.clone())
+                .await?;
         Ok(App { wafer, config })
     }
 

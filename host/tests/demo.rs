@@ -108,6 +108,52 @@ async fn the_demo_serves_every_seed_family_fresh_and_as_its_generators_say() {
     let spy = &body["results"][1]["features"]["risk:beta"];
     assert_eq!(spy["value"], json!(1.0), "SPY against itself: {spy}");
 
+    // Enrichment: the demo's market_briefing task puts AAPL's values, rounded
+    // to 4 decimals, before the prompt, most important first, within the
+    // budget: at 40 tokens (160 characters of block) the first six of eight.
+    let briefing = send(client.post(server.url("/v1/enrich")).json(&json!({
+        "prompt": "Should I add to my position?", "task_type": "market_briefing",
+        "entities": {"ticker": "AAPL"}, "max_feature_tokens": 40})))
+    .await;
+    let prompt = briefing["enriched_prompt"].as_str().expect("enriched_prompt");
+    let block = prompt.strip_suffix("Should I add to my position?").expect("the prompt comes last");
+    let lines: Vec<&str> = block.lines().collect();
+    assert_eq!((lines[0], lines[lines.len() - 2], lines[lines.len() - 1]), ("[Context]", "[/Context]", ""), "{prompt}");
+    let rsi = value(&technical, "technical:rsi_14");
+    assert_eq!(lines[1], format!("- rsi_14: {}", format!("{rsi:.4}").trim_end_matches('0')), "{prompt}");
+    assert_eq!(lines[4], format!("- beta: {}", format!("{beta:.4}").trim_end_matches('0')), "{prompt}");
+    assert!(block.chars().count().div_ceil(4) <= 40, "{prompt}");
+    assert_eq!(briefing["feature_tokens_added"], json!(block.chars().count().div_ceil(4)));
+    assert_eq!(
+        briefing["features_used"],
+        json!([
+            "technical:rsi_14",
+            "technical:macd_histogram",
+            "risk:volatility_30d",
+            "risk:beta",
+            "risk:max_drawdown",
+            "valuation:pe_ratio"
+        ])
+    );
+
+    // Feast clients read the same values through the demo's ticker_overview
+    // feature service, column-major, the join key first.
+    let feast = send(client.post(server.url("/get-online-features")).json(&json!({
+        "feature_service": "ticker_overview", "entities": {"ticker": ["AAPL"]}, "full_feature_names": true})))
+    .await;
+    assert_eq!(
+        feast["metadata"]["feature_names"],
+        json!(["ticker", "technical__rsi_14", "risk__beta", "valuation__pe_ratio"]),
+        "{feast}"
+    );
+    assert_eq!(feast["results"][0]["values"], json!(["AAPL"]));
+    assert_eq!(feast["results"][1]["values"][0].as_f64(), Some(rsi), "{feast}");
+    assert_eq!(feast["results"][2]["values"][0].as_f64(), Some(beta), "{feast}");
+    for column in &feast["results"].as_array().expect("results")[1..] {
+        assert_eq!(column["statuses"], json!(["PRESENT"]), "{feast}");
+        assert_eq!(column["event_timestamps"], json!([end.to_rfc3339()]), "{feast}");
+    }
+
     // valuation: market_cap = last close x the latest published share count.
     let body = read(&client, &server, json!({"entities": [{"ticker": "AAPL"}], "feature_groups": ["valuation"]})).await;
     let valuation = fresh_features(&body, 5);

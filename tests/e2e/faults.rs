@@ -9,57 +9,11 @@
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use wafer_tests::TestApp;
 use wafer_tests::pg::PrivatePostgres;
-
-/// A `redis-server` child process, stopped (by its pid) when dropped.
-struct PrivateRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    fn start(port: u16) -> Option<PrivateRedis> {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
-        let mut redis = PrivateRedis { port, child: Some(child) };
-        redis.wait_until_up();
-        Some(redis)
-    }
-
-    fn wait_until_up(&mut self) {
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("private redis-server on port {} did not start", self.port);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-fn spare_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use wafer_tests::redis::PrivateRedis;
+use wafer_tests::spare_port;
 
 fn sources(body: &Value) -> Vec<String> {
     body["results"][0]["features"]
@@ -153,7 +107,7 @@ impl Online {
 
     fn url(&self) -> String {
         match self {
-            Online::Private(redis) => format!("redis://127.0.0.1:{}", redis.port),
+            Online::Private(redis) => redis.url(),
             Online::Shared(url) => url.clone(),
         }
     }

@@ -8,6 +8,8 @@
 //!   [`backend_tests!`], which runs a test on every pair.
 //! - [`harness`]: [`TestApp`], a server with its own temp data dir and a
 //!   manual clock, plus helpers for the `technical` flow.
+//! - [`pg`], [`redis`]: private PostgreSQL and Redis servers for fault
+//!   tests.
 //! - `guests`: test-only transform components built from source.
 //! - `e2e/`: the test binary, one module per feature.
 
@@ -15,6 +17,12 @@ pub mod backend;
 pub mod guests;
 pub mod harness;
 pub mod pg;
+pub mod redis;
 
 pub use backend::Backend;
 pub use harness::TestApp;
+
+/// A TCP port free on loopback right now (the OS's pick).
+pub fn spare_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("local addr").port()
+}

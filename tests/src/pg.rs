@@ -10,6 +10,7 @@
 //! Only `initdb` skips its own fsyncs, which cost seconds and protect
 //! nothing a test needs.
 
+use crate::spare_port;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use tempfile::TempDir;
@@ -192,10 +193,6 @@ fn server_bin_dir() -> Option<PathBuf> {
 
 fn running_as_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn spare_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0").local_addr().expect("local addr").port()
 }
 
 fn output(cmd: &mut Command, what: &str) -> Output {

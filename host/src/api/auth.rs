@@ -69,7 +69,8 @@ pub fn required_role(method: &Method, path: &str) -> Option<Role> {
         return None;
     }
     let read_posts = ["/v1/features/online", "/v1/features/historical", "/get-online-features", "/v1/enrich"];
-    let write_posts = ["/v1/features/write", "/v1/materialize", "/push", "/write-to-online-store"];
+    let write_posts =
+        ["/v1/features/write", "/v1/materialize", "/push", "/write-to-online-store", "/v1/enrich/feedback"];
     Some(match *method {
         Method::GET | Method::HEAD if path.starts_with("/v1/audit") => Role::Admin,
         Method::GET | Method::HEAD => Role::Read,

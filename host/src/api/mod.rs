@@ -4,7 +4,9 @@
 
 mod audit;
 pub mod auth;
+mod enrich;
 pub mod error;
+mod feast;
 mod features;
 mod health;
 mod historical;
@@ -35,6 +37,8 @@ pub fn router(wafer: Wafer, max_body_bytes: usize, tokens: auth::Tokens) -> Rout
         .merge(jobs::router())
         .merge(monitoring::router())
         .merge(audit::router())
+        .merge(enrich::router())
+        .merge(feast::router())
         .merge(openapi::router())
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
         .method_not_allowed_fallback(|| async {

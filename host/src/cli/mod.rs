@@ -8,7 +8,7 @@ mod dataset;
 mod diff;
 mod transform;
 
-use crate::config::{Config, read_tokens_file};
+use crate::config::{Config, read_serving_config, read_tokens_file};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -62,6 +62,10 @@ pub struct ServeArgs {
     /// Serve without tokens on a non-loopback address.
     #[arg(long)]
     pub insecure_no_auth: bool,
+    /// YAML (or JSON) file with the enrichment tasks (`enrichment:`) and
+    /// Feast feature services (`feature_services:`); see the README.
+    #[arg(long, env = "WAFER_SERVING_CONFIG")]
+    pub serving_config: Option<PathBuf>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -321,6 +325,9 @@ impl ServeArgs {
         }
         if let Some(path) = self.api_tokens_file {
             config.tokens.extend(read_tokens_file(&path)?);
+        }
+        if let Some(path) = self.serving_config {
+            config.serving = read_serving_config(&path)?;
         }
         let cluster = &mut config.cluster;
         if let Some(host_id) = self.cluster.host_id {

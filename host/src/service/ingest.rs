@@ -4,7 +4,7 @@
 //! feature rows are then written through to the online store.
 
 use super::{ServiceError, ServiceResult, Wafer};
-use crate::model::{EntityKey, FeatureRow, Producer, Source, SourceRow, Timestamp, Value};
+use crate::model::{EntityKey, FeatureGroup, FeatureRow, Producer, Source, SourceRow, Timestamp, Value};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -105,6 +105,25 @@ impl Wafer {
     /// store, which keeps the newest event time per entity.
     pub async fn write_features(&self, group_name: &str, rows: Vec<FeatureWriteRow>) -> ServiceResult<u64> {
         let group = self.feature_group(group_name)?;
+        let parsed = self.feature_rows(&group, rows)?;
+        if parsed.is_empty() {
+            return Ok(0);
+        }
+        let written = self.offline().write_feature_rows(group_name, &parsed).await?;
+        let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
+        self.online().write(group_name, &parsed, ttl).await?;
+        Ok(written)
+    }
+
+    /// Validates pushed rows against `group` as a whole, before anything is
+    /// written: a group that stores values, the entity's join keys, and
+    /// each value against its feature's declared type.
+    pub(crate) fn feature_rows(
+        &self,
+        group: &FeatureGroup,
+        rows: Vec<FeatureWriteRow>,
+    ) -> ServiceResult<Vec<FeatureRow>> {
+        let group_name = &group.name;
         if matches!(group.producer, Producer::OnDemand { .. }) {
             return Err(ServiceError::Invalid(format!(
                 "feature group '{group_name}' is computed on demand; it has no stored values to write"
@@ -133,13 +152,7 @@ impl Wafer {
                 provenance: None,
             });
         }
-        if parsed.is_empty() {
-            return Ok(0);
-        }
-        let written = self.offline().write_feature_rows(group_name, &parsed).await?;
-        let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
-        self.online().write(group_name, &parsed, ttl).await?;
-        Ok(written)
+        Ok(parsed)
     }
 }
 

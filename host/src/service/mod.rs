@@ -17,6 +17,8 @@
 //! - `schedule.rs`: groups that materialize by themselves on a schedule.
 //! - `shadow.rs`: candidate versions run beside the active one, compared.
 //! - `breaker.rs`: per-version breakers that switch off failing versions.
+//! - `enrich/`: LLM prompt enrichment per task type, and its monitor.
+//! - `feast.rs`: Feast feature-server requests in wafer's terms.
 //! - `audit.rs`: the trail of registry and plugin changes.
 //! - `cluster.rs`: settings for several hosts on one store, and keeping
 //!   this host's registry caches in step with the others.
@@ -24,7 +26,9 @@
 pub mod audit;
 pub mod breaker;
 pub mod cluster;
+pub mod enrich;
 pub mod error;
+pub mod feast;
 pub mod historical;
 pub mod ingest;
 pub mod jobs;
@@ -41,6 +45,7 @@ pub use cluster::ClusterSettings;
 pub use error::{ServiceError, ServiceResult};
 
 use crate::clock::SharedClock;
+use crate::config::ServingConfig;
 use crate::model::{Entity, FeatureGroup, Source, TransformSummary, TransformVersion};
 use crate::runtime::TransformRuntime;
 use crate::store::{OfflineStore, OnlineStore, Registry};
@@ -83,6 +88,10 @@ struct Inner {
     breakers: breaker::Breakers,
     /// This host's shadow comparisons, per transform.
     shadows: shadow::Shadows,
+    /// Prompt enrichment: the task mapping and this host's monitor.
+    enrichment: enrich::Enrichment,
+    /// Feast feature services named in the serving config.
+    feature_services: std::collections::BTreeMap<String, Vec<String>>,
     /// Wakes this host's job worker when a job is created.
     wake_worker: Notify,
     /// Tells the background tasks (worker, registry sync) to stop.
@@ -101,6 +110,7 @@ impl Wafer {
         runtime: Arc<dyn TransformRuntime>,
         clock: SharedClock,
         cluster: ClusterSettings,
+        serving: ServingConfig,
     ) -> ServiceResult<Wafer> {
         let wafer = Wafer {
             inner: Arc::new(Inner {
@@ -119,6 +129,8 @@ impl Wafer {
                 transform_epoch: AtomicU64::new(0),
                 breakers: breaker::Breakers::default(),
                 shadows: shadow::Shadows::new(),
+                enrichment: enrich::Enrichment::new(serving.enrichment),
+                feature_services: serving.feature_services,
                 wake_worker: Notify::new(),
                 shutdown: watch::channel(false).0,
                 background: std::sync::Mutex::new(Vec::new()),
@@ -188,6 +200,15 @@ impl Wafer {
 
     pub fn cluster(&self) -> &ClusterSettings {
         &self.inner.cluster
+    }
+
+    /// Feast feature services from the serving config (name -> refs).
+    pub fn feature_services(&self) -> &std::collections::BTreeMap<String, Vec<String>> {
+        &self.inner.feature_services
+    }
+
+    pub(crate) fn enrichment(&self) -> &enrich::Enrichment {
+        &self.inner.enrichment
     }
 
     pub(crate) fn wake_worker(&self) {

@@ -1,9 +1,12 @@
-//! `wafer-bench http`: online-read latency and throughput over HTTP.
+//! `wafer-bench http`: serving latency and throughput over HTTP.
 //!
 //! Starts an embedded server with the demo data (or targets `--server`),
 //! on the embedded stores or, with `--database-url` and `--online`, on
 //! PostgreSQL and Redis (its own schema and key prefix, removed afterwards),
-//! then drives `POST /v1/features/online` (1 entity x 10 features) from
+//! then drives one endpoint (`--endpoint`): `online`, `POST
+//! /v1/features/online` (1 entity x 10 features, the default); `feast`, the
+//! same read as `POST /get-online-features`; or `enrich`, `POST /v1/enrich`
+//! of the demo's `market_briefing` task (8 features into a prompt), from
 //! keep-alive connections with a minimal raw HTTP/1.1 client, so the load
 //! generator spends as little of the machine's CPU as possible:
 //! - saturation: `--connections` closed-loop clients for `--seconds`;
@@ -23,6 +26,7 @@ use tokio::net::TcpStream;
 
 pub struct HttpArgs {
     pub server: Option<String>,
+    pub endpoint: Endpoint,
     pub connections: usize,
     pub seconds: u64,
     pub rate: u64,
@@ -33,10 +37,19 @@ pub struct HttpArgs {
 impl HttpArgs {
     pub fn parse(args: &[String]) -> anyhow::Result<HttpArgs> {
         let (mut server, mut connections, mut seconds, mut rate) = (None, 16, 10, 5000);
-        let usage = "--server URL --connections N --seconds N --rate N";
+        let mut endpoint = Endpoint::Online;
+        let usage = "--server URL --endpoint online|feast|enrich --connections N --seconds N --rate N";
         let backends = Backends::parse_args(args, usage, |flag, value| {
             match flag {
                 "--server" => server = Some(value.to_string()),
+                "--endpoint" => {
+                    endpoint = match value {
+                        "online" => Endpoint::Online,
+                        "feast" => Endpoint::Feast,
+                        "enrich" => Endpoint::Enrich,
+                        other => anyhow::bail!("--endpoint {other}: use online, feast or enrich"),
+                    }
+                }
                 "--connections" => connections = value.parse()?,
                 "--seconds" => seconds = value.parse()?,
                 "--rate" => rate = value.parse()?,
@@ -44,11 +57,44 @@ impl HttpArgs {
             }
             Ok(true)
         })?;
-        Ok(HttpArgs { server, connections, seconds, rate, backends })
+        Ok(HttpArgs { server, endpoint, connections, seconds, rate, backends })
     }
 }
 
-const BODY: &str = r#"{"entities":[{"ticker":"AAPL"}],"features":["technical:sma_20","technical:sma_50","technical:sma_200","technical:ema_12","technical:ema_26","technical:rsi_14","technical:macd","technical:macd_signal","technical:bollinger_upper","technical:bollinger_lower"],"fallback":"none"}"#;
+/// The endpoint a run drives.
+#[derive(Clone, Copy)]
+pub enum Endpoint {
+    Online,
+    Feast,
+    Enrich,
+}
+
+const ONLINE_BODY: &str = r#"{"entities":[{"ticker":"AAPL"}],"features":["technical:sma_20","technical:sma_50","technical:sma_200","technical:ema_12","technical:ema_26","technical:rsi_14","technical:macd","technical:macd_signal","technical:bollinger_upper","technical:bollinger_lower"],"fallback":"none"}"#;
+const FEAST_BODY: &str = r#"{"entities":{"ticker":["AAPL"]},"features":["technical:sma_20","technical:sma_50","technical:sma_200","technical:ema_12","technical:ema_26","technical:rsi_14","technical:macd","technical:macd_signal","technical:bollinger_upper","technical:bollinger_lower"]}"#;
+const ENRICH_BODY: &str =
+    r#"{"prompt":"Should I add to my position?","task_type":"market_briefing","entities":{"ticker":"AAPL"}}"#;
+
+impl Endpoint {
+    /// Path, body, what the run is called, and a check of one answer.
+    fn request(self) -> (&'static str, &'static str, &'static str, fn(&str) -> bool) {
+        match self {
+            Endpoint::Online => ("/v1/features/online", ONLINE_BODY, "online read, 1 entity x 10 features", |body| {
+                body.matches("\"fresh\"").count() == 10
+            }),
+            // The join-key column is PRESENT too.
+            Endpoint::Feast => {
+                ("/get-online-features", FEAST_BODY, "Feast online read, 1 entity x 10 features", |body| {
+                    body.matches("\"PRESENT\"").count() == 11
+                })
+            }
+            Endpoint::Enrich => {
+                ("/v1/enrich", ENRICH_BODY, "enrichment, market_briefing (8 features) for 1 ticker", |body| {
+                    body.contains("\"features_available\":true") && body.matches("\n- ").count() == 8
+                })
+            }
+        }
+    }
+}
 
 pub async fn run(mut args: HttpArgs) -> anyhow::Result<()> {
     match args.server.clone() {
@@ -76,23 +122,22 @@ pub async fn run(mut args: HttpArgs) -> anyhow::Result<()> {
 }
 
 async fn measure(addr: SocketAddr, args: &HttpArgs) -> anyhow::Result<()> {
+    let (path, body, name, answer_ok) = args.endpoint.request();
     let request = Arc::new(
         format!(
-            "POST /v1/features/online HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{BODY}",
-            BODY.len()
+            "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
         )
         .into_bytes(),
     );
-    // Check the answer once, so the numbers are for a working read.
+    // Check the answer once, so the numbers are for a working request.
     let mut probe = Conn::open(addr).await?;
-    let (status, body) = probe.call(&request).await?;
-    anyhow::ensure!(status == 200, "probe answered {status}: {}", String::from_utf8_lossy(&body));
-    anyhow::ensure!(
-        String::from_utf8_lossy(&body).matches("\"fresh\"").count() == 10,
-        "probe: expected 10 fresh values"
-    );
+    let (status, answer) = probe.call(&request).await?;
+    let answer = String::from_utf8_lossy(&answer);
+    anyhow::ensure!(status == 200, "probe answered {status}: {answer}");
+    anyhow::ensure!(answer_ok(&answer), "probe: unexpected answer {answer}");
 
-    println!("online read, 1 entity x 10 features, {} connections, {} s per phase", args.connections, args.seconds);
+    println!("{name}, {} connections, {} s per phase", args.connections, args.seconds);
     let warm = phase(addr, &request, args.connections, Duration::from_secs(1), None).await?;
     drop(warm);
     let sat = phase(addr, &request, args.connections, Duration::from_secs(args.seconds), None).await?;
@@ -216,6 +261,7 @@ impl EmbeddedDemo {
         let dir = std::env::temp_dir().join(format!("wafer-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut config = wafer_host::config::Config::new(&dir);
+        config.serving = wafer_host::demo::serving_config();
         backends.configure(&mut config);
         let app = wafer_host::App::open(config, Arc::new(wafer_host::clock::SystemClock)).await?;
         wafer_host::demo::load(&app.wafer).await?;

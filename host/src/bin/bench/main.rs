@@ -1,8 +1,9 @@
 //! `wafer-bench`: the performance numbers we report, measured on this
 //! machine (never asserted in tests).
 //!
-//! - `wafer-bench http [--connections N] [--seconds N] [--rate N] [--server URL]`:
-//!   online-read latency and throughput over HTTP.
+//! - `wafer-bench http [--endpoint online|feast|enrich] [--connections N] [--seconds N] [--rate N] [--server URL]`:
+//!   serving latency and throughput over HTTP (online read, the same read
+//!   through the Feast endpoint, or prompt enrichment).
 //! - `wafer-bench wasm [--iterations N]`: per-call overhead of the Wasm
 //!   runtime (fresh store + instantiate + call, against a reused instance),
 //!   load time compiled and from the disk cache, and one indicators batch
@@ -31,7 +32,7 @@ mod materialize;
 mod wasm;
 mod write;
 
-const USAGE: &str = "usage: wafer-bench http [--connections N] [--seconds N] [--rate N] [--server URL] [BACKENDS]
+const USAGE: &str = "usage: wafer-bench http [--endpoint online|feast|enrich] [--connections N] [--seconds N] [--rate N] [--server URL] [BACKENDS]
        wafer-bench wasm [--iterations N]
        wafer-bench materialize [--tickers N] [--days N] [BACKENDS]
        wafer-bench write --database-url postgres://... [--rows N] [--features N] [--iterations N]
