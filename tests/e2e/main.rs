@@ -9,6 +9,7 @@ mod enrich;
 mod errors;
 mod faults;
 mod feast;
+mod feast_client;
 mod flow;
 mod historical;
 mod lifecycle;
