@@ -8,7 +8,8 @@
 //! `serving` (online reads, training data), `transforms` (versions,
 //! lifecycle, limits, dry runs), `shadow` (shadow mode, promotion), `jobs`
 //! (materialization), `monitoring` (freshness, statistics, audit),
-//! `enrich` and `feast` (their endpoints, kept by their owners). `common`
+//! `enrich` (prompt enrichment and its monitor) and `feast` (the Feast
+//! feature-server endpoints). `common`
 //! holds the operation builder and the shared shapes (error envelope,
 //! values, fields, provenance).
 //!
@@ -48,8 +49,8 @@ pub fn router() -> Router<Wafer> {
 /// `(path, path item)` or `(name, schema)` pairs, as each part answers them.
 type Parts = Vec<(&'static str, Value)>;
 
-/// This module's own parts: (paths, schemas) per concern.
-fn own_parts() -> Vec<(Parts, Parts)> {
+/// (paths, schemas) per concern.
+fn parts() -> Vec<(Parts, Parts)> {
     vec![
         (health::paths(), health::schemas()),
         (Vec::new(), common::schemas()),
@@ -60,6 +61,8 @@ fn own_parts() -> Vec<(Parts, Parts)> {
         (shadow::paths(), shadow::schemas()),
         (jobs::paths(), jobs::schemas()),
         (monitoring::paths(), monitoring::schemas()),
+        (enrich::paths(), enrich::schemas()),
+        (feast::paths(), feast::schemas()),
     ]
 }
 
@@ -74,19 +77,13 @@ pub fn document() -> Value {
     });
     // Built part by part: one `json!` of everything exceeds the macro's
     // recursion limit.
-    for (paths, schemas) in own_parts() {
+    for (paths, schemas) in parts() {
         for (path, item) in paths {
             doc["paths"][path] = item;
         }
         for (name, schema) in schemas {
             doc["components"]["schemas"][name] = schema;
         }
-    }
-    for (path, item) in enrich::paths().into_iter().chain(feast::paths()) {
-        doc["paths"][path] = item;
-    }
-    for (name, schema) in enrich::schemas().into_iter().chain(feast::schemas()) {
-        doc["components"]["schemas"][name] = schema;
     }
     common::add_security(&mut doc);
     doc

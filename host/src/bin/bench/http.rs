@@ -89,7 +89,7 @@ impl Endpoint {
             }
             Endpoint::Enrich => {
                 ("/v1/enrich", ENRICH_BODY, "enrichment, market_briefing (8 features) for 1 ticker", |body| {
-                    body.contains("\"features_available\":true") && body.matches("\n- ").count() == 8
+                    body.contains("\"features_available\":true") && body.matches(r"\n- ").count() == 8
                 })
             }
         }
