@@ -5,6 +5,7 @@ use crate::service::Wafer;
 use crate::service::enrich::{EnrichRequest, EnrichResponse, EnrichStats, FeedbackRequest, FeedbackResponse};
 use axum::Router;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 pub fn router() -> Router<Wafer> {
@@ -27,6 +28,7 @@ async fn stats(State(w): State<Wafer>) -> Json<EnrichStats> {
     Json(w.enrichment_stats())
 }
 
-async fn tasks(State(w): State<Wafer>) -> Json<serde_json::Value> {
-    Json(w.enrichment_tasks())
+/// Rendered here: the view borrows from the service handle.
+async fn tasks(State(w): State<Wafer>) -> Response {
+    Json(w.enrichment_tasks()).into_response()
 }

@@ -137,6 +137,31 @@ pub struct FeedbackResponse {
     pub with_features: bool,
 }
 
+/// `GET /v1/enrich/tasks`: the mapping in effect and the monitor settings.
+#[derive(Debug, Serialize)]
+pub struct TasksView<'a> {
+    pub tasks: BTreeMap<&'a str, TaskView<'a>>,
+    pub monitor: &'a MonitorSettings,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TaskView<'a> {
+    pub enabled: bool,
+    pub freshness_threshold_seconds: u64,
+    pub description: &'a str,
+    pub features: Vec<TaskFeatureView<'a>>,
+}
+
+/// A task's feature: its group's entity type, or why it cannot be used now.
+#[derive(Debug, Serialize)]
+pub struct TaskFeatureView<'a> {
+    pub feature: &'a str,
+    pub entity: Option<String>,
+    pub usable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<DropReason>,
+}
+
 /// The task's features that apply to one request, by group.
 struct Plan {
     /// (ref, group) in importance order.
@@ -257,27 +282,37 @@ impl Wafer {
 
     /// The task mapping in effect, each feature with its group's entity
     /// type, or why it cannot be used now.
-    pub fn enrichment_tasks(&self) -> serde_json::Value {
-        let tasks = self.enrichment().tasks().iter().map(|(name, task)| {
-            let features: Vec<serde_json::Value> = task
-                .features
-                .iter()
-                .map(|text| match self.enrichment_group(text) {
-                    Ok((_, group)) => serde_json::json!({"feature": text, "entity": group.entity, "usable": true}),
-                    Err(reason) => {
-                        serde_json::json!({"feature": text, "entity": null, "usable": false, "reason": reason})
-                    }
-                })
-                .collect();
-            let value = serde_json::json!({
-                "enabled": task.enabled,
-                "freshness_threshold_seconds": task.freshness_threshold_seconds,
-                "description": task.description,
-                "features": features,
-            });
-            (name.clone(), value)
-        });
-        serde_json::json!({"tasks": serde_json::Map::from_iter(tasks), "monitor": self.enrichment().monitor().settings()})
+    pub fn enrichment_tasks(&self) -> TasksView<'_> {
+        let enrichment = self.enrichment();
+        let tasks = enrichment
+            .tasks()
+            .iter()
+            .map(|(name, task)| {
+                let features = task
+                    .features
+                    .iter()
+                    .map(|text| match self.enrichment_group(text) {
+                        Ok((_, group)) => TaskFeatureView {
+                            feature: text,
+                            entity: Some(group.entity.clone()),
+                            usable: true,
+                            reason: None,
+                        },
+                        Err(reason) => {
+                            TaskFeatureView { feature: text, entity: None, usable: false, reason: Some(reason) }
+                        }
+                    })
+                    .collect();
+                let view = TaskView {
+                    enabled: task.enabled,
+                    freshness_threshold_seconds: task.freshness_threshold_seconds,
+                    description: &task.description,
+                    features,
+                };
+                (name.as_str(), view)
+            })
+            .collect();
+        TasksView { tasks, monitor: enrichment.monitor().settings() }
     }
 
     /// A task ref's group, if it is a stored group with that feature.
