@@ -16,9 +16,8 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
-use wafer_host::model::Timestamp;
 use wafer_tests::TestApp;
-use wafer_tests::guests::EVIL;
+use wafer_tests::guests::{EVIL, component_importing};
 
 /// The published name and version, as error messages name it.
 const EVIL_AT: &str = "evil@0.1.0";
@@ -112,17 +111,6 @@ fn expectations() -> Vec<Expected> {
     ]
 }
 
-/// Three daily rows of `x` for the evil guest's batch export.
-fn invoke_body(mode: &str) -> Value {
-    let start = Timestamp::parse("2024-05-01T00:00:00Z").expect("timestamp");
-    let timestamps: Vec<String> = (0..3).map(|d| start.plus_secs(d * 86_400).to_rfc3339()).collect();
-    json!({"params": {"mode": mode}, "sources": {"s": {"timestamps": timestamps, "columns": {"x": [1.5, -2.0, 4.25]}}}})
-}
-
-async fn invoke(app: &TestApp, mode: &str) -> (StatusCode, Value) {
-    app.post_json("/v1/transforms/evil/invoke", &invoke_body(mode)).await
-}
-
 fn message(body: &Value) -> &str {
     body["error"]["message"].as_str().unwrap_or("")
 }
@@ -181,7 +169,7 @@ async fn attack(app: &Arc<TestApp>) -> Vec<String> {
         let app = app.clone();
         calls.spawn(async move {
             let started = std::time::Instant::now();
-            let (status, body) = invoke(&app, e.mode).await;
+            let (status, body) = app.invoke_evil(e.mode).await;
             // Reported, not asserted.
             let took = started.elapsed();
             println!("{:>10} ({took:.1?}): {status} {}", e.mode, if e.code.is_some() { message(&body) } else { "" });
@@ -199,7 +187,7 @@ fn online_read() -> Value {
 /// odd ones read stored features online. `Err` says what failed.
 async fn behave(app: &TestApp, i: usize) -> Result<(), String> {
     if i.is_multiple_of(2) {
-        let (status, body) = invoke(app, "ok").await;
+        let (status, body) = app.invoke_evil("ok").await;
         return if status == StatusCode::OK && check_success("ok", &body).is_ok() {
             Ok(())
         } else {
@@ -311,7 +299,7 @@ async fn every_attack_gets_its_precise_error_under_load_and_memory_returns_to_ba
 
     let (status, body) = app.get("/healthz").await;
     assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
-    let (status, body) = invoke(&app, "ok").await;
+    let (status, body) = app.invoke_evil("ok").await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
     let after = resident_bytes();
@@ -332,24 +320,9 @@ async fn a_guest_reads_the_machines_real_clocks_not_the_servers_injected_clock()
     app.publish_and_activate("evil", "0.1.0", EVIL).await;
     // Ten years ahead: a guest reading the server's clock would see it.
     app.clock.advance_secs(10 * 365 * 86_400);
-    let (status, body) = invoke(&app, "clock").await;
+    let (status, body) = app.invoke_evil("clock").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     check_success("clock", &body).unwrap();
-}
-
-/// A component importing one empty instance named `name` and exporting
-/// nothing, assembled by hand (component binary format: preamble, a type
-/// section with one empty instance type, an import section): what a guest
-/// using `std::net` brings, without building one.
-fn component_importing(name: &str) -> Vec<u8> {
-    let mut bytes = b"\0asm\x0d\0\x01\0".to_vec();
-    bytes.extend([0x07, 0x03, 0x01, 0x42, 0x00]);
-    let mut import = vec![0x01, 0x00, name.len() as u8];
-    import.extend(name.as_bytes());
-    import.extend([0x05, 0x00]);
-    bytes.extend([0x0a, import.len() as u8]);
-    bytes.extend(import);
-    bytes
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

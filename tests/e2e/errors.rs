@@ -8,8 +8,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use wafer_host::demo::technical_group_json;
-use wafer_host::model::Timestamp;
-use wafer_tests::guests::EVIL;
+use wafer_tests::guests::{EVIL, evil_input};
 use wafer_tests::{Backend, TestApp, backend_tests};
 
 backend_tests!(
@@ -204,16 +203,6 @@ async fn sandbox_app(backend: Backend) -> TestApp {
     app
 }
 
-fn invoke_body(mode: &str) -> Value {
-    let start = Timestamp::parse("2024-05-01T00:00:00Z").expect("timestamp");
-    let timestamps: Vec<String> = (0..3).map(|d| start.plus_secs(d * 86_400).to_rfc3339()).collect();
-    json!({"params": {"mode": mode}, "sources": {"s": {"timestamps": timestamps, "columns": {"x": [1.5, -2.0, 4.25]}}}})
-}
-
-async fn invoke(app: &TestApp, mode: &str) -> (StatusCode, Value) {
-    app.post_json("/v1/transforms/evil/invoke", &invoke_body(mode)).await
-}
-
 fn fresh_read() -> Value {
     json!({"entities": [{"ticker": "AAPL"}], "features": ["technical:sma_20", "technical:rsi_14"], "fallback": "none"})
 }
@@ -223,10 +212,10 @@ fn fresh_read() -> Value {
 async fn assert_still_serving(app: &TestApp) {
     let (status, body) = app.get("/healthz").await;
     assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
-    let (status, body) = invoke(app, "ok").await;
+    let (status, body) = app.invoke_evil("ok").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["columns"]["x"], json!([3.0, -4.0, 8.5]), "{body}");
-    assert_eq!(body["timestamps"], invoke_body("ok")["sources"]["s"]["timestamps"], "{body}");
+    assert_eq!(body["timestamps"], evil_input("ok")["sources"]["s"]["timestamps"], "{body}");
     let (status, body) = app.post_json("/v1/features/online", &fresh_read()).await;
     assert_read_served(status, &body);
 }
@@ -242,7 +231,7 @@ fn assert_read_served(status: StatusCode, body: &Value) {
 
 async fn a_trapping_transform_fails_its_call_with_transform_trapped_and_the_server_keeps_serving(backend: Backend) {
     let app = sandbox_app(backend).await;
-    let (status, body) = invoke(&app, "trap").await;
+    let (status, body) = app.invoke_evil("trap").await;
     assert_error(status, &body, StatusCode::INTERNAL_SERVER_ERROR, "transform_trapped");
     assert!(message(&body).contains("evil"), "the message names the transform: {body}");
     assert_still_serving(&app).await;
@@ -256,7 +245,7 @@ async fn a_trapping_transform_fails_its_call_with_transform_trapped_and_the_serv
 async fn a_looping_transform_is_stopped_at_its_deadline_with_transform_timeout(backend: Backend) {
     let app = sandbox_app(backend).await;
     let started = Instant::now();
-    let (status, body) = invoke(&app, "loop").await;
+    let (status, body) = app.invoke_evil("loop").await;
     let took = started.elapsed();
     assert_error(status, &body, StatusCode::GATEWAY_TIMEOUT, "transform_timeout");
     assert!(took >= CALL_TIMEOUT, "answered before the deadline ({took:?}): {body}");
@@ -266,14 +255,14 @@ async fn a_looping_transform_is_stopped_at_its_deadline_with_transform_timeout(b
 
 async fn an_allocating_transform_hits_its_memory_cap_with_transform_memory_limit(backend: Backend) {
     let app = sandbox_app(backend).await;
-    let (status, body) = invoke(&app, "alloc").await;
+    let (status, body) = app.invoke_evil("alloc").await;
     assert_error(status, &body, StatusCode::INTERNAL_SERVER_ERROR, "transform_memory_limit");
     assert_still_serving(&app).await;
 }
 
 async fn a_transform_that_returns_an_error_is_reported_as_transform_failed_with_its_message(backend: Backend) {
     let app = sandbox_app(backend).await;
-    let (status, body) = invoke(&app, "error").await;
+    let (status, body) = app.invoke_evil("error").await;
     assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "transform_failed");
     // The evil guest's documented refusal.
     assert!(message(&body).contains("refusing on purpose"), "{body}");
@@ -285,7 +274,7 @@ async fn online_reads_keep_succeeding_while_transforms_loop_and_allocate(backend
     let mut misbehaving = tokio::task::JoinSet::new();
     for mode in ["loop", "alloc", "loop"] {
         let app = app.clone();
-        misbehaving.spawn(async move { (mode, invoke(&app, mode).await) });
+        misbehaving.spawn(async move { (mode, app.invoke_evil(mode).await) });
     }
 
     let started = Instant::now();

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use wafer_host::model::{BatchInput, Column, ColumnValues, NamedTable, Table, TransformKind, Value, ValueType};
 use wafer_host::runtime::{Limits, ModuleId, RuntimeError, TransformRuntime, WasmRuntime};
-use wafer_tests::guests::EVIL;
+use wafer_tests::guests::{EVIL, component_importing};
 
 const INDICATORS: &[u8] = wafer_host::bundled::INDICATORS;
 
@@ -60,20 +60,6 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 fn cwasm_files(dir: &Path) -> Vec<PathBuf> {
     walk(dir).into_iter().filter(|p| p.extension().is_some_and(|e| e == "cwasm")).collect()
-}
-
-/// A component that imports one empty instance named `name` and exports
-/// nothing, assembled by hand (component binary format: preamble, a type
-/// section with one empty instance type, an import section).
-fn component_importing(name: &str) -> Vec<u8> {
-    let mut bytes = b"\0asm\x0d\0\x01\0".to_vec();
-    bytes.extend([0x07, 0x03, 0x01, 0x42, 0x00]);
-    let mut import = vec![0x01, 0x00, name.len() as u8];
-    import.extend(name.as_bytes());
-    import.extend([0x05, 0x00]);
-    bytes.extend([0x0a, import.len() as u8]);
-    bytes.extend(import);
-    bytes
 }
 
 async fn load_err(runtime: &WasmRuntime, name: &str, bytes: &[u8]) -> String {

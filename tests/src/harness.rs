@@ -169,6 +169,12 @@ impl TestApp {
         body
     }
 
+    /// A dry run of the evil guest (published as `evil`) in `mode` over
+    /// [`crate::guests::evil_input`].
+    pub async fn invoke_evil(&self, mode: &str) -> (StatusCode, Value) {
+        self.post_json("/v1/transforms/evil/invoke", &crate::guests::evil_input(mode)).await
+    }
+
     /// The bundled `indicators` transform as `indicators@1.0.0`, active.
     pub async fn publish_indicators(&self) -> Value {
         self.publish_and_activate("indicators", "1.0.0", wafer_host::bundled::INDICATORS).await

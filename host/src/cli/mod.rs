@@ -155,9 +155,9 @@ pub enum TransformCommand {
     /// outputs are compared and never served.
     Shadow(ShadowArgs),
     /// How the shadowed candidate compares with the active version so far.
-    ShadowReport(ReportArgs),
+    ShadowReport(NameArgs),
     /// Stop shadowing and print the final report.
-    ShadowStop(ReportArgs),
+    ShadowStop(NameArgs),
     /// Show the transform's per-call limits, or set them.
     ///
     /// Setting replaces the whole set: a limit not given goes back to the
@@ -219,17 +219,6 @@ pub struct ShadowArgs {
     /// as a match [default: the server's].
     #[arg(long)]
     pub tolerance: Option<f64>,
-    #[command(flatten)]
-    pub remote: ServerArgs,
-}
-
-#[derive(Args, Debug)]
-pub struct ReportArgs {
-    /// The transform's name.
-    pub name: String,
-    /// Print the report as the server's JSON.
-    #[arg(long)]
-    pub json: bool,
     #[command(flatten)]
     pub remote: ServerArgs,
 }

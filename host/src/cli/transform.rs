@@ -6,7 +6,7 @@
 //! send (an older one has no breakers or limits) are left out, not errors.
 
 use super::client::{Remote, segment};
-use super::{LimitsArgs, NameArgs, PublishArgs, ReportArgs, ShadowArgs, TransformCommand, VersionArgs};
+use super::{LimitsArgs, NameArgs, PublishArgs, ShadowArgs, TransformCommand, VersionArgs};
 use anyhow::Context;
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
@@ -135,7 +135,7 @@ async fn shadow(args: ShadowArgs) -> anyhow::Result<()> {
 }
 
 /// `shadow-report` (GET) or `shadow-stop` (DELETE, the final report).
-async fn report(args: ReportArgs, stop: bool) -> anyhow::Result<()> {
+async fn report(args: NameArgs, stop: bool) -> anyhow::Result<()> {
     let remote = Remote::new(&args.remote);
     let path = format!("{}/shadow", transform_path(&args.name));
     let report = if stop { remote.delete(&path).await? } else { remote.get(&path).await? };

@@ -19,7 +19,7 @@ use super::{ServiceError, ServiceResult, Wafer};
 use crate::model::{
     BatchInput, OnDemandInput, ShadowSpec, Table, Timestamp, TransformSummary, TransformVersion, Value,
 };
-use crate::runtime::Limits;
+use crate::runtime::{Limits, ModuleId, RuntimeError, TransformRuntime};
 use dashmap::DashMap;
 use serde::Serialize;
 use serde_json::{Value as J, json};
@@ -42,10 +42,27 @@ const RECENT_ERRORS: usize = 5;
 /// Default tolerance: equal up to float noise.
 pub const DEFAULT_TOLERANCE: f64 = 1e-9;
 
-/// One active call's input, kept for the candidate.
-pub(crate) enum ShadowInput {
+/// A production call's input: what the active version runs on, and what
+/// a shadow candidate runs on again.
+#[derive(Clone)]
+pub(crate) enum CallInput {
     Batch(BatchInput),
     OnDemand(OnDemandInput),
+}
+
+impl CallInput {
+    /// Calls the transform `id` of its kind on this input.
+    pub(crate) async fn run(
+        self,
+        runtime: &dyn TransformRuntime,
+        id: &ModuleId,
+        limits: &Limits,
+    ) -> Result<Table, RuntimeError> {
+        match self {
+            CallInput::Batch(input) => runtime.batch(id, input, limits).await,
+            CallInput::OnDemand(input) => runtime.on_demand(id, input, limits).await,
+        }
+    }
 }
 
 pub(crate) struct Shadows {
@@ -320,7 +337,7 @@ impl Wafer {
         &self,
         run: Arc<ShadowRun>,
         name: &str,
-        input: ShadowInput,
+        input: CallInput,
         active: Table,
         active_micros: f64,
         limits: Limits,
@@ -347,13 +364,11 @@ impl Wafer {
                 Err(e) => return run.failed(active_micros, 0.0, e.to_string()),
             };
             let started = Instant::now();
-            let (result, entity) = match input {
-                ShadowInput::Batch(input) => {
-                    let entity = input.entity.clone();
-                    (wafer.runtime().batch(&id, input, &limits).await, Some(entity))
-                }
-                ShadowInput::OnDemand(input) => (wafer.runtime().on_demand(&id, input, &limits).await, None),
+            let entity = match &input {
+                CallInput::Batch(input) => Some(input.entity.clone()),
+                CallInput::OnDemand(_) => None,
             };
+            let result = input.run(wafer.runtime().as_ref(), &id, &limits).await;
             let micros = started.elapsed().as_secs_f64() * 1e6;
             match result {
                 Ok(table) => run.compare(&active, &table, entity.as_deref(), active_micros, micros),

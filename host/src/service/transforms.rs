@@ -3,7 +3,7 @@
 //! group runs; run a version on inline input (dry run for authors).
 
 use super::breaker::{self, BreakerStatus};
-use super::shadow::ShadowInput;
+use super::shadow::CallInput;
 use super::{ServiceError, ServiceResult, Wafer};
 use crate::model::registry::validate_name;
 use crate::model::transform::validate_version;
@@ -275,32 +275,25 @@ impl Wafer {
     /// transform's limits, through the version's breaker, and shadowed by
     /// the candidate if one is set.
     pub async fn invoke_batch(&self, version: &TransformVersion, input: BatchInput) -> ServiceResult<Table> {
-        let t = self.transform_cached(&version.name).await?;
-        let limits = self.effective_limits(&t.settings.limits);
-        let shadow = self.shadow_for(&t, version);
-        let kept = shadow.as_ref().map(|_| input.clone());
-        let call_limits = &limits;
-        let (output, micros) = self
-            .guarded(&t, version, |runtime, id| async move { runtime.batch(&id, input, call_limits).await })
-            .await?;
-        if let (Some(run), Some(input)) = (shadow, kept) {
-            self.spawn_shadow(run, &t.name, ShadowInput::Batch(input), output.clone(), micros, limits);
-        }
-        Ok(output)
+        self.invoke(version, CallInput::Batch(input)).await
     }
 
     /// As [`Wafer::invoke_batch`], for on-demand calls.
     pub async fn invoke_on_demand(&self, version: &TransformVersion, input: OnDemandInput) -> ServiceResult<Table> {
+        self.invoke(version, CallInput::OnDemand(input)).await
+    }
+
+    async fn invoke(&self, version: &TransformVersion, input: CallInput) -> ServiceResult<Table> {
         let t = self.transform_cached(&version.name).await?;
         let limits = self.effective_limits(&t.settings.limits);
         let shadow = self.shadow_for(&t, version);
         let kept = shadow.as_ref().map(|_| input.clone());
         let call_limits = &limits;
         let (output, micros) = self
-            .guarded(&t, version, |runtime, id| async move { runtime.on_demand(&id, input, call_limits).await })
+            .guarded(&t, version, |runtime, id| async move { input.run(runtime.as_ref(), &id, call_limits).await })
             .await?;
         if let (Some(run), Some(input)) = (shadow, kept) {
-            self.spawn_shadow(run, &t.name, ShadowInput::OnDemand(input), output.clone(), micros, limits);
+            self.spawn_shadow(run, &t.name, input, output.clone(), micros, limits);
         }
         Ok(output)
     }
