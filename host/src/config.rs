@@ -42,6 +42,11 @@ pub struct Config {
     /// Agent-facing serving: the enrichment tasks and Feast feature
     /// services (`--serving-config FILE`). Default: the built-in tasks.
     pub serving: ServingConfig,
+    /// How far past this server's clock an event or created time may be
+    /// (`--max-future-skew`). Default 1 h: writers' clocks drift a little,
+    /// but a time further ahead is a bug (often milliseconds sent as
+    /// seconds) that would otherwise be served as the newest value forever.
+    pub max_future_skew: std::time::Duration,
 }
 
 impl Config {
@@ -59,6 +64,7 @@ impl Config {
             max_body_bytes: 64 << 20,
             cluster: ClusterSettings::default(),
             serving: ServingConfig::default(),
+            max_future_skew: crate::model::TimeWindow::DEFAULT_SKEW,
         }
     }
 }
@@ -93,6 +99,26 @@ pub fn read_serving_config(path: &Path) -> anyhow::Result<ServingConfig> {
         }
     }
     Ok(config)
+}
+
+/// A duration such as `90s`, `15m`, `1h`, `2d` or `3600` (seconds), for
+/// flags like `--max-future-skew`.
+pub fn parse_duration(text: &str) -> anyhow::Result<std::time::Duration> {
+    let t = text.trim();
+    let (number, unit) = t.split_at(t.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len());
+    let unit = if unit.is_empty() { "s" } else { unit };
+    let n: f64 =
+        number.trim().parse().map_err(|_| anyhow::anyhow!("'{text}' is not a duration (e.g. 90s, 15m, 1h)"))?;
+    let per_unit = match unit.trim() {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        other => anyhow::bail!("'{text}': unknown unit '{other}' (use ms, s, m, h or d, e.g. 1h)"),
+    };
+    anyhow::ensure!(n.is_finite() && n >= 0.0, "'{text}': a duration cannot be negative");
+    std::time::Duration::try_from_secs_f64(n * per_unit).map_err(|_| anyhow::anyhow!("'{text}' is too long a duration"))
 }
 
 /// API tokens from `--api-tokens` / `WAFER_API_TOKENS`:
@@ -165,6 +191,23 @@ fn warn_if_shared(_path: &Path) {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_take_a_unit_or_mean_seconds() {
+        use std::time::Duration;
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("15m").unwrap(), Duration::from_secs(900));
+        assert_eq!(parse_duration(" 90s ").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
+        assert_eq!(parse_duration("1.5h").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("3600").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert!(parse_duration("1w").unwrap_err().to_string().contains("unknown unit 'w'"));
+        assert!(parse_duration("-5m").unwrap_err().to_string().contains("cannot be negative"));
+        assert!(parse_duration("soon").unwrap_err().to_string().contains("is not a duration"));
+        assert!(parse_duration("1e300d").unwrap_err().to_string().contains("too long"));
+    }
 
     #[test]
     fn token_lists_name_roles_and_tokens() {

@@ -5,7 +5,7 @@
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::runtime::WasmRuntime;
-use crate::service::Wafer;
+use crate::service::{Wafer, WaferSettings};
 use crate::store::memory::MemoryOnlineStore;
 use crate::store::postgres::PostgresStore;
 use crate::store::redis::RedisOnlineStore;
@@ -35,9 +35,12 @@ impl App {
                 .context("starting the Wasm runtime")?,
         );
         tracing::info!(offline = %offline_summary, online = %online.summary(), "stores ready");
-        let wafer =
-            Wafer::new(registry, offline, online, runtime, clock, config.cluster.clone(), config.serving.clone())
-                .await?;
+        let settings = WaferSettings {
+            cluster: config.cluster.clone(),
+            serving: config.serving.clone(),
+            max_future_skew: config.max_future_skew,
+        };
+        let wafer = Wafer::new(registry, offline, online, runtime, clock, settings).await?;
         Ok(App { wafer, config })
     }
 

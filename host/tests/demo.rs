@@ -3,44 +3,12 @@
 //! checked against the demo's own generators.
 
 use serde_json::{Value, json};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 use wafer_host::demo;
 use wafer_host::model::Timestamp;
 
 mod support;
 
-use support::{Server, free_port, send, wafer};
-
-/// Starts `wafer demo` on a free port and waits until it serves, which is
-/// after it has loaded and materialized everything (it binds its port
-/// first, so requests before then wait rather than fail).
-async fn start_demo(data_dir: &std::path::Path) -> (Server, Duration) {
-    let port = free_port();
-    let started = Instant::now();
-    let child = wafer()
-        .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(data_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("starting wafer demo");
-    let mut server = Server { child, base: format!("http://127.0.0.1:{port}") };
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");
-    let deadline = started + Duration::from_secs(120);
-    loop {
-        if let Ok(resp) = client.get(server.url("/healthz")).send().await
-            && resp.status().is_success()
-        {
-            return (server, started.elapsed());
-        }
-        if let Some(status) = server.child.try_wait().expect("polling the demo") {
-            panic!("wafer demo exited early with {status}");
-        }
-        assert!(Instant::now() < deadline, "wafer demo did not serve within 120 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+use support::{Server, send, start_demo, wafer};
 
 async fn read(client: &reqwest::Client, server: &Server, request: Value) -> Value {
     send(client.post(server.url("/v1/features/online")).json(&request)).await

@@ -97,6 +97,38 @@ fn expectations() -> Vec<Expected> {
             "transform_bad_output",
             "output is 20971569 bytes, over the limit of 16777216",
         ),
+        // Batch rows must be strictly ascending and within year 1000 to
+        // the server's clock plus the skew, whatever the guest returns.
+        fails(
+            "ts_reversed",
+            S::UNPROCESSABLE_ENTITY,
+            "transform_bad_output",
+            "row 1: timestamp 2024-05-02T00:00:00Z is before row 0's (2024-05-03T00:00:00Z)",
+        ),
+        fails(
+            "ts_repeat",
+            S::UNPROCESSABLE_ENTITY,
+            "transform_bad_output",
+            "row 1: timestamp 2024-05-01T00:00:00Z repeats row 0's",
+        ),
+        fails(
+            "ts_max",
+            S::UNPROCESSABLE_ENTITY,
+            "transform_bad_output",
+            "row 0: timestamp 9223372036854775804 microseconds since the epoch is after",
+        ),
+        fails(
+            "ts_min",
+            S::UNPROCESSABLE_ENTITY,
+            "transform_bad_output",
+            "row 0: timestamp -9223372036854775808 microseconds since the epoch is before year 1000",
+        ),
+        fails(
+            "ts_9999",
+            S::UNPROCESSABLE_ENTITY,
+            "transform_bad_output",
+            "row 0: timestamp 9999-01-01T00:00:00Z is after",
+        ),
         // No preopened directory: the guest's own std reports the failure.
         fails("fs", S::UNPROCESSABLE_ENTITY, "transform_failed", "returned an error: fs blocked: "),
         fails("env", S::UNPROCESSABLE_ENTITY, "transform_failed", "returned an error: env: []"),

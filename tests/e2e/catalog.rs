@@ -388,15 +388,16 @@ async fn valuation_joins_the_latest_fundamentals_published_on_or_before_each_pri
     let end = prices.end;
 
     // Three publications: one before the window (a non-payer then), one on
-    // a price date ten days before the last bar, and one after the last
-    // bar, which no stored price may see yet.
+    // a price date ten days before the last bar, and one half an hour after
+    // the last bar (within the server's default future skew of an hour),
+    // which no stored price may see yet.
     let old = Figures { shares: 15.9e9, eps: 5.6, book: 3.9, revenue: 365.0e9, dividends: 0.0 };
     let current = Figures { shares: 15.5e9, eps: 6.4, book: 4.4, revenue: 391.0e9, dividends: 0.96 };
     let future = Figures { shares: 14.0e9, eps: 60.0, book: 40.0, revenue: 1.0e12, dividends: 9.0 };
     let rows = json!([
         old.row("AAPL", end.plus_secs(-40 * DAY)),
         current.row("AAPL", end.plus_secs(-10 * DAY)),
-        future.row("AAPL", end.plus_secs(DAY)),
+        future.row("AAPL", end.plus_secs(1800)),
     ]);
     let (status, body) = app.post_json("/v1/sources/fundamentals/rows", &json!({"rows": rows})).await;
     assert_eq!((status, body["written"].clone()), (StatusCode::OK, json!(3)), "{body}");

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use wafer_host::demo::technical_group_json;
-use wafer_tests::guests::{EVIL, evil_input};
+use wafer_tests::guests::{BLOAT, EVIL, evil_input};
 use wafer_tests::{Backend, TestApp, backend_tests};
 
 backend_tests!(
@@ -16,6 +16,7 @@ backend_tests!(
     unknown_feature_refs_are_rejected_listing_what_the_group_offers,
     unknown_groups_are_a_bad_ref_in_features_and_not_found_elsewhere,
     publishing_invalid_wasm_is_rejected_with_reason,
+    publishing_a_component_describing_200000_outputs_is_refused_naming_the_cap_and_the_server_keeps_serving,
     publishing_under_a_version_that_is_not_semantic_is_rejected,
     csv_with_an_unknown_column_is_rejected_naming_the_column,
     json_rows_with_a_wrongly_typed_field_are_rejected_naming_it_and_nothing_is_written,
@@ -25,6 +26,10 @@ backend_tests!(
     a_transform_that_returns_an_error_is_reported_as_transform_failed_with_its_message,
     online_reads_keep_succeeding_while_transforms_loop_and_allocate,
     a_materialize_job_over_a_trapping_transform_ends_failed_with_the_error,
+    malformed_query_parameters_are_rejected_as_json_naming_the_parameter,
+    malformed_path_parameters_are_rejected_as_json_naming_the_parameter,
+    oversized_raw_bodies_are_refused_as_json_with_payload_too_large,
+    unknown_paths_and_unserved_methods_answer_the_json_envelope,
 );
 
 /// Short limits so the sandbox tests answer quickly.
@@ -40,6 +45,154 @@ fn assert_error(status: StatusCode, body: &Value, want_status: StatusCode, want_
 
 fn message(body: &Value) -> &str {
     body["error"]["message"].as_str().unwrap_or("")
+}
+
+/// Sends `req` and returns the status, the content type and the body as
+/// JSON (`Value::Null` with the text when it is not JSON, for the message).
+async fn send_raw(req: reqwest::RequestBuilder) -> (StatusCode, String, Value) {
+    let resp = req.send().await.expect("request");
+    let status = resp.status();
+    let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("(none)").to_string();
+    let text = resp.text().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or_else(|_| json!({"not_json": text}));
+    (status, content_type, body)
+}
+
+/// The envelope with `code` and `status`, as `application/json`.
+#[track_caller]
+fn assert_envelope(at: &str, (status, content_type, body): &(StatusCode, String, Value), want: StatusCode, code: &str) {
+    assert_eq!(*status, want, "{at}: {content_type} {body}");
+    assert_eq!(content_type, "application/json", "{at}: {status} {body}");
+    assert_eq!(body["error"]["code"], json!(code), "{at}: {body}");
+    assert!(!message(body).is_empty(), "{at}: no message: {body}");
+    assert!(body["error"]["details"].is_object(), "{at}: no details: {body}");
+}
+
+async fn malformed_query_parameters_are_rejected_as_json_naming_the_parameter(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
+    app.setup_technical(&["AAPL"], 30).await;
+    let materialize = json!({"feature_group": "technical"});
+    let cases = [
+        ("limit", app.client.get(app.url("/v1/jobs?limit=-1"))),
+        ("limit", app.client.get(app.url("/v1/jobs?limit=lots"))),
+        ("limit", app.client.get(app.url("/v1/jobs?limit=99999999999"))),
+        ("wait", app.client.post(app.url("/v1/materialize?wait=null")).json(&materialize)),
+        ("wait", app.client.post(app.url("/v1/materialize?wait=maybe")).json(&materialize)),
+        ("limit", app.client.get(app.url("/v1/audit?limit=ten"))),
+        (
+            "created_cutoff",
+            app.client
+                .post(app.url("/v1/features/historical?features=technical:sma_20&created_cutoff=sometimes"))
+                .header("content-type", "text/csv")
+                .body("ticker,event_timestamp\nAAPL,2024-05-01T00:00:00Z\n"),
+        ),
+    ];
+    for (parameter, req) in cases {
+        let at = format!("{req:?}");
+        let answer = send_raw(req).await;
+        assert_envelope(&at, &answer, StatusCode::BAD_REQUEST, "invalid_request");
+        let body = &answer.2;
+        assert_eq!(body["error"]["details"], json!({"in": "query", "parameter": parameter}), "{at}: {body}");
+        assert!(message(body).contains(parameter), "{at}: the message does not name {parameter}: {body}");
+    }
+
+    // A refused unknown parameter has no value to blame, but is named.
+    let answer = send_raw(app.client.get(app.url("/v1/audit?limits=10"))).await;
+    assert_envelope("GET /v1/audit?limits=10", &answer, StatusCode::BAD_REQUEST, "invalid_request");
+    assert!(message(&answer.2).contains("limits"), "{}", answer.2);
+
+    // Nothing was started by the refused materializations.
+    let (status, jobs) = app.get("/v1/jobs").await;
+    assert_eq!(status, StatusCode::OK, "{jobs}");
+    assert_eq!(jobs["jobs"], json!([]), "{jobs}");
+}
+
+async fn malformed_path_parameters_are_rejected_as_json_naming_the_parameter(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
+    app.publish_indicators().await;
+    // %FF and %C3%28 decode to bytes that are not UTF-8.
+    let cases = [
+        ("name", app.client.get(app.url("/v1/entities/%FF"))),
+        ("name", app.client.delete(app.url("/v1/sources/%C3%28"))),
+        ("name", app.client.get(app.url("/v1/feature-groups/%FF/statistics"))),
+        ("id", app.client.get(app.url("/v1/jobs/job-%FF"))),
+        ("version", app.client.get(app.url("/v1/transforms/indicators/versions/1.0.%FF"))),
+        ("name", app.client.post(app.url("/v1/transforms/%FF/rollback"))),
+        (
+            "name",
+            app.client
+                .put(app.url("/v1/transforms/%FF/versions/1.0.0"))
+                .header("content-type", "application/wasm")
+                .body(wafer_host::bundled::INDICATORS),
+        ),
+        (
+            "name",
+            app.client
+                .post(app.url("/v1/sources/%FF/rows"))
+                .header("content-type", "text/csv")
+                .body("ticker,ts,close\nAAPL,2024-05-01T00:00:00Z,1.0\n"),
+        ),
+    ];
+    for (parameter, req) in cases {
+        let at = format!("{req:?}");
+        let answer = send_raw(req).await;
+        assert_envelope(&at, &answer, StatusCode::BAD_REQUEST, "invalid_request");
+        let body = &answer.2;
+        assert_eq!(body["error"]["details"], json!({"in": "path", "parameter": parameter}), "{at}: {body}");
+        assert!(message(body).contains(parameter), "{at}: the message does not name {parameter}: {body}");
+    }
+
+    // A well-formed path that is not a valid version is the service's
+    // invalid_request, naming the version.
+    let answer = send_raw(app.client.get(app.url("/v1/transforms/indicators/versions/not.a.version"))).await;
+    assert_eq!(answer.1, "application/json", "{}", answer.2);
+    assert!(answer.0.is_client_error(), "{:?}", answer);
+}
+
+async fn oversized_raw_bodies_are_refused_as_json_with_payload_too_large(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |config| config.max_body_bytes = 4 << 10).await;
+    let big_csv = format!("ticker,ts,close\n{}", "AAPL,2024-05-01T00:00:00Z,1.0\n".repeat(400));
+    let cases = [
+        app.client.post(app.url("/v1/sources/prices/rows")).header("content-type", "text/csv").body(big_csv.clone()),
+        app.client
+            .put(app.url("/v1/transforms/indicators/versions/2.0.0"))
+            .header("content-type", "application/wasm")
+            .body(wafer_host::bundled::INDICATORS),
+        app.client
+            .post(app.url("/v1/features/historical?features=technical:sma_20"))
+            .header("content-type", "text/csv")
+            .body(big_csv.replace("ts,close", "event_timestamp,x")),
+        app.client.post(app.url("/v1/features/online")).json(&json!({"entities": [{"ticker": "A".repeat(8 << 10)}]})),
+    ];
+    for req in cases {
+        let at = format!("{req:?}");
+        let answer = send_raw(req).await;
+        assert_envelope(&at, &answer, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    }
+}
+
+async fn unknown_paths_and_unserved_methods_answer_the_json_envelope(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
+    let answer = send_raw(app.client.get(app.url("/v1/nothing-here"))).await;
+    assert_envelope("GET /v1/nothing-here", &answer, StatusCode::NOT_FOUND, "not_found");
+    let answer = send_raw(app.client.get(app.url("/v1/entities/ticker/extra/segments"))).await;
+    assert_envelope("GET /v1/entities/ticker/extra/segments", &answer, StatusCode::NOT_FOUND, "not_found");
+
+    for (method, path) in [("DELETE", "/v1/jobs"), ("PATCH", "/v1/entities/ticker"), ("GET", "/v1/materialize")] {
+        let req = app.client.request(method.parse().expect("method"), app.url(path));
+        let resp = req.send().await.expect("request");
+        let allow = resp.headers().get("allow").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let status = resp.status();
+        let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_envelope(
+            &format!("{method} {path}"),
+            &(status, content_type, body),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        );
+        assert!(!allow.is_empty(), "{method} {path}: a 405 names the methods served in Allow");
+    }
 }
 
 async fn malformed_json_is_rejected_with_invalid_json_and_where_it_broke(backend: Backend) {
@@ -137,6 +290,29 @@ async fn publishing_invalid_wasm_is_rejected_with_reason(backend: Backend) {
     // Nothing was stored.
     let (status, body) = app.get("/v1/transforms/junk").await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+}
+
+async fn publishing_a_component_describing_200000_outputs_is_refused_naming_the_cap_and_the_server_keeps_serving(
+    backend: Backend,
+) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
+    let (status, body) = app.put_bytes("/v1/transforms/bloat/versions/0.1.0", BLOAT).await;
+    assert_error(status, &body, StatusCode::BAD_REQUEST, "invalid_component");
+    // The size estimate is checked first, so it is the cap named.
+    assert!(message(&body).contains("describe is about"), "{body}");
+    assert!(message(&body).contains("bytes, over the cap of 262144"), "{body}");
+
+    // Nothing was stored.
+    let (status, body) = app.get("/v1/transforms/bloat").await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+
+    // The server keeps serving: health, and a sane component publishes and runs.
+    let (status, body) = app.get("/healthz").await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+    app.publish_and_activate("evil", "0.1.0", EVIL).await;
+    let (status, body) = app.invoke_evil("ok").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["columns"]["x"], json!([3.0, -4.0, 8.5]), "{body}");
 }
 
 async fn publishing_under_a_version_that_is_not_semantic_is_rejected(backend: Backend) {

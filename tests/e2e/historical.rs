@@ -18,6 +18,7 @@ backend_tests!(
     batch_features_at_past_dates_equal_their_textbook_values,
     on_demand_features_are_computed_over_the_inputs_known_at_each_row,
     a_large_csv_request_streams_every_row_in_input_order,
+    the_created_cutoff_hides_only_created_times_their_writer_gave,
 );
 
 /// 2024-01-01T00:00:00Z.
@@ -57,8 +58,21 @@ fn ts(secs: i64, micros: i64) -> String {
 struct Written {
     user: String,
     event: i64,
+    /// Seconds; [`STAMPED`] for a row written without `created_timestamp`.
     created: i64,
     values: Value,
+}
+
+/// The `created` of rows pushed without a created time: the server stamps
+/// its clock (the test's now, years after every event and every given
+/// created time here), so they win ties and the created cutoff, which
+/// compares only writer-given times, never hides them.
+const STAMPED: i64 = i64::MAX / 1_000_000;
+
+impl Written {
+    fn created_given(&self) -> bool {
+        self.created != STAMPED
+    }
 }
 
 /// Entity `user`; push groups `short` (x float64, tag string; max age 30 s)
@@ -80,8 +94,9 @@ async fn register_users(app: &TestApp) {
 }
 
 /// Random rows on a 10 s grid, each (user, event) with one to three
-/// versions created at or after it (late corrections); users u8 and u9
-/// have none.
+/// versions created at or after it (late corrections), one in four of them
+/// pushed without a created time (backfills the server stamps); users u8
+/// and u9 have none.
 fn random_rows(rng: &mut SmallRng, group: &str) -> Vec<Written> {
     let mut rows: BTreeMap<(String, i64, i64), Written> = BTreeMap::new();
     for u in 0..8 {
@@ -89,7 +104,7 @@ fn random_rows(rng: &mut SmallRng, group: &str) -> Vec<Written> {
         for _ in 0..rng.gen_range(0..25) {
             let event = T0 + rng.gen_range(0..30) * STEP;
             for _ in 0..rng.gen_range(1..4) {
-                let created = event + rng.gen_range(0..4) * 5;
+                let created = if rng.gen_bool(0.25) { STAMPED } else { event + rng.gen_range(0..4) * 5 };
                 let values = match group {
                     "short" => json!({"x": rng.gen_range(-1e6..1e6), "tag": format!("t{}", rng.gen_range(0..1000))}),
                     _ => json!({"y": rng.gen_range(-1_000_000i64..1_000_000)}),
@@ -105,8 +120,11 @@ async fn write_rows(app: &TestApp, group: &str, rows: &[Written]) {
     let rows: Vec<Value> = rows
         .iter()
         .map(|r| {
-            json!({"entity": {"user_id": r.user}, "event_timestamp": ts(r.event, 0),
-                   "created_timestamp": ts(r.created, 0), "values": r.values})
+            let mut row = json!({"entity": {"user_id": r.user}, "event_timestamp": ts(r.event, 0), "values": r.values});
+            if r.created_given() {
+                row["created_timestamp"] = json!(ts(r.created, 0));
+            }
+            row
         })
         .collect();
     let (status, body) = app.post_json("/v1/features/write", &json!({"feature_group": group, "rows": rows})).await;
@@ -114,8 +132,9 @@ async fn write_rows(app: &TestApp, group: &str, rows: &[Written]) {
 }
 
 /// The row known at `at` (microseconds), by definition: event time in
-/// `[at - max_age, at]`, created at or before `at` under the cutoff, then
-/// the latest event time and the latest created time.
+/// `[at - max_age, at]`, under the cutoff a writer-given created time at or
+/// before `at` (server-stamped rows always pass), then the latest event
+/// time and the latest created time.
 fn reference<'a>(
     rows: &'a [Written],
     user: &str,
@@ -127,7 +146,7 @@ fn reference<'a>(
         .filter(|r| r.user == user)
         .filter(|r| r.event * 1_000_000 <= at)
         .filter(|r| max_age.is_none_or(|m| r.event * 1_000_000 >= at - m * 1_000_000))
-        .filter(|r| !created_cutoff || r.created * 1_000_000 <= at)
+        .filter(|r| !created_cutoff || !r.created_given() || r.created * 1_000_000 <= at)
         .max_by_key(|r| (r.event, r.created))
 }
 
@@ -325,6 +344,36 @@ async fn a_large_csv_request_streams_every_row_in_input_order(backend: Backend) 
         count += 1;
     }
     assert_eq!(count, n);
+}
+
+/// Feast's rule: a backfill pushed without created times (the server stamps
+/// its clock, long after the events) is answered under `created_cutoff`; a
+/// correction whose writer says it was created later is hidden until then.
+async fn the_created_cutoff_hides_only_created_times_their_writer_gave(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
+    register_users(&app).await;
+    // u1: a backfill of two days, stamped now by the server. u2: a row
+    // created with its event, and a correction created a day later.
+    let rows = json!([
+        {"entity": {"user_id": "u1"}, "event_timestamp": ts(T0, 0), "values": {"y": 1}},
+        {"entity": {"user_id": "u1"}, "event_timestamp": ts(T0 + 86_400, 0), "values": {"y": 2}},
+        {"entity": {"user_id": "u2"}, "event_timestamp": ts(T0, 0), "created_timestamp": ts(T0, 0), "values": {"y": 10}},
+        {"entity": {"user_id": "u2"}, "event_timestamp": ts(T0, 0), "created_timestamp": ts(T0 + 86_400, 0), "values": {"y": 11}},
+    ]);
+    let (status, body) = app.post_json("/v1/features/write", &json!({"feature_group": "long", "rows": rows})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let points = [("u1", T0), ("u1", T0 + 86_400), ("u2", T0 + 3600), ("u2", T0 + 86_400)];
+    let entity_rows: Vec<Value> =
+        points.iter().map(|(u, t)| json!({"user_id": u, "event_timestamp": ts(*t, 0)})).collect();
+    let mut answers = Vec::new();
+    for cutoff in [true, false] {
+        let body = json!({"entity_rows": entity_rows, "features": ["long:y"], "created_cutoff": cutoff});
+        let (status, body) = app.post_json("/v1/features/historical", &body).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        answers.push(body["rows"].as_array().unwrap().iter().map(|r| r["long:y"].clone()).collect::<Vec<_>>());
+    }
+    assert_eq!(answers[0], [json!(1), json!(2), json!(10), json!(11)], "with the cutoff");
+    assert_eq!(answers[1], [json!(1), json!(2), json!(11), json!(11)], "without it");
 }
 
 /// The same data on SQLite and on PostgreSQL gives byte-identical answers.

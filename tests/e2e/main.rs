@@ -18,3 +18,4 @@ mod provenance;
 mod sandbox;
 mod serving;
 mod shadow;
+mod time;

@@ -137,8 +137,11 @@ async fn materialized_rows_name_their_version_online_and_in_training_data_across
         assert_eq!(result["provenance"], json!({"technical": v2}), "online serves what 1.1.0 computed: {result}");
     }
 
-    // Training data as known at the old time (created cutoff) still names
-    // 1.0.0; as known now, 1.1.0. Both computed the same values.
+    // Training data: 1.1.0's run rewrote the same event times later, a
+    // correction that wins the tie at both times. Materialized rows carry
+    // the job's clock, a created time no writer gave, so the created cutoff
+    // does not hide the newer run's rows either (Feast's rule). Both
+    // versions computed the same values.
     let rows = json!([
         {"ticker": "AAPL", "event_timestamp": known_then.to_rfc3339()},
         {"ticker": "AAPL", "event_timestamp": now(&app).to_rfc3339()},
@@ -149,12 +152,11 @@ async fn materialized_rows_name_their_version_online_and_in_training_data_across
     };
     let answer = historical_json(&app, request(true)).await;
     assert_eq!(keys(&answer[0]), ["event_timestamp", "technical:__provenance", "technical:sma_20", "ticker"]);
-    assert_eq!(answer[0]["technical:__provenance"], v1, "{answer:?}");
+    assert_eq!(answer[0]["technical:__provenance"], v2, "{answer:?}");
     assert_eq!(answer[1]["technical:__provenance"], v2, "{answer:?}");
     assert!(answer[0]["technical:sma_20"].is_f64(), "{answer:?}");
     assert_eq!(answer[0]["technical:sma_20"], answer[1]["technical:sma_20"], "same code, same value");
-    // Without the cutoff, the rewrite of the same event times by 1.1.0 is a
-    // later correction and wins at both times.
+    // Without the cutoff, the same.
     let answer = historical_json(&app, request(false)).await;
     assert_eq!((&answer[0]["technical:__provenance"], &answer[1]["technical:__provenance"]), (&v2, &v2));
 
@@ -162,9 +164,10 @@ async fn materialized_rows_name_their_version_online_and_in_training_data_across
     let query = "features=technical:sma_20&created_cutoff=true&include_provenance=true";
     let (header, records) = historical_csv(&app, query, csv).await;
     assert_eq!(header, ["ticker", "event_timestamp", "technical:sma_20", "technical:__provenance"]);
-    assert_eq!(records[0][3], provenance_text("indicators", &first));
+    assert_eq!(records[0][3], provenance_text("indicators", &second));
     assert_eq!(records[1][3], provenance_text("indicators", &second));
-    assert_eq!(records[0][3], format!("indicators@1.0.0#{}", sha256_hex(wafer_host::bundled::INDICATORS)));
+    assert_eq!(records[0][3], format!("indicators@1.1.0#{}", sha256_hex(&bytes)));
+    assert_ne!(provenance_text("indicators", &first), provenance_text("indicators", &second));
 }
 
 async fn pushed_rows_name_no_version_and_reads_without_the_flag_are_unchanged(backend: Backend) {

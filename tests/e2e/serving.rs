@@ -184,7 +184,8 @@ async fn an_incremental_run_computes_only_entities_with_new_source_rows_and_writ
     assert_eq!(status, StatusCode::OK, "{idle}");
     assert_eq!((idle["entities_total"].clone(), idle["rows_written"].clone()), (json!(0), json!(0)), "{idle}");
 
-    // One new bar for AAPL only.
+    // A day later, one new bar for AAPL only.
+    app.clock.advance_secs(86_400);
     let next = prices.end.plus_secs(86_400);
     let csv = format!("ticker,ts,open,high,low,close,volume\nAAPL,{next},100,101,99,100.5,1000\n");
     let (status, body) = app.post_csv("/v1/sources/prices/rows", &csv).await;

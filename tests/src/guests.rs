@@ -5,6 +5,8 @@
 //!   `log`, `stdout`, `fs`, `env`, ...); see `tests/guests/evil/src/lib.rs`.
 //! - [`SKEW`]: the evil guest's `ok` mode with a known skew, the candidate
 //!   of shadow-mode tests; see `tests/guests/skew/src/lib.rs`.
+//! - [`BLOAT`]: a component whose `describe` lists 200,000 outputs, which
+//!   publishing must refuse; see `tests/guests/bloat/src/lib.rs`.
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 

@@ -1,12 +1,11 @@
 //! `GET /v1/audit?limit=N` (admin): the newest registry and plugin changes
 //! first, as `[{"at", "actor", "action", "target", "details"}]`.
 
-use super::error::{ApiError, ApiResult, Json};
+use super::error::{ApiResult, Json, Query};
 use crate::model::AuditEntry;
 use crate::service::Wafer;
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::get;
 use serde::Deserialize;
 
@@ -21,10 +20,6 @@ struct Params {
     limit: Option<u32>,
 }
 
-async fn audit(
-    State(w): State<Wafer>,
-    params: Result<Query<Params>, QueryRejection>,
-) -> ApiResult<Json<Vec<AuditEntry>>> {
-    let Query(params) = params.map_err(|e| ApiError::invalid(format!("query: {}", e.body_text())))?;
+async fn audit(State(w): State<Wafer>, Query(params): Query<Params>) -> ApiResult<Json<Vec<AuditEntry>>> {
     Ok(Json(w.audit_trail(params.limit.unwrap_or(100)).await?))
 }

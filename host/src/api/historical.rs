@@ -17,15 +17,14 @@
 //! empty cell. It names the transform version that computed the row the
 //! group's values came from; no row, or a row pushed by a client, has none.
 
-use super::error::{ApiError, ApiResult, bytes_rejection, json_from_bytes};
+use super::error::{self, ApiError, ApiResult, Query, json_from_bytes};
 use crate::model::entity_frame::{Cell, EntityFrame};
 use crate::model::{Provenance, Value};
 use crate::service::Wafer;
 use crate::service::historical::{HistoricalPlan, HistoricalSlice};
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use axum::routing::post;
@@ -74,13 +73,11 @@ struct Params {
 
 async fn historical(
     State(w): State<Wafer>,
-    params: Result<Query<Params>, QueryRejection>,
+    Query(params): Query<Params>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Result<error::Bytes, ApiError>,
 ) -> ApiResult<Response> {
-    let Query(params) = params.map_err(|e| ApiError::invalid(format!("query: {}", e.body_text())))?;
-    let body = body.map_err(|e| {
-        let mut err = bytes_rejection(e);
+    let error::Bytes(body) = body.map_err(|mut err| {
         if err.code == "payload_too_large" {
             err.message = "request body is too large; send the entity rows in several requests".into();
         }

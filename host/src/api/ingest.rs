@@ -1,11 +1,10 @@
 //! Data in: source rows (JSON or CSV) and pushed feature rows.
 
-use super::error::{ApiError, ApiResult, Json, json_from_bytes};
+use super::error::{ApiError, ApiResult, Bytes, Json, Path, json_from_bytes};
 use crate::service::Wafer;
 use crate::service::ingest::FeatureWriteRow;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::routing::post;
 use serde::Deserialize;
@@ -28,7 +27,7 @@ async fn write_source_rows(
     State(w): State<Wafer>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    Bytes(body): Bytes,
 ) -> ApiResult<Json<Value>> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let written = if content_type.starts_with("text/csv") {

@@ -1,11 +1,11 @@
 //! Materialization jobs.
 
-use super::error::{ApiError, ApiResult, Json};
+use super::error::{ApiError, ApiResult, Json, Path, Query};
 use crate::model::Job;
 use crate::service::Wafer;
 use crate::service::materialize::MaterializeRequest;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use serde::Deserialize;

@@ -46,6 +46,9 @@ pub fn router(wafer: Wafer, max_body_bytes: usize, tokens: auth::Tokens) -> Rout
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(tokens, auth::require_token))
+        // Outside every route and the auth check: no answer leaves without
+        // the envelope, whatever produced it.
+        .layer(axum::middleware::from_fn(error::envelope_other_errors))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(wafer)
 }

@@ -1,9 +1,9 @@
 //! Freshness and statistics, for admins and dashboards.
 
-use super::error::ApiResult;
+use super::error::{ApiResult, Path};
 use crate::service::Wafer;
 use crate::service::monitoring::GroupStatistics;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};

@@ -1,10 +1,10 @@
 //! Registry resources: entities, sources, feature groups.
 
-use super::error::{ApiResult, Json};
+use super::error::{ApiResult, Json, Path};
 use crate::model::{Actor, Entity, FeatureGroup, Source};
 use crate::service::Wafer;
 use axum::Router;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use serde_json::{Value, json};

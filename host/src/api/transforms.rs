@@ -1,7 +1,7 @@
 //! Transform plugins (admin): publish versions, activate, disable, roll
 //! back, inspect, and invoke on inline input.
 
-use super::error::{ApiError, ApiResult, Json};
+use super::error::{ApiError, ApiResult, Bytes, Json, Path};
 use crate::model::{
     Actor, BatchInput, Column, LimitOverrides, NamedTable, OnDemandInput, Table, Timestamp, TransformKind,
     TransformSummary, TransformVersion, Value, ValueType,
@@ -10,8 +10,7 @@ use crate::service::Wafer;
 use crate::service::breaker;
 use crate::service::shadow::ShadowReport;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Extension, Path, State};
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{get, post, put};
 use serde::Deserialize;
@@ -38,7 +37,7 @@ async fn publish(
     Extension(actor): Extension<Actor>,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    Bytes(body): Bytes,
 ) -> ApiResult<(StatusCode, Json<J>)> {
     let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/wasm");
     if !(ct.starts_with("application/wasm") || ct.starts_with("application/octet-stream")) {

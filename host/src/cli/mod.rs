@@ -66,8 +66,16 @@ pub struct ServeArgs {
     /// Feast feature services (`feature_services:`); see the README.
     #[arg(long, env = "WAFER_SERVING_CONFIG")]
     pub serving_config: Option<PathBuf>,
+    /// How far past the server's clock an event or created time may be
+    /// (e.g. 90s, 15m, 1h); later times are refused with 400.
+    #[arg(long, env = "WAFER_MAX_FUTURE_SKEW", default_value = "1h", value_parser = parse_skew)]
+    pub max_future_skew: std::time::Duration,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+fn parse_skew(text: &str) -> Result<std::time::Duration, String> {
+    crate::config::parse_duration(text).map_err(|e| e.to_string())
 }
 
 /// Which stores to use; the default is embedded (SQLite + in-process).
@@ -309,6 +317,7 @@ impl ServeArgs {
         config.listen = self.listen;
         self.stores.apply(&mut config);
         config.insecure_no_auth = self.insecure_no_auth;
+        config.max_future_skew = self.max_future_skew;
         if let Some(tokens) = self.api_tokens {
             config.tokens = parse_tokens(&tokens)?;
         }

@@ -22,7 +22,7 @@ pub use provenance::Provenance;
 pub use registry::{Entity, FeatureGroup, FeatureSpec, Freshness, Producer, Source, SourceField};
 pub use stats::{FeatureStatistics, FreshnessCounts};
 pub use table::{BatchInput, Column, ColumnValues, NamedTable, OnDemandInput, Table};
-pub use time::Timestamp;
+pub use time::{TimeWindow, TimeWindowError, Timestamp};
 pub use transform::{
     Descriptor, FieldSpec, LimitOverrides, ParamSpec, RelatedSeries, ShadowSpec, TransformKind, TransformSettings,
     TransformSummary, TransformVersion,
@@ -44,6 +44,11 @@ pub struct SourceRow {
 ///
 /// `created` is when the row was written; rows with the same entity and event
 /// time are corrections of each other and the latest `created` wins.
+/// `created_given` says whether the writer gave that time (a pushed row's
+/// `created_timestamp`, Feast's `created` column) rather than the server
+/// stamping its own clock: only given created times are compared against a
+/// point-in-time read's `created_cutoff`, as in Feast, where only sources
+/// with a created-timestamp column are filtered by it.
 /// `provenance` names the transform version that computed the row; rows
 /// pushed by clients (and rows stored before provenance was recorded) have
 /// none.
@@ -52,6 +57,7 @@ pub struct FeatureRow {
     pub entity: EntityKey,
     pub event_ts: Timestamp,
     pub created: Timestamp,
+    pub created_given: bool,
     pub values: BTreeMap<String, Value>,
     pub provenance: Option<Provenance>,
 }

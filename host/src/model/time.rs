@@ -62,10 +62,123 @@ impl Timestamp {
         DateTime::from_timestamp_micros(self.0).unwrap_or_default()
     }
 
+    /// RFC 3339 where chrono can write it, else the raw count: for error
+    /// messages about times that may be out of any calendar's range.
+    pub fn describe(self) -> String {
+        match DateTime::from_timestamp_micros(self.0) {
+            Some(dt) => dt.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+            None => format!("{} microseconds since the epoch", self.0),
+        }
+    }
+
     /// RFC 3339 in UTC with a `Z`, with fractional seconds only when present.
     pub fn to_rfc3339(self) -> String {
         self.to_datetime().to_rfc3339_opts(SecondsFormat::AutoSi, true)
     }
+}
+
+/// The times the store accepts for event and created times: from the start
+/// of year 1000 to the server's clock plus a skew allowance. A time past the
+/// window is refused rather than stored, because the newest event wins
+/// online: one row stamped in year 9999 would be served `fresh` forever and
+/// hide every later correct write of its entity. Years before 1000 are
+/// refused for symmetry with the readers downstream (RFC 3339 and most
+/// engines' date types only agree on four-digit years).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeWindow {
+    pub earliest: Timestamp,
+    pub latest: Timestamp,
+}
+
+/// A time outside a [`TimeWindow`]; the message says which bound it passed
+/// and, when the time is about 1000x (or 10^6x) the clock's distance from
+/// the epoch, that it looks like milliseconds (or microseconds) sent as
+/// seconds.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct TimeWindowError(pub String);
+
+impl TimeWindow {
+    /// 1000-01-01T00:00:00Z.
+    pub const EARLIEST: Timestamp = Timestamp(-30_610_224_000 * Timestamp::MICROS_PER_SECOND);
+    /// The default allowance for clocks running ahead of the server's.
+    pub const DEFAULT_SKEW: std::time::Duration = std::time::Duration::from_secs(3600);
+
+    /// Every time from [`TimeWindow::EARLIEST`] to `now + skew`.
+    pub fn until(now: Timestamp, skew: std::time::Duration) -> Self {
+        let skew = i64::try_from(skew.as_micros()).unwrap_or(i64::MAX);
+        TimeWindow { earliest: Self::EARLIEST, latest: Timestamp(now.0.saturating_add(skew)) }
+    }
+
+    /// Whether `ts` lies in the window (both ends inclusive).
+    pub fn contains(&self, ts: Timestamp) -> bool {
+        self.earliest <= ts && ts <= self.latest
+    }
+
+    /// `Ok` when `ts` lies in the window, else why not, for a time the
+    /// caller names `what` (e.g. "event time").
+    pub fn check(&self, ts: Timestamp, what: &str) -> Result<(), TimeWindowError> {
+        if ts < self.earliest {
+            return Err(TimeWindowError(format!(
+                "{what} {} is before year 1000, the earliest time accepted",
+                ts.describe()
+            )));
+        }
+        if ts > self.latest {
+            return Err(TimeWindowError(format!(
+                "{what} {} is after {}, the latest time accepted (the server's clock plus the allowed \
+                 skew, --max-future-skew){}",
+                ts.describe(),
+                self.latest,
+                unit_hint(ts, self.latest)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A time about 1000x or 10^6x as far from the epoch as the window's end is
+/// almost always a count in a finer unit read as a coarser one (milliseconds
+/// where seconds were meant, nanoseconds where microseconds were).
+fn unit_hint(ts: Timestamp, latest: Timestamp) -> &'static str {
+    if latest.0 <= 0 {
+        return "";
+    }
+    let ratio = ts.0 as f64 / latest.0 as f64;
+    if (300.0..3_000.0).contains(&ratio) {
+        "; it is about 1000x as far from 1970 as now: milliseconds where seconds were meant?"
+    } else if (300_000.0..3_000_000.0).contains(&ratio) {
+        "; it is about 10^6x as far from 1970 as now: microseconds where seconds were meant?"
+    } else {
+        ""
+    }
+}
+
+/// Why a number was refused where a timestamp belongs, and, when it reads
+/// as a time within 100 years of `now` in one of the usual epoch units,
+/// which: clients that serialize dates as numbers most often send epoch
+/// milliseconds (pandas' `to_json`, JavaScript's `Date.now()`).
+pub fn number_hint(n: f64, now: Timestamp) -> String {
+    format!(
+        "timestamps are RFC 3339 strings (e.g. \"2024-05-01T13:00:00Z\"), not numbers; got {n}{}",
+        epoch_reading(n, now)
+    )
+}
+
+/// `", which as epoch milliseconds would be 2024-..."` for the first of
+/// seconds, milliseconds, microseconds and nanoseconds that puts `n` within
+/// 50 years of `now`, else nothing.
+pub fn epoch_reading(n: f64, now: Timestamp) -> String {
+    const HALF_CENTURY: f64 = 50.0 * 365.25 * 86_400.0;
+    let now_secs = now.0 as f64 / Timestamp::MICROS_PER_SECOND as f64;
+    for (unit, per_second) in [("seconds", 1.0), ("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9)] {
+        let secs = n / per_second;
+        if (secs - now_secs).abs() < HALF_CENTURY {
+            let at = Timestamp((secs * Timestamp::MICROS_PER_SECOND as f64) as i64);
+            return format!(", which as epoch {unit} would be {at}");
+        }
+    }
+    String::new()
 }
 
 impl fmt::Display for Timestamp {
@@ -82,8 +195,41 @@ impl Serialize for Timestamp {
 
 impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Timestamp::parse(&text).map_err(serde::de::Error::custom)
+        d.deserialize_any(TimestampVisitor)
+    }
+}
+
+/// Reads RFC 3339 text; a number is refused with [`number_hint`]'s reading
+/// of it (against the wall clock: it is only a hint).
+struct TimestampVisitor;
+
+impl TimestampVisitor {
+    fn number<E: serde::de::Error>(n: f64) -> Result<Timestamp, E> {
+        Err(E::custom(number_hint(n, Timestamp::from_datetime(Utc::now()))))
+    }
+}
+
+impl serde::de::Visitor<'_> for TimestampVisitor {
+    type Value = Timestamp;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an RFC 3339 timestamp string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Timestamp, E> {
+        Timestamp::parse(text).map_err(E::custom)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Timestamp, E> {
+        Self::number(n as f64)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Timestamp, E> {
+        Self::number(n as f64)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Timestamp, E> {
+        Self::number(n)
     }
 }
 
@@ -100,5 +246,40 @@ mod tests {
         assert_eq!(z.0, 1_714_568_400_000_000);
         assert_eq!(z.to_rfc3339(), "2024-05-01T13:00:00Z");
         assert!(Timestamp::parse("yesterday").is_err());
+    }
+
+    #[test]
+    fn the_window_refuses_times_past_the_skew_or_before_year_1000() {
+        let now = Timestamp::parse("2026-12-01T12:00:00Z").unwrap();
+        let window = TimeWindow::until(now, std::time::Duration::from_secs(3600));
+        assert!(window.check(now.plus_secs(3600), "event time").is_ok());
+        assert!(window.check(Timestamp::parse("1000-01-01T00:00:00Z").unwrap(), "event time").is_ok());
+        let late = window.check(now.plus_secs(3601), "event time").unwrap_err().0;
+        assert!(late.starts_with("event time 2026-12-01T13:00:01Z is after 2026-12-01T13:00:00Z"), "{late}");
+        let ancient = window.check(Timestamp::parse("0999-12-31T23:59:59Z").unwrap(), "created time").unwrap_err().0;
+        assert_eq!(ancient, "created time 0999-12-31T23:59:59Z is before year 1000, the earliest time accepted");
+        let year_9999 = window.check(Timestamp::parse("9999-12-31T00:00:00Z").unwrap(), "event time").unwrap_err().0;
+        assert!(!year_9999.contains("milliseconds"), "{year_9999}");
+    }
+
+    #[test]
+    fn a_time_a_thousand_times_too_far_is_named_as_milliseconds() {
+        let now = Timestamp::parse("2026-12-01T12:00:00Z").unwrap();
+        let window = TimeWindow::until(now, std::time::Duration::from_secs(3600));
+        // Seconds since the epoch, taken as milliseconds' worth of seconds.
+        let as_if_millis = Timestamp(now.0 * 1000);
+        assert!(window.check(as_if_millis, "event time").unwrap_err().0.contains("milliseconds where seconds"));
+        // Out of chrono's range, written as a count.
+        let max = window.check(Timestamp(i64::MAX - 5), "t").unwrap_err().0;
+        assert!(max.contains("9223372036854775802 microseconds since the epoch"), "{max}");
+    }
+
+    #[test]
+    fn a_number_sent_as_a_timestamp_is_explained_in_the_unit_it_looks_like() {
+        let now = Timestamp::parse("2026-12-01T12:00:00Z").unwrap();
+        let millis = number_hint(1_764_590_400_000.0, now);
+        assert!(millis.ends_with("as epoch milliseconds would be 2025-12-01T12:00:00Z"), "{millis}");
+        assert!(number_hint(1_764_590_400.0, now).ends_with("as epoch seconds would be 2025-12-01T12:00:00Z"));
+        assert!(number_hint(7.0, now).ends_with("not numbers; got 7"));
     }
 }

@@ -1,6 +1,7 @@
 //! Per-call limits for transform instances. One struct, documented defaults;
 //! the server config can override each field.
 
+use crate::model::{TimeWindow, Timestamp};
 use std::time::Duration;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -36,6 +37,13 @@ pub struct Limits {
     pub log_lines_per_second: u32,
     /// Instances that may run at once; calls beyond wait. Default 64.
     pub max_concurrent_calls: usize,
+    /// The times a batch output's timestamps must lie in (they must also be
+    /// strictly ascending). The service sets it for each call to what
+    /// ingestion accepts at that moment: year 1000 to its clock plus
+    /// `--max-future-skew`, so a transform cannot store a row no client
+    /// could write. The default has no upper bound, for calls made outside
+    /// the service (benchmarks).
+    pub output_times: TimeWindow,
 }
 
 impl Default for Limits {
@@ -49,6 +57,7 @@ impl Default for Limits {
             log_bytes_per_call: 4 << 10,
             log_lines_per_second: 100,
             max_concurrent_calls: 64,
+            output_times: TimeWindow { earliest: TimeWindow::EARLIEST, latest: Timestamp(i64::MAX) },
         }
     }
 }

@@ -4,9 +4,50 @@
 
 use super::bindings::{TRANSFORM_EXPORT, WAFER_IMPORTS};
 use super::limits::Limits;
+use crate::model::FieldSpec;
 use crate::model::registry::validate_name;
-use crate::model::{Column, ColumnValues, Descriptor, Table, TransformKind};
+use crate::model::{Column, ColumnValues, Descriptor, Table, TimeWindow, Timestamp, TransformKind};
 use std::collections::HashSet;
+
+// Caps on what `describe` may return, checked at publish. Fixed, not
+// `Limits` a transform may override: a descriptor is kept in memory for
+// every loaded version, stored in the registry and sent in every listing of
+// transforms, so its size is the server's concern, not the transform's.
+// Each is far beyond a real transform (`indicators`, the largest bundled
+// one, declares 12 outputs described in a sentence each); a component past
+// one is a bug or an attack, refused with a message naming the cap.
+
+/// Entries in each list: inputs, outputs, params, request fields and
+/// related series. Every output becomes a feature and a column of every
+/// stored row; a thousand is already far past any real transform, and the
+/// cap keeps the registry's per-version checks and listings small.
+const MAX_DESCRIPTOR_ITEMS: usize = 1024;
+/// Bytes of a name (output, input, param, request field, related series,
+/// its source and entity param): the registry's own name rule
+/// (`validate_name`: 1-64 ASCII characters), which outputs must meet to be
+/// features. Checked by length first, so a megabyte name is reported by its
+/// size and not echoed back whole.
+const MAX_NAME_BYTES: usize = 64;
+/// An on-demand transform's inputs are `group:feature` references, each
+/// part a registry name: two names and the colon.
+const MAX_FEATURE_REF_BYTES: usize = 2 * MAX_NAME_BYTES + 1;
+/// Bytes of one description (the transform's own, each field's and
+/// param's): a few paragraphs for registry users; a manual belongs in the
+/// transform's repository.
+const MAX_DESCRIPTION_BYTES: usize = 4 << 10;
+/// The whole descriptor, by [`descriptor_bytes`]'s estimate. 1,024 outputs
+/// with 64-byte names and a 100-byte description each come to about 200
+/// KiB, so any transform within the other caps that describes itself
+/// sensibly fits; a hundred loaded versions then hold at most ~25 MiB of
+/// descriptors. Checked first: the estimate is one pass over lengths, so a
+/// descriptor of 200,000 outputs is refused before any per-entry work.
+const MAX_DESCRIPTOR_BYTES: usize = 256 << 10;
+/// What [`descriptor_bytes`] counts for each entry besides its strings: its
+/// type, and the keys and punctuation it is stored with as JSON (about
+/// `{"name":"","type":"float64"}`).
+const DESCRIPTOR_ITEM_BYTES: usize = 32;
+/// How much of an over-long name an error message shows.
+const SHOWN_NAME_BYTES: usize = 32;
 
 /// WASI interfaces a transform may import. They are linked with an empty
 /// context: no preopened directories (so `wasi:filesystem` reaches nothing),
@@ -62,6 +103,7 @@ pub(crate) fn check_exports<'a>(names: impl IntoIterator<Item = &'a str>) -> Res
 
 /// Publish-time checks of what the component says about itself.
 pub(crate) fn check_descriptor(d: &Descriptor) -> Result<(), String> {
+    check_caps(d)?;
     if d.outputs.is_empty() {
         return Err("describe lists no outputs".into());
     }
@@ -99,6 +141,94 @@ pub(crate) fn check_descriptor(d: &Descriptor) -> Result<(), String> {
     Ok(())
 }
 
+/// The descriptor caps, cheapest first: the size estimate, the list
+/// lengths, then each name and description.
+fn check_caps(d: &Descriptor) -> Result<(), String> {
+    let bytes = descriptor_bytes(d);
+    if bytes > MAX_DESCRIPTOR_BYTES {
+        return Err(format!("describe is about {bytes} bytes, over the cap of {MAX_DESCRIPTOR_BYTES}"));
+    }
+    let counts = [
+        ("inputs", d.inputs.len()),
+        ("outputs", d.outputs.len()),
+        ("params", d.params.len()),
+        ("request fields", d.request_fields.len()),
+        ("related series", d.related.len()),
+    ];
+    if let Some((what, n)) = counts.into_iter().find(|&(_, n)| n > MAX_DESCRIPTOR_ITEMS) {
+        return Err(format!("describe lists {n} {what}, over the cap of {MAX_DESCRIPTOR_ITEMS}"));
+    }
+    if d.description.len() > MAX_DESCRIPTION_BYTES {
+        return Err(format!(
+            "the transform's description is {} bytes, over the cap of {MAX_DESCRIPTION_BYTES}",
+            d.description.len()
+        ));
+    }
+    let input_cap = match d.kind {
+        TransformKind::Batch => MAX_NAME_BYTES,
+        TransformKind::OnDemand => MAX_FEATURE_REF_BYTES,
+    };
+    let fields = [
+        ("input", &d.inputs, input_cap),
+        ("request field", &d.request_fields, MAX_NAME_BYTES),
+        ("output", &d.outputs, MAX_NAME_BYTES),
+    ];
+    for (what, list, cap) in fields {
+        for f in list {
+            check_name_bytes(what, &f.name, cap)?;
+            check_description_bytes(what, &f.name, &f.description)?;
+        }
+    }
+    for p in &d.params {
+        check_name_bytes("param", &p.name, MAX_NAME_BYTES)?;
+        check_description_bytes("param", &p.name, &p.description)?;
+    }
+    for r in &d.related {
+        check_name_bytes("related series", &r.name, MAX_NAME_BYTES)?;
+        check_name_bytes("related series source", &r.source, MAX_NAME_BYTES)?;
+        check_name_bytes("related series entity param", &r.entity_param, MAX_NAME_BYTES)?;
+    }
+    Ok(())
+}
+
+fn check_name_bytes(what: &str, name: &str, cap: usize) -> Result<(), String> {
+    if name.len() <= cap {
+        return Ok(());
+    }
+    let shown = &name[..name.floor_char_boundary(SHOWN_NAME_BYTES)];
+    Err(format!("{what} name '{shown}…' is {} bytes, over the cap of {cap}", name.len()))
+}
+
+/// `name` is within its cap already, so the message shows it whole.
+fn check_description_bytes(what: &str, name: &str, description: &str) -> Result<(), String> {
+    if description.len() <= MAX_DESCRIPTION_BYTES {
+        return Ok(());
+    }
+    Err(format!(
+        "{what} '{name}' has a description of {} bytes, over the cap of {MAX_DESCRIPTION_BYTES}",
+        description.len()
+    ))
+}
+
+/// The host's estimate of a descriptor's size, the measure of
+/// [`MAX_DESCRIPTOR_BYTES`]: the bytes of every string in it (names,
+/// descriptions, param defaults, related series' sources and entity params)
+/// plus [`DESCRIPTOR_ITEM_BYTES`] per input, output, param, request field
+/// and related series. Like [`output_bytes`], a rule simple enough for an
+/// author to predict, not the in-memory layout.
+pub(crate) fn descriptor_bytes(d: &Descriptor) -> usize {
+    let field = |f: &FieldSpec| DESCRIPTOR_ITEM_BYTES + f.name.len() + f.description.len();
+    let fields: usize = d.inputs.iter().chain(&d.request_fields).chain(&d.outputs).map(field).sum();
+    let params: usize = d
+        .params
+        .iter()
+        .map(|p| DESCRIPTOR_ITEM_BYTES + p.name.len() + p.default.as_ref().map_or(0, String::len) + p.description.len())
+        .sum();
+    let related: usize =
+        d.related.iter().map(|r| DESCRIPTOR_ITEM_BYTES + r.name.len() + r.source.len() + r.entity_param.len()).sum();
+    d.description.len() + fields + params + related
+}
+
 fn unique<'a>(what: &str, names: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
     let mut seen = HashSet::new();
     match names.into_iter().find(|n| !seen.insert(*n)) {
@@ -128,6 +258,7 @@ pub(crate) fn check_output(
     let rows = match expected_rows {
         None => {
             table.check_shape()?;
+            check_times(&table.timestamps, &limits.output_times)?;
             table.rows()
         }
         // On-demand timestamps are ignored (the host stamps request time).
@@ -164,6 +295,30 @@ pub(crate) fn check_output(
             return Err(format!("column '{}' lists null rows out of range or out of order", c.name));
         }
         check_finite(c)?;
+    }
+    Ok(())
+}
+
+/// A batch output's timestamps are strictly ascending (the WIT contract's
+/// order, which the SDK keeps but a hand-made component need not) and lie
+/// in `window`. Out-of-order or repeated rows would be stored as
+/// corrections of each other and served in the wrong order; a row far in
+/// the future would be served `fresh` forever and hide every later write.
+/// The error names the first offending row (0-based).
+pub(crate) fn check_times(timestamps: &[i64], window: &TimeWindow) -> Result<(), String> {
+    for (row, &t) in timestamps.iter().enumerate() {
+        let ts = Timestamp(t);
+        if row > 0 && t <= timestamps[row - 1] {
+            let previous = Timestamp(timestamps[row - 1]);
+            let how = if t == previous.0 { "repeats" } else { "is before" };
+            return Err(format!(
+                "row {row}: timestamp {} {how} row {}'s ({}); batch rows must be in strictly ascending time order",
+                ts.describe(),
+                row - 1,
+                previous.describe()
+            ));
+        }
+        window.check(ts, "timestamp").map_err(|e| format!("row {row}: {e}"))?;
     }
     Ok(())
 }
@@ -323,6 +478,181 @@ mod tests {
         assert_eq!(check_descriptor(&d).unwrap_err(), "describe lists input 'technical:sma_20' twice");
     }
 
+    fn on_demand() -> Descriptor {
+        Descriptor {
+            kind: TransformKind::OnDemand,
+            inputs: vec![field("technical:sma_20")],
+            related: vec![],
+            ..descriptor()
+        }
+    }
+
+    fn param(name: &str) -> ParamSpec {
+        ParamSpec { name: name.into(), value_type: ValueType::Int64, default: None, description: String::new() }
+    }
+
+    fn fields(prefix: &str, n: usize) -> Vec<FieldSpec> {
+        (0..n).map(|i| field(&format!("{prefix}{i}"))).collect()
+    }
+
+    /// What a cap test varies, and how a descriptor gets that much of it.
+    type Case<T> = (&'static str, fn(T) -> Descriptor);
+
+    /// `at` (a descriptor at a cap) passes; `over` (one past it) is refused
+    /// with `message`.
+    #[track_caller]
+    fn at_and_over_the_cap(at: Descriptor, over: Descriptor, message: &str) {
+        assert_eq!(check_descriptor(&at), Ok(()));
+        assert_eq!(check_descriptor(&over).unwrap_err(), message);
+    }
+
+    #[test]
+    fn descriptor_size_is_estimated_per_string_byte_and_entry() {
+        let mut d = descriptor();
+        d.description = "abc".into();
+        d.params[0].default = Some("SPY".into());
+        // description 3 + close 37 + sma_20 38 + rsi_14 38 + benchmark and
+        // its default 44 + bench from prices by benchmark 52.
+        assert_eq!(descriptor_bytes(&d), 212);
+    }
+
+    #[test]
+    fn descriptors_over_256_kib_are_refused_first_with_their_estimated_size() {
+        // A param default is a string like any other: it fills the descriptor
+        // to the cap exactly.
+        let mut at = descriptor();
+        at.params[0].default = Some(String::new());
+        at.params[0].default = Some("d".repeat(MAX_DESCRIPTOR_BYTES - descriptor_bytes(&at)));
+        let mut over = at.clone();
+        over.params[0].default.as_mut().unwrap().push('d');
+        at_and_over_the_cap(at, over, "describe is about 262145 bytes, over the cap of 262144");
+
+        // Before any other check: 200,000 outputs, all with one invalid name.
+        let bloated = Descriptor { outputs: vec![field("not a name"); 200_000], ..descriptor() };
+        let bytes = descriptor_bytes(&bloated);
+        assert!(bytes > 200_000 * DESCRIPTOR_ITEM_BYTES, "{bytes}");
+        assert_eq!(
+            check_descriptor(&bloated).unwrap_err(),
+            format!("describe is about {bytes} bytes, over the cap of 262144")
+        );
+    }
+
+    #[test]
+    fn descriptors_list_at_most_1024_of_each_kind_of_entry() {
+        let cases: [Case<usize>; 5] = [
+            ("inputs", |n| Descriptor { inputs: fields("in_", n), ..descriptor() }),
+            ("outputs", |n| Descriptor { outputs: fields("out_", n), ..descriptor() }),
+            ("params", |n| {
+                let mut d = descriptor();
+                d.params.extend((1..n).map(|i| param(&format!("p{i}"))));
+                d
+            }),
+            ("request fields", |n| Descriptor { request_fields: fields("req_", n), ..on_demand() }),
+            ("related series", |n| Descriptor {
+                related: (0..n)
+                    .map(|i| RelatedSeries {
+                        name: format!("r{i}"),
+                        source: "prices".into(),
+                        entity_param: "benchmark".into(),
+                    })
+                    .collect(),
+                ..descriptor()
+            }),
+        ];
+        for (what, with) in cases {
+            at_and_over_the_cap(with(1024), with(1025), &format!("describe lists 1025 {what}, over the cap of 1024"));
+        }
+    }
+
+    #[test]
+    fn names_are_at_most_64_bytes_and_on_demand_inputs_two_names_and_a_colon() {
+        let name = |n: usize| "n".repeat(n);
+        let over = |what: &str, n: usize, cap: usize| {
+            format!("{what} name '{}…' is {n} bytes, over the cap of {cap}", "n".repeat(32))
+        };
+        let cases: [Case<String>; 6] = [
+            ("output", |s| Descriptor { outputs: vec![field(&s)], ..descriptor() }),
+            ("input", |s| Descriptor { inputs: vec![field(&s)], ..descriptor() }),
+            ("param", |s| {
+                let mut d = descriptor();
+                d.params.push(param(&s));
+                d
+            }),
+            ("request field", |s| Descriptor { request_fields: vec![field(&s)], ..on_demand() }),
+            ("related series", |s| {
+                let mut d = descriptor();
+                d.related[0].name = s;
+                d
+            }),
+            ("related series source", |s| {
+                let mut d = descriptor();
+                d.related[0].source = s;
+                d
+            }),
+        ];
+        for (what, with) in cases {
+            at_and_over_the_cap(with(name(64)), with(name(65)), &over(what, 65, 64));
+        }
+
+        // The entity param is capped before it is looked up among the params.
+        let mut at = descriptor();
+        at.params[0].name = name(64);
+        at.related[0].entity_param = name(64);
+        let mut too_long = descriptor();
+        too_long.related[0].entity_param = name(65);
+        at_and_over_the_cap(at, too_long, &over("related series entity param", 65, 64));
+
+        // An on-demand input is a `group:feature` reference of two names.
+        let reference = |n: usize| format!("{}:{}", name(64), name(n - 65));
+        at_and_over_the_cap(
+            Descriptor { inputs: vec![field(&reference(129))], ..on_demand() },
+            Descriptor { inputs: vec![field(&reference(130))], ..on_demand() },
+            &over("input", 130, 129),
+        );
+
+        // A multi-byte name is shown cut at a character boundary.
+        let err = check_descriptor(&Descriptor { outputs: vec![field(&"é".repeat(40))], ..descriptor() }).unwrap_err();
+        assert_eq!(err, format!("output name '{}…' is 80 bytes, over the cap of 64", "é".repeat(16)));
+        // Within the cap the registry's name rule still applies.
+        let err = check_descriptor(&Descriptor { outputs: vec![field("9lives")], ..descriptor() }).unwrap_err();
+        assert!(err.contains("output name '9lives' is invalid"), "{err}");
+    }
+
+    #[test]
+    fn descriptions_are_at_most_4_kib() {
+        let text = |n: usize| "d".repeat(n);
+        at_and_over_the_cap(
+            Descriptor { description: text(4096), ..descriptor() },
+            Descriptor { description: text(4097), ..descriptor() },
+            "the transform's description is 4097 bytes, over the cap of 4096",
+        );
+        let cases: [Case<usize>; 4] = [
+            ("output 'sma_50'", |n| {
+                let mut d = descriptor();
+                d.outputs.push(FieldSpec { description: "d".repeat(n), ..field("sma_50") });
+                d
+            }),
+            ("input 'open'", |n| {
+                let mut d = descriptor();
+                d.inputs.push(FieldSpec { description: "d".repeat(n), ..field("open") });
+                d
+            }),
+            ("request field 'qty'", |n| Descriptor {
+                request_fields: vec![FieldSpec { description: "d".repeat(n), ..field("qty") }],
+                ..on_demand()
+            }),
+            ("param 'benchmark'", |n| {
+                let mut d = descriptor();
+                d.params[0].description = "d".repeat(n);
+                d
+            }),
+        ];
+        for (whose, with) in cases {
+            let message = format!("{whose} has a description of 4097 bytes, over the cap of 4096");
+            at_and_over_the_cap(with(4096), with(4097), &message);
+        }
+    }
+
     fn column(name: &str, values: ColumnValues) -> Column {
         Column { name: name.into(), values, nulls: vec![] }
     }
@@ -412,6 +742,39 @@ mod tests {
             "column 'weights' row 1 element 1 is NaN; return null for a missing value"
         );
         assert_eq!(check_output(&d, &list(vec![1]), None, &Limits::default()), Ok(()));
+    }
+
+    #[test]
+    fn batch_timestamps_must_ascend_strictly_and_lie_in_the_window() {
+        let now = Timestamp::parse("2026-12-01T12:00:00Z").unwrap();
+        let window = TimeWindow::until(now, std::time::Duration::from_secs(3600));
+        let day = 86_400 * Timestamp::MICROS_PER_SECOND;
+        let t0 = now.0 - 10 * day;
+        assert_eq!(check_times(&[t0, t0 + day, now.0 + 3600 * Timestamp::MICROS_PER_SECOND], &window), Ok(()));
+        let reversed = check_times(&[t0 + day, t0], &window).unwrap_err();
+        assert!(
+            reversed.starts_with("row 1: timestamp 2026-11-21T12:00:00Z is before row 0's (2026-11-22T12:00:00Z)"),
+            "{reversed}"
+        );
+        let repeated = check_times(&[t0, t0 + day, t0 + day], &window).unwrap_err();
+        assert!(repeated.starts_with("row 2: timestamp 2026-11-22T12:00:00Z repeats row 1's"), "{repeated}");
+        let future = check_times(&[t0, now.0 + 3601 * Timestamp::MICROS_PER_SECOND], &window).unwrap_err();
+        assert!(future.starts_with("row 1: timestamp 2026-12-01T13:00:01Z is after 2026-12-01T13:00:00Z"), "{future}");
+        let max = check_times(&[t0, i64::MAX - 3], &window).unwrap_err();
+        assert!(max.starts_with("row 1: timestamp 9223372036854775804 microseconds since the epoch is after"), "{max}");
+        let min = check_times(&[i64::MIN + 3, t0], &window).unwrap_err();
+        assert!(
+            min.starts_with("row 0: timestamp -9223372036854775805 microseconds since the epoch is before year 1000"),
+            "{min}"
+        );
+        // The same rule through check_output, which names the row.
+        let d = descriptor();
+        let limits = Limits { output_times: window, ..Limits::default() };
+        let t =
+            Table { timestamps: vec![t0, t0], columns: vec![column("sma_20", ColumnValues::Float64(vec![1.0, 2.0]))] };
+        assert!(check_output(&d, &t, None, &limits).unwrap_err().contains("row 1: timestamp"));
+        // On-demand timestamps are the host's to stamp: not checked.
+        assert_eq!(check_output(&d, &t, Some(2), &limits), Ok(()));
     }
 
     #[test]

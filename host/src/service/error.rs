@@ -9,6 +9,12 @@ pub enum ServiceError {
     /// The request is well-formed JSON but not a valid request.
     #[error("{0}")]
     Invalid(String),
+    /// An event or created time the store does not accept (outside the
+    /// [`crate::model::TimeWindow`], or a number where a timestamp belongs).
+    /// `row` is the row's position as the caller counts it (0-based in JSON
+    /// arrays, 1-based data rows in CSV), `column` the field it came from.
+    #[error("{message}")]
+    InvalidTimestamp { row: usize, column: String, message: String },
     /// A named object does not exist.
     #[error("{kind} '{name}' not found")]
     NotFound { kind: &'static str, name: String },

@@ -521,6 +521,13 @@ fn cell(column: &Json, i: usize) -> Json {
 fn timestamp(json: &Json) -> Result<Timestamp, String> {
     match json {
         Json::String(text) => Timestamp::parse(text).map_err(|e| e.to_string()),
+        Json::Number(n) => Err(format!(
+            "expected an ISO 8601 string such as \"2021-04-12T10:59:42\", got {n}{}",
+            crate::model::time::epoch_reading(
+                n.as_f64().unwrap_or(f64::NAN),
+                Timestamp::from_datetime(chrono::Utc::now())
+            )
+        )),
         other => Err(format!("expected an ISO 8601 string such as \"2021-04-12T10:59:42\", got {other}")),
     }
 }

@@ -25,11 +25,19 @@ impl Wafer {
     pub async fn ingest_json(&self, source_name: &str, rows: &[serde_json::Value]) -> ServiceResult<u64> {
         let source = self.source(source_name)?;
         let join_keys = self.entity(&source.entity)?.join_keys.clone();
+        let window = self.time_window();
         let mut parsed = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
             let obj =
                 row.as_object().ok_or_else(|| ServiceError::Invalid(format!("row {i}: expected a JSON object")))?;
-            parsed.push(source_row_from_json(&source, &join_keys, obj).map_err(|e| row_error(i, e))?);
+            let ts_field = &source.timestamp_field;
+            if let Some(serde_json::Value::Number(n)) = obj.get(ts_field) {
+                let hint = crate::model::time::number_hint(n.as_f64().unwrap_or(f64::NAN), window.latest);
+                return Err(time_error(i, ts_field, format!("row {i}: '{ts_field}': {hint}")));
+            }
+            let row = source_row_from_json(&source, &join_keys, obj).map_err(|e| row_error(i, e))?;
+            window.check(row.ts, "event time").map_err(|e| time_error(i, ts_field, format!("row {i}: {e}")))?;
+            parsed.push(row);
         }
         self.write_source_rows(&source, parsed).await
     }
@@ -67,6 +75,7 @@ impl Wafer {
                 return Err(ServiceError::Invalid(format!("CSV header lacks required column '{required}'")));
             }
         }
+        let window = self.time_window();
         let mut parsed = Vec::new();
         for (i, record) in reader.records().enumerate() {
             let record = record.map_err(|e| ServiceError::Invalid(format!("CSV row {}: {e}", i + 1)))?;
@@ -82,7 +91,18 @@ impl Wafer {
                         }
                         parts[*k] = cell.to_string();
                     }
-                    Col::Ts => ts = Some(Timestamp::parse(cell).map_err(|e| at(e.to_string()))?),
+                    Col::Ts => {
+                        let t = csv_timestamp(cell, window.latest).map_err(|e| match e {
+                            CsvTime::Unreadable(e) => at(e),
+                            CsvTime::Number(hint) => {
+                                time_error(i + 1, name, format!("CSV row {}, column '{name}': {hint}", i + 1))
+                            }
+                        })?;
+                        window
+                            .check(t, "event time")
+                            .map_err(|e| time_error(i + 1, name, format!("CSV row {}, column '{name}': {e}", i + 1)))?;
+                        ts = Some(t);
+                    }
                     Col::Field(ty) => {
                         values.insert(name.to_string(), Value::from_text(cell, *ty).map_err(|e| at(e.to_string()))?);
                     }
@@ -131,9 +151,19 @@ impl Wafer {
         }
         let join_keys = self.entity(&group.entity)?.join_keys.clone();
         let now = self.clock().now();
+        let window = self.time_window();
         let mut parsed = Vec::with_capacity(rows.len());
         for (i, row) in rows.into_iter().enumerate() {
             let entity = EntityKey::from_json(&row.entity, &join_keys).map_err(|e| row_error(i, e.to_string()))?;
+            let times = [
+                ("event_timestamp", "event time", Some(row.event_timestamp)),
+                ("created_timestamp", "created time", row.created_timestamp),
+            ];
+            for (column, what, t) in times {
+                if let Some(t) = t {
+                    window.check(t, what).map_err(|e| time_error(i, column, format!("row {i}: {e}")))?;
+                }
+            }
             let mut values = BTreeMap::new();
             for (name, json) in &row.values {
                 let spec = group.feature(name).ok_or_else(|| ServiceError::UnknownFeature {
@@ -147,6 +177,7 @@ impl Wafer {
                 entity,
                 event_ts: row.event_timestamp,
                 created: row.created_timestamp.unwrap_or(now),
+                created_given: row.created_timestamp.is_some(),
                 values,
                 // Pushed by a client: no transform of ours computed it.
                 provenance: None,
@@ -186,6 +217,25 @@ fn source_row_from_json(
 
 fn field_list(source: &Source) -> String {
     source.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// Why a CSV timestamp cell was refused: not a time at all, or a number
+/// (explained in the unit it looks like).
+enum CsvTime {
+    Unreadable(String),
+    Number(String),
+}
+
+fn csv_timestamp(cell: &str, now: Timestamp) -> Result<Timestamp, CsvTime> {
+    Timestamp::parse(cell).map_err(|e| match cell.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() => CsvTime::Number(crate::model::time::number_hint(n, now)),
+        _ => CsvTime::Unreadable(e.to_string()),
+    })
+}
+
+/// A refused time of row `row`, from `column`.
+pub(crate) fn time_error(row: usize, column: &str, message: String) -> ServiceError {
+    ServiceError::InvalidTimestamp { row, column: column.to_string(), message }
 }
 
 fn row_error(i: usize, msg: impl std::fmt::Display) -> ServiceError {

@@ -371,6 +371,8 @@ pub(crate) fn rows_from_output(
                 entity: entity.clone(),
                 event_ts,
                 created,
+                // Materialized rows carry the job's clock, never a writer's.
+                created_given: false,
                 values,
                 provenance: Some(provenance.clone()),
             });

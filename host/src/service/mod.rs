@@ -55,6 +55,28 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+/// What a [`Wafer`] is told at start besides its stores: how it shares
+/// work with other hosts, the agent-facing serving file, and which times
+/// it accepts.
+#[derive(Clone, Debug)]
+pub struct WaferSettings {
+    pub cluster: ClusterSettings,
+    pub serving: ServingConfig,
+    /// How far past the clock an event or created time may be (see
+    /// [`Wafer::time_window`]).
+    pub max_future_skew: std::time::Duration,
+}
+
+impl Default for WaferSettings {
+    fn default() -> Self {
+        WaferSettings {
+            cluster: ClusterSettings::default(),
+            serving: ServingConfig::default(),
+            max_future_skew: crate::model::TimeWindow::DEFAULT_SKEW,
+        }
+    }
+}
+
 /// The assembled feature store: stores, runtime, clock and caches. Cheap to
 /// clone; every clone shares the same state.
 #[derive(Clone)]
@@ -69,6 +91,7 @@ struct Inner {
     runtime: Arc<dyn TransformRuntime>,
     clock: SharedClock,
     cluster: ClusterSettings,
+    max_future_skew: std::time::Duration,
     jobs: jobs::JobTracker,
     /// Definitions read on every request are served from memory. This
     /// host's registry writes update them after the store write succeeds;
@@ -109,9 +132,9 @@ impl Wafer {
         online: Arc<dyn OnlineStore>,
         runtime: Arc<dyn TransformRuntime>,
         clock: SharedClock,
-        cluster: ClusterSettings,
-        serving: ServingConfig,
+        settings: WaferSettings,
     ) -> ServiceResult<Wafer> {
+        let WaferSettings { cluster, serving, max_future_skew } = settings;
         let wafer = Wafer {
             inner: Arc::new(Inner {
                 jobs: jobs::JobTracker::new(registry.clone()),
@@ -121,6 +144,7 @@ impl Wafer {
                 runtime,
                 clock,
                 cluster,
+                max_future_skew,
                 entities: DashMap::new(),
                 sources: DashMap::new(),
                 groups: DashMap::new(),
@@ -192,6 +216,13 @@ impl Wafer {
 
     pub fn clock(&self) -> &SharedClock {
         &self.inner.clock
+    }
+
+    /// The event and created times accepted now: from year 1000 to the
+    /// clock plus `--max-future-skew`. Every way rows come in checks against
+    /// it, and so do batch transform outputs.
+    pub fn time_window(&self) -> crate::model::TimeWindow {
+        crate::model::TimeWindow::until(self.clock().now(), self.inner.max_future_skew)
     }
 
     pub fn jobs(&self) -> &jobs::JobTracker {

@@ -168,6 +168,7 @@ impl Wafer {
         if let Some(bytes) = overrides.output_bytes {
             limits.output_bytes = bytes as usize;
         }
+        limits.output_times = self.time_window();
         limits
     }
 

@@ -164,6 +164,7 @@ fn feature_row(entity: &str, event: i64, created: i64, values: &[(&str, Value)])
         entity: EntityKey(entity.into()),
         event_ts: Timestamp::from_secs(event),
         created: Timestamp::from_secs(created),
+        created_given: false,
         values: values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
         provenance: None,
     }
@@ -319,16 +320,22 @@ pub async fn source_changes_are_found_by_ingest_time_not_event_time(store: &dyn 
 }
 
 /// Hand-worked point-in-time lookups, one edge case each. Group rows of
-/// entity A (event, created): (100, 100) x=1, (200, 200) x=2, (200, 250)
-/// x=2.5 (a late correction of 200), (300, 300) x=3; entity B has none.
+/// entity A (event, created), every created time given by the writer:
+/// (100, 100) x=1, (200, 200) x=2, (200, 250) x=2.5 (a late correction of
+/// 200), (300, 300) x=3; entity B has none; entity C has a backfill the
+/// server stamped at 900, (100, 900) x=7, and a row whose writer said it was
+/// created at 950, (200, 950) x=8.
 pub async fn as_of_lookups_pick_the_row_known_at_each_point(store: &dyn OfflineStore) {
     let x = |v: f64| vec![("x", Value::Float64(v))];
+    let given = |row: FeatureRow| FeatureRow { created_given: true, ..row };
     let rows = [
-        feature_row("A", 100, 100, &x(1.0)),
-        feature_row("A", 200, 200, &x(2.0)),
-        feature_row("A", 200, 250, &x(2.5)),
-        feature_row("A", 300, 300, &x(3.0)),
-        feature_row("A", 300, 300, &x(3.0)),
+        given(feature_row("A", 100, 100, &x(1.0))),
+        given(feature_row("A", 200, 200, &x(2.0))),
+        given(feature_row("A", 200, 250, &x(2.5))),
+        given(feature_row("A", 300, 300, &x(3.0))),
+        given(feature_row("A", 300, 300, &x(3.0))),
+        feature_row("C", 100, 900, &x(7.0)),
+        given(feature_row("C", 200, 950, &x(8.0))),
     ];
     store.write_feature_rows("g", &rows).await.unwrap();
     store.write_feature_rows("other", &[feature_row("A", 150, 150, &x(99.0))]).await.unwrap();
@@ -374,6 +381,16 @@ pub async fn as_of_lookups_pick_the_row_known_at_each_point(store: &dyn OfflineS
         "created cutoff: the correction created at 250 is unknown before 250"
     );
     assert_eq!(
+        lookup(vec![at("C", 99), at("C", 100), at("C", 300), at("C", 950)], None, true).await,
+        vec![None, some(100, 900, 7.0), some(100, 900, 7.0), some(200, 950, 8.0)],
+        "created cutoff: the stamped backfill is never hidden; the row created at 950 by its writer is, until 950"
+    );
+    assert_eq!(
+        lookup(vec![at("C", 300)], None, false).await,
+        vec![some(200, 950, 8.0)],
+        "without the cutoff the newest event wins"
+    );
+    assert_eq!(
         lookup(vec![at("A", 150)], Some(0), true).await,
         vec![None],
         "max age 0 keeps only rows at exactly the point"
@@ -386,7 +403,10 @@ pub async fn as_of_lookups_pick_the_row_known_at_each_point(store: &dyn OfflineS
 /// grid (so ties are common), several created times per event time (late
 /// corrections), points on, between and just off the grid, max ages that
 /// land exactly on rows, entities without rows, and more points than one
-/// query takes.
+/// query takes. Rows are of both kinds: created times given by their writer
+/// (filtered by the created cutoff) and stamped by the server, some of them
+/// long after their event time like a backfill (never filtered, still
+/// breaking ties).
 pub async fn as_of_lookups_match_a_brute_force_reference(store: &dyn OfflineStore) {
     use rand::rngs::SmallRng;
     use rand::{Rng, SeedableRng};
@@ -396,11 +416,14 @@ pub async fn as_of_lookups_match_a_brute_force_reference(store: &dyn OfflineStor
     for e in 0..12 {
         for _ in 0..rng.gen_range(0..60) {
             let event = rng.gen_range(0..40) * step;
-            let created = event + rng.gen_range(0..4) * step / 2;
+            let created_given = rng.gen_bool(0.5);
+            let backfill = if rng.gen_bool(0.3) { 100 * step } else { 0 };
+            let created = event + rng.gen_range(0..4) * step / 2 + backfill;
             rows.push(FeatureRow {
                 entity: EntityKey(format!("E{e}")),
                 event_ts: Timestamp(event),
                 created: Timestamp(created),
+                created_given,
                 values: [("x".to_string(), Value::Float64(rng.gen_range(-1e3..1e3)))].into(),
                 provenance: [None, provenance("t", "1.0.0"), provenance("t", "1.1.0")][rng.gen_range(0..3)].clone(),
             });
@@ -423,7 +446,7 @@ pub async fn as_of_lookups_match_a_brute_force_reference(store: &dyn OfflineStor
         for created_cutoff in [false, true] {
             let rules = AsOfRules { max_age: max_age.map(Duration::from_secs), created_cutoff };
             let found = store.feature_rows_as_of("g", &points, rules).await.unwrap();
-            let mut hits = 0;
+            let (mut hits, mut stamped_after_point) = (0, 0);
             for ((entity, at), got) in points.iter().zip(&found) {
                 let (earliest, created_max) = rules.bounds(*at);
                 let expected = stored
@@ -432,13 +455,17 @@ pub async fn as_of_lookups_match_a_brute_force_reference(store: &dyn OfflineStor
                         r.entity == *entity
                             && r.event_ts <= *at
                             && r.event_ts.0 >= earliest
-                            && r.created.0 <= created_max
+                            && (r.created.0 <= created_max || !r.created_given)
                     })
                     .max_by_key(|r| (r.event_ts, r.created));
                 assert_eq!(got.as_ref(), expected, "{entity} at {} with {rules:?}", at.0);
                 hits += usize::from(expected.is_some());
+                stamped_after_point += usize::from(expected.is_some_and(|r| !r.created_given && r.created > *at));
             }
             assert!(hits > 0 && hits < points.len(), "the data exercise both hits and misses ({hits}) with {rules:?}");
+            // Server-stamped rows created after the point are returned under
+            // the cutoff too: the case that hid backfills.
+            assert!(stamped_after_point > 0, "the data exercise stamped rows created after the point ({rules:?})");
         }
     }
 }

@@ -167,6 +167,7 @@ mod tests {
             entity: EntityKey(entity.to_string()),
             event_ts: Timestamp::from_secs(event),
             created: Timestamp::from_secs(created),
+            created_given: false,
             values: [("x".to_string(), Value::Float64(x))].into_iter().collect(),
             provenance: None,
         }

@@ -104,6 +104,10 @@ pub struct AsOfRules {
     pub max_age: Option<Duration>,
     /// Only rows created at or before the point's time, so values
     /// backfilled or corrected later do not leak into what was "known".
+    /// Applies to rows whose writer gave the created time
+    /// ([`FeatureRow::created_given`]); rows the server stamped (pushes
+    /// without one, materialized rows) are never hidden by it, though their
+    /// created time still breaks ties.
     pub created_cutoff: bool,
 }
 

@@ -677,29 +677,32 @@ const SOURCE_UPSERT: &str = "INSERT INTO source_rows (source, entity_key, ts, va
      WHERE source_rows.values_json <> excluded.values_json";
 
 const FEATURE_UPSERT: &str = "INSERT INTO feature_rows \
-         (group_name, entity_key, event_ts, created_ts, values_json, provenance) \
-     SELECT $1, k, e, c, v, p \
-     FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[]) AS u (k, e, c, v, p) \
+         (group_name, entity_key, event_ts, created_ts, created_given, values_json, provenance) \
+     SELECT $1, k, e, c, g, v, p \
+     FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::bool[], $6::text[], $7::text[]) AS u (k, e, c, g, v, p) \
      ON CONFLICT (group_name, entity_key, event_ts, created_ts) DO UPDATE \
-     SET values_json = excluded.values_json, provenance = excluded.provenance \
+     SET values_json = excluded.values_json, provenance = excluded.provenance, \
+         created_given = excluded.created_given \
      WHERE feature_rows.values_json <> excluded.values_json \
-        OR feature_rows.provenance IS DISTINCT FROM excluded.provenance";
+        OR feature_rows.provenance IS DISTINCT FROM excluded.provenance \
+        OR feature_rows.created_given <> excluded.created_given";
 
 /// For each key, the newest (event_ts, created_ts) is one backwards seek on
 /// the primary key; `DISTINCT ON` would read an entity's whole history.
-const LATEST_FEATURES: &str = "SELECT f.entity_key, f.event_ts, f.created_ts, f.values_json, f.provenance \
+const LATEST_FEATURES: &str = "SELECT f.entity_key, f.event_ts, f.created_ts, f.created_given, f.values_json, \
+         f.provenance \
      FROM UNNEST($2::text[]) AS k (key) CROSS JOIN LATERAL ( \
-         SELECT entity_key, event_ts, created_ts, values_json, provenance FROM feature_rows \
+         SELECT entity_key, event_ts, created_ts, created_given, values_json, provenance FROM feature_rows \
          WHERE group_name = $1 AND entity_key = k.key \
          ORDER BY event_ts DESC, created_ts DESC LIMIT 1) AS f";
 
 /// Per point, one backwards seek on the primary key within its bounds.
-const AS_OF: &str = "SELECT p.i, f.event_ts, f.created_ts, f.values_json, f.provenance \
+const AS_OF: &str = "SELECT p.i, f.event_ts, f.created_ts, f.created_given, f.values_json, f.provenance \
      FROM UNNEST($2::text[], $3::bigint[], $4::bigint[], $5::bigint[]) WITH ORDINALITY AS p (k, t, earliest, created_max, i) \
      CROSS JOIN LATERAL ( \
-         SELECT event_ts, created_ts, values_json, provenance FROM feature_rows \
+         SELECT event_ts, created_ts, created_given, values_json, provenance FROM feature_rows \
          WHERE group_name = $1 AND entity_key = p.k AND event_ts <= p.t AND event_ts >= p.earliest \
-           AND created_ts <= p.created_max \
+           AND (created_ts <= p.created_max OR NOT created_given) \
          ORDER BY event_ts DESC, created_ts DESC LIMIT 1) AS f";
 
 #[async_trait]
@@ -826,6 +829,7 @@ impl OfflineStore for PostgresStore {
             let keys: Vec<&str> = keep.iter().map(|&i| rows[i].entity.as_str()).collect();
             let events: Vec<i64> = keep.iter().map(|&i| rows[i].event_ts.0).collect();
             let created: Vec<i64> = keep.iter().map(|&i| rows[i].created.0).collect();
+            let given: Vec<bool> = keep.iter().map(|&i| rows[i].created_given).collect();
             let values: Vec<&str> = keep.iter().map(|&i| values[i].as_str()).collect();
             let provenances: Vec<Option<&str>> = keep.iter().map(|&i| provenances[i].as_deref()).collect();
             sqlx::query(FEATURE_UPSERT)
@@ -833,6 +837,7 @@ impl OfflineStore for PostgresStore {
                 .bind(keys)
                 .bind(events)
                 .bind(created)
+                .bind(given)
                 .bind(values)
                 .bind(provenances)
                 .execute(&mut *tx)
@@ -849,13 +854,14 @@ impl OfflineStore for PostgresStore {
         unique.dedup();
         let mut found: HashMap<String, FeatureRow> = HashMap::with_capacity(unique.len());
         for keys in unique.chunks(ENTITIES_PER_LOOKUP) {
-            let rows: Vec<(String, i64, i64, String, Option<String>)> =
+            let rows: Vec<(String, i64, i64, bool, String, Option<String>)> =
                 sqlx::query_as(LATEST_FEATURES).bind(group).bind(keys).fetch_all(&self.pool).await.map_err(db_err)?;
-            for (key, event_ts, created, values, provenance) in rows {
+            for (key, event_ts, created, created_given, values, provenance) in rows {
                 let row = FeatureRow {
                     entity: EntityKey(key.clone()),
                     event_ts: Timestamp(event_ts),
                     created: Timestamp(created),
+                    created_given,
                     values: values_from_json(&values)?,
                     provenance: super::sql::provenance_from_text(provenance.as_deref())?,
                 };
@@ -876,7 +882,7 @@ impl OfflineStore for PostgresStore {
             let keys: Vec<&str> = chunk.iter().map(|(e, _)| e.as_str()).collect();
             let at: Vec<i64> = chunk.iter().map(|(_, t)| t.0).collect();
             let (earliest, created_max): (Vec<i64>, Vec<i64>) = chunk.iter().map(|(_, t)| rules.bounds(*t)).unzip();
-            let found: Vec<(i64, i64, i64, String, Option<String>)> = sqlx::query_as(AS_OF)
+            let found: Vec<(i64, i64, i64, bool, String, Option<String>)> = sqlx::query_as(AS_OF)
                 .bind(group)
                 .bind(keys)
                 .bind(at)
@@ -886,13 +892,14 @@ impl OfflineStore for PostgresStore {
                 .await
                 .map_err(db_err)?;
             let base = chunk_no * POINTS_PER_LOOKUP;
-            for (ordinal, event_ts, created, values, provenance) in found {
+            for (ordinal, event_ts, created, created_given, values, provenance) in found {
                 // WITH ORDINALITY counts from 1.
                 let i = usize::try_from(ordinal - 1).map_err(|_| StoreError::Corrupt(format!("ordinal {ordinal}")))?;
                 out[base + i] = Some(FeatureRow {
                     entity: chunk[i].0.clone(),
                     event_ts: Timestamp(event_ts),
                     created: Timestamp(created),
+                    created_given,
                     values: values_from_json(&values)?,
                     provenance: super::sql::provenance_from_text(provenance.as_deref())?,
                 });
@@ -1125,6 +1132,7 @@ mod tests {
             entity: key(entity),
             event_ts: Timestamp::from_secs(event),
             created: Timestamp::from_secs(created),
+            created_given: false,
             values: values(&[("x", x)]),
             provenance: None,
         }
@@ -1509,8 +1517,14 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let row =
-            FeatureRow { entity: key("AAPL"), event_ts: Timestamp(1), created: Timestamp(2), values, provenance: None };
+        let row = FeatureRow {
+            entity: key("AAPL"),
+            event_ts: Timestamp(1),
+            created: Timestamp(2),
+            created_given: false,
+            values,
+            provenance: None,
+        };
         store.write_feature_rows("g", std::slice::from_ref(&row)).await.unwrap();
         assert_eq!(store.latest_feature_rows("g", &[key("AAPL")]).await.unwrap(), vec![Some(row)]);
     }

@@ -180,6 +180,9 @@ fn decode(entity: &EntityKey, stored: StoredRow) -> StoreResult<Option<FeatureRo
                 entity: entity.clone(),
                 event_ts: Timestamp(e),
                 created: Timestamp(c),
+                // Online rows serve the newest value; only the offline
+                // store's point-in-time reads look at who gave the time.
+                created_given: false,
                 values,
                 provenance,
             }))
@@ -284,6 +287,7 @@ mod tests {
             entity: EntityKey(entity.to_string()),
             event_ts: Timestamp::from_secs(event),
             created: Timestamp::from_secs(created),
+            created_given: false,
             values: [("x".to_string(), Value::Float64(x))].into_iter().collect(),
             provenance: None,
         }

@@ -665,18 +665,21 @@ const AS_OF: &str = "WITH p AS MATERIALIZED ( \
          SELECT key AS i, json_extract(value, '$[0]') AS k, json_extract(value, '$[1]') AS t, \
                 json_extract(value, '$[2]') AS earliest, json_extract(value, '$[3]') AS created_max \
          FROM json_each(?1)) \
-     SELECT p.i, f.event_ts, f.created_ts, f.values_json, f.provenance FROM p \
+     SELECT p.i, f.event_ts, f.created_ts, f.created_given, f.values_json, f.provenance FROM p \
      JOIN feature_rows AS f ON f.group_name = ?2 AND f.entity_key = p.k AND (f.event_ts, f.created_ts) = ( \
          SELECT g.event_ts, g.created_ts FROM feature_rows AS g \
          WHERE g.group_name = ?2 AND g.entity_key = p.k AND g.event_ts <= p.t AND g.event_ts >= p.earliest \
-           AND g.created_ts <= p.created_max \
+           AND (g.created_ts <= p.created_max OR g.created_given = 0) \
          ORDER BY g.event_ts DESC, g.created_ts DESC LIMIT 1)";
 
-const FEATURE_INSERT: &str = "feature_rows (group_name, entity_key, event_ts, created_ts, values_json, provenance)";
-const FEATURE_COLUMNS: usize = 6;
+const FEATURE_INSERT: &str =
+    "feature_rows (group_name, entity_key, event_ts, created_ts, created_given, values_json, provenance)";
+const FEATURE_COLUMNS: usize = 7;
 const FEATURE_UPSERT: &str = "ON CONFLICT (group_name, entity_key, event_ts, created_ts) DO UPDATE \
-     SET values_json = excluded.values_json, provenance = excluded.provenance \
-     WHERE feature_rows.values_json <> excluded.values_json OR feature_rows.provenance IS NOT excluded.provenance";
+     SET values_json = excluded.values_json, provenance = excluded.provenance, \
+         created_given = excluded.created_given \
+     WHERE feature_rows.values_json <> excluded.values_json OR feature_rows.provenance IS NOT excluded.provenance \
+        OR feature_rows.created_given <> excluded.created_given";
 
 /// Rows per statement with `columns` parameters per row.
 const fn chunk_rows(columns: usize) -> usize {
@@ -835,6 +838,7 @@ impl OfflineStore for SqliteStore {
                     .bind(row.entity.as_str())
                     .bind(row.event_ts.0)
                     .bind(row.created.0)
+                    .bind(row.created_given)
                     .bind(values.as_str())
                     .bind(provenance.as_deref());
             }
@@ -855,7 +859,8 @@ impl OfflineStore for SqliteStore {
             // Anonymous parameters only: SQLite looks numbered ones up by a
             // linear scan, which makes binding quadratic in their count.
             let mut sql = String::from(
-                "SELECT f.entity_key, f.event_ts, f.created_ts, f.values_json, f.provenance FROM (VALUES ",
+                "SELECT f.entity_key, f.event_ts, f.created_ts, f.created_given, f.values_json, f.provenance \
+                 FROM (VALUES ",
             );
             for i in 0..keys.len() {
                 sql.push_str(if i == 0 { "(?)" } else { ",(?)" });
@@ -866,17 +871,19 @@ impl OfflineStore for SqliteStore {
                  WHERE g.group_name = f.group_name AND g.entity_key = k.column1 \
                  ORDER BY g.event_ts DESC, g.created_ts DESC LIMIT 1)",
             );
-            let mut query = sqlx::query_as::<_, (String, i64, i64, String, Option<String>)>(&sql)
+            let mut query = sqlx::query_as::<_, (String, i64, i64, bool, String, Option<String>)>(&sql)
                 .persistent(keys.len() == ENTITIES_PER_LOOKUP || keys.len() <= 16);
             for key in keys {
                 query = query.bind(*key);
             }
             query = query.bind(group);
-            for (key, event_ts, created, values, provenance) in query.fetch_all(&self.readers).await.map_err(db_err)? {
+            let found_rows = query.fetch_all(&self.readers).await.map_err(db_err)?;
+            for (key, event_ts, created, created_given, values, provenance) in found_rows {
                 let row = FeatureRow {
                     entity: EntityKey(key.clone()),
                     event_ts: Timestamp(event_ts),
                     created: Timestamp(created),
+                    created_given,
                     values: values_from_json(&values)?,
                     provenance: super::sql::provenance_from_text(provenance.as_deref())?,
                 };
@@ -904,15 +911,16 @@ impl OfflineStore for SqliteStore {
                 })
                 .collect();
             let encoded = serde_json::Value::Array(encoded).to_string();
-            let found: Vec<(i64, i64, i64, String, Option<String>)> =
+            let found: Vec<(i64, i64, i64, bool, String, Option<String>)> =
                 sqlx::query_as(AS_OF).bind(encoded).bind(group).fetch_all(&self.readers).await.map_err(db_err)?;
             let base = chunk_no * POINTS_PER_LOOKUP;
-            for (i, event_ts, created, values, provenance) in found {
+            for (i, event_ts, created, created_given, values, provenance) in found {
                 let i = usize::try_from(i).map_err(|_| StoreError::Corrupt(format!("point index {i}")))?;
                 out[base + i] = Some(FeatureRow {
                     entity: chunk[i].0.clone(),
                     event_ts: Timestamp(event_ts),
                     created: Timestamp(created),
+                    created_given,
                     values: values_from_json(&values)?,
                     provenance: super::sql::provenance_from_text(provenance.as_deref())?,
                 });
@@ -1109,6 +1117,7 @@ mod tests {
             entity: key(entity),
             event_ts: Timestamp::from_secs(event),
             created: Timestamp::from_secs(created),
+            created_given: false,
             values: values(&[("x", x)]),
             provenance: None,
         }
@@ -1478,8 +1487,14 @@ mod tests {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let row =
-            FeatureRow { entity: key("AAPL"), event_ts: Timestamp(1), created: Timestamp(2), values, provenance: None };
+        let row = FeatureRow {
+            entity: key("AAPL"),
+            event_ts: Timestamp(1),
+            created: Timestamp(2),
+            created_given: false,
+            values,
+            provenance: None,
+        };
         store.write_feature_rows("g", std::slice::from_ref(&row)).await.unwrap();
         assert_eq!(store.latest_feature_rows("g", &[key("AAPL")]).await.unwrap(), vec![Some(row)]);
     }

@@ -52,6 +52,37 @@ pub fn wafer() -> Command {
     cmd
 }
 
+/// Starts `wafer demo` on a free port with `data_dir` and waits until it
+/// serves, which is after it has loaded and materialized everything (it
+/// binds its port first, so requests before then wait rather than fail).
+/// Returns the server and how long it took to serve.
+pub async fn start_demo(data_dir: &Path) -> (Server, Duration) {
+    let port = free_port();
+    let started = Instant::now();
+    let child = wafer()
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting wafer demo");
+    let mut server = Server { child, base: format!("http://127.0.0.1:{port}") };
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().expect("client");
+    let deadline = started + Duration::from_secs(120);
+    loop {
+        if let Ok(resp) = client.get(server.url("/healthz")).send().await
+            && resp.status().is_success()
+        {
+            return (server, started.elapsed());
+        }
+        if let Some(status) = server.child.try_wait().expect("polling the demo") {
+            panic!("wafer demo exited early with {status}");
+        }
+        assert!(Instant::now() < deadline, "wafer demo did not serve within 120 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Starts `wafer serve` on a free port with `data_dir` and `extra` flags,
 /// and waits until it answers `/healthz`.
 pub async fn start_server(data_dir: &Path, extra: &[String]) -> Server {

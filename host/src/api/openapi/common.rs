@@ -8,9 +8,10 @@ use serde_json::{Value, json};
 /// Every `code` an error body can carry: the codes of
 /// [`ApiError::status`]'s table plus `internal`. The unit tests check this
 /// list against `api/error.rs` and every `ApiError::new` in `api/`.
-pub(super) const ERROR_CODES: [&str; 21] = [
+pub(super) const ERROR_CODES: [&str; 22] = [
     "invalid_json",
     "invalid_request",
+    "invalid_timestamp",
     "unknown_feature",
     "invalid_component",
     "unauthorized",
@@ -102,7 +103,38 @@ pub(super) fn no_content(description: &str) -> Value {
 
 /// The error envelope, as the `4XX` and `5XX` answers.
 pub(super) fn errors() -> Value {
-    answer("Error envelope: the code names the failure (see the Error schema for the codes and statuses)", "Error")
+    answer(
+        "Error envelope (application/json, whatever went wrong): the code names the failure (see the Error schema for the codes and statuses); an unknown path is 404 not_found, a method the path does not serve 405 method_not_allowed",
+        "Error",
+    )
+}
+
+/// The `400` answer of an operation with path or query parameters.
+fn parameter_errors() -> Value {
+    answer(
+        "Error envelope. A path or query parameter that does not parse (a non-integer limit, a boolean that is not true or false, an unknown query parameter where they are refused, text that is not UTF-8) is invalid_request, whose message names the parameter and details holds {\"in\": \"query\" or \"path\", \"parameter\": name}; other codes as the Error schema lists",
+        "Error",
+    )
+}
+
+/// Documents the `400` envelope on every operation that takes path or
+/// query parameters (on the operation or its path item), so a client sees
+/// where a malformed parameter is answered.
+pub(super) fn add_parameter_errors(doc: &mut Value) {
+    let Some(paths) = doc["paths"].as_object_mut() else { return };
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else { continue };
+        let shared = item.get("parameters").and_then(Value::as_array).is_some_and(|p| !p.is_empty());
+        for (method, op) in item.iter_mut() {
+            if !METHODS.contains(&method.as_str()) || !op.is_object() {
+                continue;
+            }
+            let own = op["parameters"].as_array().is_some_and(|p| !p.is_empty());
+            if (shared || own) && op["responses"].get("400").is_none() {
+                op["responses"]["400"] = parameter_errors();
+            }
+        }
+    }
 }
 
 /// A required path parameter.

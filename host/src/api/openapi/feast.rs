@@ -41,8 +41,14 @@ fn feast_errors(mut op: Value) -> Value {
     op
 }
 
+/// Feast's detail from the handlers; wafer's envelope from what answers
+/// before them (the token check, a method the path does not serve).
 fn error_answer(description: &str) -> Value {
-    json!({"description": description, "content": {"application/json": {"schema": schema_ref("FeastErrorDetail")}}})
+    let description = format!(
+        "{description}. The token check (401 unauthorized, 403 forbidden) and a method the path does not serve (405 method_not_allowed) answer wafer's error envelope instead"
+    );
+    let schema = json!({"oneOf": [schema_ref("FeastErrorDetail"), schema_ref("Error")]});
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
 }
 
 /// Feast answers `null` (or nothing) to a write; so does wafer.

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 pub(super) fn paths() -> Vec<(&'static str, Value)> {
     let rows = Op::new("ingestSourceRows", "Ingest source rows (JSON {\"rows\": [...]} or text/csv with a header row); durable before acknowledged")
-        .describe("Each row carries the entity's join keys, the source's timestamp field and any of its fields (absent fields are null). CSV columns may come in any order. Any other content type is refused with unsupported_media_type.")
+        .describe("Each row carries the entity's join keys, the source's timestamp field and any of its fields (absent fields are null). CSV columns may come in any order. Any other content type is refused with unsupported_media_type. Timestamps past the server clock plus --max-future-skew (default 1 h) or before year 1000 are refused with 400 invalid_timestamp naming the row; nothing of the request is written.")
         .body(json!({"required": true, "content": {
             "application/json": {"schema": schema_ref("SourceRows"),
                 "example": {"rows": [{"ticker": "AAPL", "ts": "2024-05-01T00:00:00Z", "open": 168.1, "high": 170.2,
@@ -16,7 +16,7 @@ pub(super) fn paths() -> Vec<(&'static str, Value)> {
         .respond("200", answer("Rows written", "Written"))
         .build();
     let write = Op::new("writeFeatures", "Write feature rows of a stored group (offline first, then online)")
-        .describe("A row may carry created_timestamp; otherwise the server stamps the write time. Rows with the same entity and event time are corrections: the latest created wins.")
+        .describe("A row may carry created_timestamp; otherwise the server stamps the write time. Rows with the same entity and event time are corrections: the latest created wins. Event and created times past the server clock plus --max-future-skew (default 1 h) or before year 1000 are refused with 400 invalid_timestamp naming the row; nothing of the request is written.")
         .body(json_body("FeatureWrite", json!({"feature_group": "valuation", "rows": [
             {"entity": {"ticker": "AAPL"}, "event_timestamp": "2024-05-01T00:00:00Z", "values": {"pe_ratio": 28.1}}]})))
         .respond("200", answer("Rows written", "Written"))

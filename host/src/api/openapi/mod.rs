@@ -71,7 +71,7 @@ pub fn document() -> Value {
     let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "wafer", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Feature store with WebAssembly transforms. Errors are {\"error\": {\"code\", \"message\", \"details\"}} with a fitting 4xx/5xx status; timestamps are RFC 3339 strings in UTC; entity keys are JSON strings or integers."},
+                 "description": "Feature store with WebAssembly transforms. Errors are {\"error\": {\"code\", \"message\", \"details\"}} (application/json) with a fitting 4xx/5xx status, malformed path and query parameters, unknown paths and unsupported methods included; timestamps are RFC 3339 strings in UTC; entity keys are JSON strings or integers."},
         "paths": {},
         "components": {"schemas": {}}
     });
@@ -86,5 +86,6 @@ pub fn document() -> Value {
         }
     }
     common::add_security(&mut doc);
+    common::add_parameter_errors(&mut doc);
     doc
 }

@@ -4,7 +4,7 @@
 use super::common::{Op, answer, json_body, object, query_param, schema_ref, timestamp_or_null};
 use serde_json::{Value, json};
 
-const HISTORICAL_SUMMARY: &str = "Point-in-time training data: per entity row and group, the row with the latest event time in [event_timestamp - max_age, event_timestamp] (both inclusive; no max age: unbounded), created last among ties; with created_cutoff, only rows created at or before event_timestamp. Output keeps input order and every input column, then one column per ref (null where nothing was known). Large answers stream; an error after the first rows aborts the transfer.";
+const HISTORICAL_SUMMARY: &str = "Point-in-time training data: per entity row and group, the row with the latest event time in [event_timestamp - max_age, event_timestamp] (both inclusive; no max age: unbounded), created last among ties; with created_cutoff, rows whose writer gave a created time after event_timestamp are left out (server-stamped created times, of pushes without one and of materialized rows, never are). Output keeps input order and every input column, then one column per ref (null where nothing was known). Large answers stream; an error after the first rows aborts the transfer.";
 
 pub(super) fn paths() -> Vec<(&'static str, Value)> {
     let online = Op::new("readOnline", "Online read with per-value status, event time, age and source")
@@ -29,7 +29,7 @@ fn historical() -> Value {
                          "example": "ticker,event_timestamp,label,technical:sma_20\nAAPL,2024-05-01T00:00:00Z,1,188.7\n"}}});
     Op::new("readHistorical", HISTORICAL_SUMMARY)
         .param(query_param("features", &csv_only("Comma-separated refs"), json!({"type": "string", "example": "technical:sma_20,risk:beta"})))
-        .param(query_param("created_cutoff", &csv_only("Only rows created at or before each row's event_timestamp"), json!({"type": "boolean", "default": false})))
+        .param(query_param("created_cutoff", &csv_only("Leave out rows whose writer-given created time (created_timestamp, Feast's created) is after each row's event_timestamp; rows the server stamped are never left out"), json!({"type": "boolean", "default": false})))
         .param(query_param("include_provenance", &csv_only("Add <group>:__provenance columns (name@version#sha256, empty for pushed rows)"), json!({"type": "boolean", "default": false})))
         .param(query_param("header", "CSV answers: false leaves out the header row (to append several answers to one file)", json!({"type": "boolean", "default": true})))
         .param(json!({"name": "Accept", "in": "header", "required": false, "description": "text/csv for a CSV answer; otherwise JSON", "schema": {"type": "string", "example": "text/csv"}}))
@@ -140,7 +140,7 @@ fn historical_request() -> Value {
         "entity_rows": {"type": "array", "items": {"type": "object", "additionalProperties": true,
             "description": "Join keys, event_timestamp (RFC 3339, naive = UTC, or a date), any other columns (passed through; request fields of on-demand groups)"}},
         "features": {"type": "array", "items": {"type": "string"}, "description": "group:feature refs; each becomes a column named by the ref"},
-        "created_cutoff": {"type": "boolean", "default": false, "description": "Only rows created at or before each row's event_timestamp"},
+        "created_cutoff": {"type": "boolean", "default": false, "description": "Leave out rows whose writer-given created time (created_timestamp, Feast's created) is after each row's event_timestamp; rows the server stamped are never left out"},
         "include_provenance": {"type": "boolean", "default": false, "description": "Add one <group>:__provenance column per requested group (a Provenance object, null for pushed rows)"}}),
         Some(
             json!({"entity_rows": [{"ticker": "AAPL", "event_timestamp": "2024-05-01T00:00:00Z"}], "features": ["technical:sma_20", "risk:beta"], "created_cutoff": true}),

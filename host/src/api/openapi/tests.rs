@@ -115,6 +115,62 @@ fn every_operation_has_a_summary_and_responses_and_every_body_and_answer_a_schem
     assert_none(failures, "operations break the document's rules");
 }
 
+/// Every error answer is JSON; the `4XX` and `5XX` ranges every operation
+/// has are the envelope (the Feast endpoints: Feast's error detail or the
+/// envelope), and an operation with path or query parameters documents its
+/// `400` as the envelope. (A specific status may have its own shape, as
+/// `/readyz`'s 503 does.)
+#[test]
+fn every_error_answer_is_json_and_operations_with_parameters_document_the_400_envelope() {
+    let doc = document();
+    let envelope = json!({"$ref": "#/components/schemas/Error"});
+    let mut failures = Vec::new();
+    let mut with_parameters = 0;
+    for (path, method, op, item) in operations(&doc) {
+        let at = format!("{} {path}", method.to_uppercase());
+        let responses = op["responses"].as_object().cloned().unwrap_or_default();
+        for range in ["4XX", "5XX"] {
+            if !responses.contains_key(range) {
+                failures.push(format!("{at}: no {range} answer"));
+            }
+        }
+        for (status, response) in &responses {
+            if !(status.starts_with('4') || status.starts_with('5')) {
+                continue;
+            }
+            let content = &deref(&doc, response)["content"];
+            let types: Vec<&String> = content.as_object().map(|m| m.keys().collect()).unwrap_or_default();
+            if types != ["application/json"] {
+                failures.push(format!("{at} {status}: answered as {types:?}, not application/json alone"));
+            }
+            if !(status.ends_with("XX") || status == "400") {
+                continue;
+            }
+            let schema = &content["application/json"]["schema"];
+            let is_envelope = *schema == envelope
+                || schema["oneOf"].as_array().is_some_and(|alternatives| alternatives.contains(&envelope));
+            if !is_envelope {
+                failures.push(format!("{at} {status}: the schema {schema} is not (or does not allow) the envelope"));
+            }
+        }
+        let takes_parameters = item["parameters"]
+            .as_array()
+            .into_iter()
+            .chain(op["parameters"].as_array())
+            .flatten()
+            .any(|p| matches!(deref(&doc, p)["in"].as_str(), Some("path" | "query")));
+        if takes_parameters {
+            with_parameters += 1;
+            let answer = &op["responses"]["400"]["content"]["application/json"]["schema"];
+            if *answer != envelope {
+                failures.push(format!("{at}: takes path or query parameters but documents no 400 envelope"));
+            }
+        }
+    }
+    assert_none(failures, "error answers");
+    assert!(with_parameters >= 20, "only {with_parameters} operations with parameters: the scan is broken");
+}
+
 #[test]
 fn every_ref_resolves_to_an_existing_component() {
     fn walk(doc: &Value, v: &Value, at: &str, failures: &mut Vec<String>, count: &mut usize) {

@@ -67,7 +67,7 @@ fn publish() -> Value {
     let wasm = json!({"schema": {"type": "string", "format": "binary", "contentMediaType": "application/wasm"},
                       "example": "\u{0}asm\r\u{0}\u{1}\u{0}"});
     Op::new("publishTransformVersion", "Publish a version (component bytes). 201 new, 200 same bytes again, 409 different bytes, 400 invalid")
-        .describe("The body is a WebAssembly component of the wafer world (the example shows the component preamble, 00 61 73 6d 0d 00 01 00); a missing content type is taken as application/wasm. It is validated (a component of our world, describe succeeds, limits respected); an invalid one is refused with invalid_component and the reason, one over the size cap with module_too_large.")
+        .describe("The body is a WebAssembly component of the wafer world (the example shows the component preamble, 00 61 73 6d 0d 00 01 00); a missing content type is taken as application/wasm. It is validated (a component of our world, describe succeeds, limits respected); an invalid one is refused with invalid_component and the reason (including a describe over the descriptor caps: about 256 KiB in all, 1,024 entries per list, 64-byte names, 4 KiB descriptions), one over the size cap with module_too_large.")
         .body(json!({"required": true, "content": {"application/wasm": wasm.clone(), "application/octet-stream": wasm}}))
         .respond("201", answer("Published", "TransformVersion"))
         .respond("200", answer("Already published with the same bytes", "TransformVersion"))

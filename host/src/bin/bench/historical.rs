@@ -95,7 +95,14 @@ async fn measure(
             (0..FEATURES).map(|i| (format!("f{i}"), Value::Float64(rng.gen_range(0.0..1000.0)))).collect();
         // A push group: no transform computed these rows.
         let entity = EntityKey(format!("T{e:05}"));
-        batch.push(FeatureRow { entity, event_ts: event, created: event, values, provenance: None });
+        batch.push(FeatureRow {
+            entity,
+            event_ts: event,
+            created: event,
+            created_given: false,
+            values,
+            provenance: None,
+        });
         if corrected {
             let mut again = batch.last().expect("just pushed").clone();
             again.created = event.plus_secs(3600);

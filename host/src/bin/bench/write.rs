@@ -60,6 +60,7 @@ async fn measure(store: &PostgresStore, rows: usize, features: usize, iterations
                 entity: entity.clone(),
                 event_ts,
                 created: event_ts,
+                created_given: false,
                 values: names
                     .iter()
                     .enumerate()

@@ -26,6 +26,11 @@
 //! | `exit`       | calls `std::process::exit(3)`, which must end the call, not the host (WASI 0.2's `exit` only tells success from failure: the host sees status 1) |
 //! | `sleep`      | sleeps [`SLEEP_SECS`] seconds (`std::thread::sleep`, a blocking WASI poll), then succeeds as `ok` |
 //! | `net`        | only with the `net` feature: resolves `localhost` and opens a TCP connection through `std::net`; see below |
+//! | `ts_reversed` | succeeds as `ok` but returns the rows' timestamps in descending order |
+//! | `ts_repeat`  | succeeds as `ok` but stamps every row with the first row's timestamp |
+//! | `ts_max`     | succeeds as `ok` but stamps row i at `i64::MAX - n + i` microseconds (ascending, past any calendar) |
+//! | `ts_min`     | succeeds as `ok` but stamps row i at `i64::MIN + i` microseconds (ascending, before any calendar) |
+//! | `ts_9999`    | succeeds as `ok` but moves every row to year 9999 (ascending) |
 //!
 //! Unknown modes are refused with an error naming the mode.
 //!
@@ -68,7 +73,8 @@ impl Transform for Evil {
                 "mode",
                 ValueType::Text,
                 Some("ok"),
-                "ok|error|trap|loop|alloc|recurse|wrong_len|nan|inf|big_output|log|stdout|fs|env|clock|exit|sleep|net",
+                "ok|error|trap|loop|alloc|recurse|wrong_len|nan|inf|big_output|log|stdout|fs|env|clock|exit|sleep|net\
+                 |ts_reversed|ts_repeat|ts_max|ts_min|ts_9999",
             )
             .min_history(1)
     }
@@ -174,7 +180,26 @@ fn misbehave(mode: &str, timestamps: Vec<i64>, x: &[f64]) -> Result<Table, Strin
         "net" => Err("mode `net` is built only with the `net` feature: std::net imports wasi:sockets, \
                       which the sandbox refuses at publish"
             .to_string()),
+        "ts_reversed" | "ts_repeat" | "ts_max" | "ts_min" | "ts_9999" => {
+            Ok(Table::new(skewed_times(mode, &timestamps))
+                .with(Column::from_f64s("x", x.iter().map(|v| v * 2.0).collect())))
+        }
         other => Err(format!("unknown mode `{other}`")),
+    }
+}
+
+/// The timestamps a `ts_*` mode returns instead of its input's: what a
+/// component that does not keep the WIT's ascending order (or a sane
+/// clock) would hand the host.
+fn skewed_times(mode: &str, timestamps: &[i64]) -> Vec<i64> {
+    let n = timestamps.len() as i64;
+    match mode {
+        "ts_reversed" => timestamps.iter().rev().copied().collect(),
+        "ts_repeat" => vec![timestamps.first().copied().unwrap_or(0); timestamps.len()],
+        "ts_max" => (0..n).map(|i| i64::MAX - n + i).collect(),
+        "ts_min" => (0..n).map(|i| i64::MIN + i).collect(),
+        // 9999-01-01T00:00:00Z, one microsecond apart.
+        _ => (0..n).map(|i| 253_370_764_800_000_000 + i).collect(),
     }
 }
 

@@ -1,0 +1,11 @@
+-- Whether a feature row's created time was given by its writer (a pushed
+-- row's `created_timestamp`, Feast's `created` column) rather than stamped
+-- with the server's clock. A point-in-time read's `created_cutoff` compares
+-- only given created times, as Feast filters by created time only where a
+-- source has a created-timestamp column: a backfill pushed without created
+-- times must not vanish from every earlier entity row.
+--
+-- Rows written before this migration read as server-stamped (0). Which of
+-- them were pushed with a created time was never recorded; counting them as
+-- stamped errs towards returning a value, where the old rule hid backfills.
+ALTER TABLE feature_rows ADD COLUMN created_given INTEGER NOT NULL DEFAULT 0;
