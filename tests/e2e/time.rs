@@ -19,6 +19,7 @@ backend_tests!(
     pushed_feature_rows_with_an_impossible_event_or_created_time_are_refused_and_later_writes_still_win,
     feast_pushes_and_writes_with_future_times_are_refused_in_feasts_error_shape,
     epoch_milliseconds_sent_as_a_timestamp_are_refused_with_a_hint,
+    timestamps_that_cannot_be_read_are_refused_naming_the_row_and_column,
     the_future_skew_is_configurable,
     a_batch_transform_returning_disordered_or_impossible_timestamps_fails_and_stores_nothing,
 );
@@ -200,12 +201,46 @@ async fn epoch_milliseconds_sent_as_a_timestamp_are_refused_with_a_hint(backend:
     let (status, body) = app.post_csv("/v1/sources/prices/rows", &csv).await;
     assert_time_refused(status, &body, 1, "as epoch milliseconds would be");
 
-    // Pushed rows: the JSON body is refused where it is read.
+    // Pushed rows: refused the same way, naming the row and the column.
     register_push_group(&app).await;
-    let body = json!({"feature_group": "valuation", "rows": [{"entity": {"ticker": "AAPL"}, "event_timestamp": millis, "values": {"pe": 1.0}}]});
+    let body = json!({"feature_group": "valuation", "rows": [
+        {"entity": {"ticker": "AAPL"}, "event_timestamp": now(&app).to_rfc3339(), "values": {"pe": 1.0}},
+        {"entity": {"ticker": "AAPL"}, "event_timestamp": now(&app).to_rfc3339(), "created_timestamp": millis, "values": {"pe": 1.0}},
+    ]});
     let (status, body) = app.post_json("/v1/features/write", &body).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_time_refused(status, &body, 1, "row 1: created_timestamp: timestamps are RFC 3339 strings");
     assert!(body["error"]["message"].as_str().unwrap().contains("as epoch milliseconds would be"), "{body}");
+    assert_eq!(body["error"]["details"]["column"], json!("created_timestamp"), "{body}");
+}
+
+async fn timestamps_that_cannot_be_read_are_refused_naming_the_row_and_column(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
+    app.setup_technical(&["AAPL"], 1).await;
+    register_push_group(&app).await;
+    let good = now(&app).to_rfc3339();
+    for (sent, part) in [
+        (json!("+10000-01-01T00:00:00Z"), "is not an RFC 3339 timestamp"),
+        (json!("yesterday"), "'yesterday' is not an RFC 3339 timestamp"),
+        (json!(null), "must be an RFC 3339 string, not null"),
+        (json!(true), "not a boolean"),
+        (json!(1e300), "got 1e300"),
+    ] {
+        let rows = json!({"rows": [{"ticker": "AAPL", "ts": good, "close": 1.0}, {"ticker": "AAPL", "ts": sent, "close": 2.0}]});
+        let (status, body) = app.post_json("/v1/sources/prices/rows", &rows).await;
+        assert_time_refused(status, &body, 1, part);
+        let write = json!({"feature_group": "valuation", "rows": [
+            {"entity": {"ticker": "AAPL"}, "event_timestamp": good, "values": {"pe": 1.0}},
+            {"entity": {"ticker": "AAPL"}, "event_timestamp": sent, "values": {"pe": 2.0}},
+        ]});
+        let (status, body) = app.post_json("/v1/features/write", &write).await;
+        assert_time_refused(status, &body, 1, part);
+        assert_eq!(body["error"]["details"]["column"], json!("event_timestamp"), "{body}");
+    }
+    let csv = format!("ticker,ts,close\nAAPL,{good},1\nAAPL,not-a-time,2\n");
+    let (status, body) = app.post_csv("/v1/sources/prices/rows", &csv).await;
+    assert_time_refused(status, &body, 2, "CSV row 2, column 'ts': 'not-a-time' is not an RFC 3339 timestamp");
+    // Nothing of any of those requests was written.
+    assert_eq!(served_pe(&app, "AAPL").await.1, json!("missing"));
 }
 
 async fn the_future_skew_is_configurable(backend: Backend) {

@@ -154,13 +154,30 @@ fn unit_hint(ts: Timestamp, latest: Timestamp) -> &'static str {
     }
 }
 
+/// Reads a timestamp a client sent in JSON: RFC 3339 text (see
+/// [`Timestamp::parse`]); a number is refused with [`number_hint`]'s reading
+/// of it against `now`, anything else by its kind.
+pub fn read_json(json: &serde_json::Value, now: Timestamp) -> Result<Timestamp, String> {
+    match json {
+        serde_json::Value::String(text) => Timestamp::parse(text).map_err(|e| e.to_string()),
+        serde_json::Value::Number(n) => Err(number_hint(n.as_f64().unwrap_or(f64::NAN), now)),
+        serde_json::Value::Null => Err("must be an RFC 3339 string, not null".into()),
+        serde_json::Value::Bool(_) => Err("must be an RFC 3339 string, not a boolean".into()),
+        serde_json::Value::Array(_) => Err("must be an RFC 3339 string, not an array".into()),
+        serde_json::Value::Object(_) => Err("must be an RFC 3339 string, not an object".into()),
+    }
+}
+
 /// Why a number was refused where a timestamp belongs, and, when it reads
 /// as a time within 100 years of `now` in one of the usual epoch units,
 /// which: clients that serialize dates as numbers most often send epoch
 /// milliseconds (pandas' `to_json`, JavaScript's `Date.now()`).
 pub fn number_hint(n: f64, now: Timestamp) -> String {
+    // Exponent form past what any epoch count could be, so a hostile 1e300
+    // is not written out in 300 digits.
+    let shown = if n.abs() < 1e16 { format!("{n}") } else { format!("{n:e}") };
     format!(
-        "timestamps are RFC 3339 strings (e.g. \"2024-05-01T13:00:00Z\"), not numbers; got {n}{}",
+        "timestamps are RFC 3339 strings (e.g. \"2024-05-01T13:00:00Z\"), not numbers; got {shown}{}",
         epoch_reading(n, now)
     )
 }
@@ -281,5 +298,17 @@ mod tests {
         assert!(millis.ends_with("as epoch milliseconds would be 2025-12-01T12:00:00Z"), "{millis}");
         assert!(number_hint(1_764_590_400.0, now).ends_with("as epoch seconds would be 2025-12-01T12:00:00Z"));
         assert!(number_hint(7.0, now).ends_with("not numbers; got 7"));
+        assert!(number_hint(1e300, now).ends_with("not numbers; got 1e300"));
+    }
+
+    #[test]
+    fn json_timestamps_are_text_and_anything_else_is_named() {
+        let now = Timestamp::parse("2026-12-01T12:00:00Z").unwrap();
+        let at = read_json(&serde_json::json!("2026-12-01T12:00:00Z"), now).unwrap();
+        assert_eq!(at, now);
+        assert!(read_json(&serde_json::json!("soon"), now).unwrap_err().contains("'soon' is not an RFC 3339"));
+        assert!(read_json(&serde_json::json!(1_764_590_400_000u64), now).unwrap_err().contains("epoch milliseconds"));
+        assert_eq!(read_json(&serde_json::json!(null), now).unwrap_err(), "must be an RFC 3339 string, not null");
+        assert!(read_json(&serde_json::json!({"t": 1}), now).unwrap_err().ends_with("not an object"));
     }
 }

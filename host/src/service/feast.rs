@@ -399,7 +399,12 @@ impl Wafer {
                     Some(t) => Some(timestamp(&t).map_err(|e| row_error(i, format!("created: {e}")))?),
                 };
                 let values = group.features.iter().filter_map(|f| Some((f.name.clone(), at(&f.name)?))).collect();
-                Ok(FeatureWriteRow { entity, event_timestamp, created_timestamp, values })
+                Ok(FeatureWriteRow {
+                    entity,
+                    event_timestamp: event_timestamp.into(),
+                    created_timestamp: created_timestamp.map(Into::into),
+                    values,
+                })
             })
             .collect()
     }

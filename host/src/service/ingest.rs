@@ -14,10 +14,42 @@ use std::time::Duration;
 #[serde(deny_unknown_fields)]
 pub struct FeatureWriteRow {
     pub entity: serde_json::Map<String, serde_json::Value>,
-    pub event_timestamp: Timestamp,
+    pub event_timestamp: SentTime,
     #[serde(default)]
-    pub created_timestamp: Option<Timestamp>,
+    pub created_timestamp: Option<SentTime>,
     pub values: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A time as a client sent it, read when its row is validated: an
+/// unreadable one is then refused as `invalid_timestamp` naming its row and
+/// column, exactly like a readable time outside the window, rather than as
+/// a malformed body.
+/// Callers that read the time themselves (Feast's `df`) hand it over read.
+#[derive(Clone, Debug)]
+pub enum SentTime {
+    Json(serde_json::Value),
+    Read(Timestamp),
+}
+
+impl SentTime {
+    fn read(&self, now: Timestamp) -> Result<Timestamp, String> {
+        match self {
+            SentTime::Json(json) => crate::model::time::read_json(json, now),
+            SentTime::Read(t) => Ok(*t),
+        }
+    }
+}
+
+impl From<Timestamp> for SentTime {
+    fn from(t: Timestamp) -> Self {
+        SentTime::Read(t)
+    }
+}
+
+impl<'de> Deserialize<'de> for SentTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(d).map(SentTime::Json)
+    }
 }
 
 impl Wafer {
@@ -25,19 +57,19 @@ impl Wafer {
     pub async fn ingest_json(&self, source_name: &str, rows: &[serde_json::Value]) -> ServiceResult<u64> {
         let source = self.source(source_name)?;
         let join_keys = self.entity(&source.entity)?.join_keys.clone();
+        let now = self.clock().now();
         let window = self.time_window();
         let mut parsed = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
             let obj =
                 row.as_object().ok_or_else(|| ServiceError::Invalid(format!("row {i}: expected a JSON object")))?;
             let ts_field = &source.timestamp_field;
-            if let Some(serde_json::Value::Number(n)) = obj.get(ts_field) {
-                let hint = crate::model::time::number_hint(n.as_f64().unwrap_or(f64::NAN), window.latest);
-                return Err(time_error(i, ts_field, format!("row {i}: '{ts_field}': {hint}")));
-            }
-            let row = source_row_from_json(&source, &join_keys, obj).map_err(|e| row_error(i, e))?;
-            window.check(row.ts, "event time").map_err(|e| time_error(i, ts_field, format!("row {i}: {e}")))?;
-            parsed.push(row);
+            let sent =
+                obj.get(ts_field).ok_or_else(|| row_error(i, format!("missing timestamp field '{ts_field}'")))?;
+            let bad = |e: String| time_error(i, ts_field, format!("row {i}: '{ts_field}': {e}"));
+            let ts = crate::model::time::read_json(sent, now).map_err(bad)?;
+            window.check(ts, "event time").map_err(|e| time_error(i, ts_field, format!("row {i}: {e}")))?;
+            parsed.push(source_row_from_json(&source, &join_keys, obj, ts).map_err(|e| row_error(i, e))?);
         }
         self.write_source_rows(&source, parsed).await
     }
@@ -75,6 +107,7 @@ impl Wafer {
                 return Err(ServiceError::Invalid(format!("CSV header lacks required column '{required}'")));
             }
         }
+        let now = self.clock().now();
         let window = self.time_window();
         let mut parsed = Vec::new();
         for (i, record) in reader.records().enumerate() {
@@ -92,15 +125,10 @@ impl Wafer {
                         parts[*k] = cell.to_string();
                     }
                     Col::Ts => {
-                        let t = csv_timestamp(cell, window.latest).map_err(|e| match e {
-                            CsvTime::Unreadable(e) => at(e),
-                            CsvTime::Number(hint) => {
-                                time_error(i + 1, name, format!("CSV row {}, column '{name}': {hint}", i + 1))
-                            }
-                        })?;
-                        window
-                            .check(t, "event time")
-                            .map_err(|e| time_error(i + 1, name, format!("CSV row {}, column '{name}': {e}", i + 1)))?;
+                        let bad =
+                            |e: String| time_error(i + 1, name, format!("CSV row {}, column '{name}': {e}", i + 1));
+                        let t = csv_timestamp(cell, now).map_err(bad)?;
+                        window.check(t, "event time").map_err(|e| bad(e.to_string()))?;
                         ts = Some(t);
                     }
                     Col::Field(ty) => {
@@ -155,15 +183,15 @@ impl Wafer {
         let mut parsed = Vec::with_capacity(rows.len());
         for (i, row) in rows.into_iter().enumerate() {
             let entity = EntityKey::from_json(&row.entity, &join_keys).map_err(|e| row_error(i, e.to_string()))?;
-            let times = [
-                ("event_timestamp", "event time", Some(row.event_timestamp)),
-                ("created_timestamp", "created time", row.created_timestamp),
-            ];
-            for (column, what, t) in times {
-                if let Some(t) = t {
-                    window.check(t, what).map_err(|e| time_error(i, column, format!("row {i}: {e}")))?;
-                }
-            }
+            let read = |column: &str, what: &str, sent: &SentTime| {
+                let bad = |e: String| time_error(i, column, format!("row {i}: {column}: {e}"));
+                let t = sent.read(now).map_err(bad)?;
+                window.check(t, what).map_err(|e| time_error(i, column, format!("row {i}: {e}")))?;
+                Ok::<_, ServiceError>(t)
+            };
+            let event_ts = read("event_timestamp", "event time", &row.event_timestamp)?;
+            let created =
+                row.created_timestamp.as_ref().map(|c| read("created_timestamp", "created time", c)).transpose()?;
             let mut values = BTreeMap::new();
             for (name, json) in &row.values {
                 let spec = group.feature(name).ok_or_else(|| ServiceError::UnknownFeature {
@@ -175,9 +203,9 @@ impl Wafer {
             }
             parsed.push(FeatureRow {
                 entity,
-                event_ts: row.event_timestamp,
-                created: row.created_timestamp.unwrap_or(now),
-                created_given: row.created_timestamp.is_some(),
+                event_ts,
+                created: created.unwrap_or(now),
+                created_given: created.is_some(),
                 values,
                 // Pushed by a client: no transform of ours computed it.
                 provenance: None,
@@ -191,17 +219,9 @@ fn source_row_from_json(
     source: &Source,
     join_keys: &[String],
     obj: &serde_json::Map<String, serde_json::Value>,
+    ts: Timestamp,
 ) -> Result<SourceRow, String> {
     let entity = EntityKey::from_json(obj, join_keys).map_err(|e| e.to_string())?;
-    let ts = match obj.get(&source.timestamp_field) {
-        Some(serde_json::Value::String(s)) => Timestamp::parse(s).map_err(|e| e.to_string())?,
-        Some(_) => {
-            return Err(format!("'{}' must be an RFC 3339 string", source.timestamp_field));
-        }
-        None => {
-            return Err(format!("missing timestamp field '{}'", source.timestamp_field));
-        }
-    };
     let mut values = BTreeMap::new();
     for (name, json) in obj {
         if join_keys.contains(name) || *name == source.timestamp_field {
@@ -219,17 +239,12 @@ fn field_list(source: &Source) -> String {
     source.fields.iter().map(|f| f.name.as_str()).collect::<Vec<_>>().join(", ")
 }
 
-/// Why a CSV timestamp cell was refused: not a time at all, or a number
-/// (explained in the unit it looks like).
-enum CsvTime {
-    Unreadable(String),
-    Number(String),
-}
-
-fn csv_timestamp(cell: &str, now: Timestamp) -> Result<Timestamp, CsvTime> {
+/// A CSV timestamp cell: RFC 3339 text; a number is explained in the unit
+/// it looks like.
+fn csv_timestamp(cell: &str, now: Timestamp) -> Result<Timestamp, String> {
     Timestamp::parse(cell).map_err(|e| match cell.trim().parse::<f64>() {
-        Ok(n) if n.is_finite() => CsvTime::Number(crate::model::time::number_hint(n, now)),
-        _ => CsvTime::Unreadable(e.to_string()),
+        Ok(n) if n.is_finite() => crate::model::time::number_hint(n, now),
+        _ => e.to_string(),
     })
 }
 
