@@ -214,7 +214,9 @@ fn query_rejection(r: QueryRejection) -> ApiError {
         if let Some(e) = e.downcast_ref::<serde_path_to_error::Error<serde::de::value::Error>>() {
             let parameter = e.path().to_string();
             let problem = e.inner().to_string();
-            return if parameter.is_empty() || parameter == "?" {
+            // The root ("." or "?"): a problem of the whole query string,
+            // such as a parameter given twice.
+            return if parameter.is_empty() || parameter == "?" || parameter == "." {
                 ApiError::invalid(format!("invalid query string: {problem}")).with_details(json!({"in": "query"}))
             } else {
                 ApiError::invalid(format!("invalid query parameter '{parameter}': {problem}"))
@@ -380,6 +382,9 @@ mod tests {
         assert!(e.message.contains("'limit'") && e.message.contains("invalid digit"), "{}", e.message);
         let e = query("/x?wait=maybe");
         assert_eq!(e.details["parameter"], json!("wait"), "{}", e.message);
+        let e = query("/x?limit=1&limit=2");
+        assert_eq!(e.details, json!({"in": "query"}), "{}", e.message);
+        assert_eq!(e.message, "invalid query string: duplicate field `limit`");
         let e = query("/x?color=red");
         assert_eq!(e.details, json!({"in": "query", "parameter": "color"}));
         assert!(e.message.contains("unknown field `color`"), "{}", e.message);
