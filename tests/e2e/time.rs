@@ -22,6 +22,7 @@ backend_tests!(
     timestamps_that_cannot_be_read_are_refused_naming_the_row_and_column,
     the_future_skew_is_configurable,
     a_batch_transform_returning_disordered_or_impossible_timestamps_fails_and_stores_nothing,
+    a_dry_run_on_disordered_or_impossible_input_times_is_refused_before_the_call,
 );
 
 #[track_caller]
@@ -308,4 +309,29 @@ async fn a_batch_transform_returning_disordered_or_impossible_timestamps_fails_a
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_ne!(body["results"][0]["features"][format!("{mode}:x")]["status"], json!("fresh"), "{mode}: {body}");
     }
+}
+
+async fn a_dry_run_on_disordered_or_impossible_input_times_is_refused_before_the_call(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
+    app.publish_and_activate("evil", "0.1.0", EVIL).await;
+    let invoke = |timestamps: Vec<&str>| json!({"params": {"mode": "ok"}, "sources": {"s": {"timestamps": timestamps, "columns": {"x": [1.0, 2.0]}}}});
+    let calls = |body: Value| body["versions"][0]["stats"]["calls"].clone();
+    let before = calls(app.get("/v1/transforms/evil").await.1);
+    for (timestamps, row, part) in [
+        (vec!["2024-05-02T00:00:00Z", "2024-05-01T00:00:00Z"], 1, "is before row 0's"),
+        (vec!["2024-05-01T00:00:00Z", "2024-05-01T00:00:00Z"], 1, "repeats row 0's"),
+        (vec!["2024-05-01T00:00:00Z", "9999-05-01T00:00:00Z"], 1, "9999-05-01T00:00:00Z is after"),
+        (vec!["0999-05-01T00:00:00Z", "2024-05-01T00:00:00Z"], 0, "before year 1000"),
+    ] {
+        let (status, body) = app.post_json("/v1/transforms/evil/invoke", &invoke(timestamps)).await;
+        assert_time_refused(status, &body, row, part);
+        assert_eq!(body["error"]["details"]["column"], json!("sources.s.timestamps"), "{body}");
+    }
+    // Nothing ran: the version's call count did not move.
+    let (status, body) = app.get("/v1/transforms/evil").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(calls(body), before);
+    let ok = invoke(vec!["2024-05-01T00:00:00Z", "2024-05-02T00:00:00Z"]);
+    let (status, body) = app.post_json("/v1/transforms/evil/invoke", &ok).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

@@ -135,6 +135,30 @@ impl TimeWindow {
         }
         Ok(())
     }
+
+    /// A series of timestamps (microseconds), as transforms exchange them:
+    /// strictly ascending, each in the window. The error is the first
+    /// offending row (0-based) and why.
+    pub fn check_series(&self, timestamps: &[i64]) -> Result<(), (usize, String)> {
+        for (row, &t) in timestamps.iter().enumerate() {
+            let ts = Timestamp(t);
+            if row > 0 && t <= timestamps[row - 1] {
+                let previous = Timestamp(timestamps[row - 1]);
+                let how = if t == previous.0 { "repeats" } else { "is before" };
+                return Err((
+                    row,
+                    format!(
+                        "row {row}: timestamp {} {how} row {}'s ({}); rows must be in strictly ascending time order",
+                        ts.describe(),
+                        row - 1,
+                        previous.describe()
+                    ),
+                ));
+            }
+            self.check(ts, "timestamp").map_err(|e| (row, format!("row {row}: {e}")))?;
+        }
+        Ok(())
+    }
 }
 
 /// A time about 1000x or 10^6x as far from the epoch as the window's end is

@@ -6,7 +6,7 @@ use super::bindings::{TRANSFORM_EXPORT, WAFER_IMPORTS};
 use super::limits::Limits;
 use crate::model::FieldSpec;
 use crate::model::registry::validate_name;
-use crate::model::{Column, ColumnValues, Descriptor, Table, TimeWindow, Timestamp, TransformKind};
+use crate::model::{Column, ColumnValues, Descriptor, Table, TimeWindow, TransformKind};
 use std::collections::HashSet;
 
 // Caps on what `describe` may return, checked at publish. Fixed, not
@@ -306,21 +306,7 @@ pub(crate) fn check_output(
 /// the future would be served `fresh` forever and hide every later write.
 /// The error names the first offending row (0-based).
 pub(crate) fn check_times(timestamps: &[i64], window: &TimeWindow) -> Result<(), String> {
-    for (row, &t) in timestamps.iter().enumerate() {
-        let ts = Timestamp(t);
-        if row > 0 && t <= timestamps[row - 1] {
-            let previous = Timestamp(timestamps[row - 1]);
-            let how = if t == previous.0 { "repeats" } else { "is before" };
-            return Err(format!(
-                "row {row}: timestamp {} {how} row {}'s ({}); batch rows must be in strictly ascending time order",
-                ts.describe(),
-                row - 1,
-                previous.describe()
-            ));
-        }
-        window.check(ts, "timestamp").map_err(|e| format!("row {row}: {e}"))?;
-    }
-    Ok(())
+    window.check_series(timestamps).map_err(|(_, message)| message)
 }
 
 /// The host's estimate of an output's size, the measure of
@@ -381,7 +367,7 @@ fn check_finite(c: &Column) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{FieldSpec, ParamSpec, RelatedSeries, ValueType};
+    use crate::model::{FieldSpec, ParamSpec, RelatedSeries, Timestamp, ValueType};
 
     #[test]
     fn only_component_binaries_pass_the_header_check() {
@@ -753,7 +739,9 @@ mod tests {
         assert_eq!(check_times(&[t0, t0 + day, now.0 + 3600 * Timestamp::MICROS_PER_SECOND], &window), Ok(()));
         let reversed = check_times(&[t0 + day, t0], &window).unwrap_err();
         assert!(
-            reversed.starts_with("row 1: timestamp 2026-11-21T12:00:00Z is before row 0's (2026-11-22T12:00:00Z)"),
+            reversed.starts_with(
+                "row 1: timestamp 2026-11-21T12:00:00Z is before row 0's (2026-11-22T12:00:00Z); rows must be"
+            ),
             "{reversed}"
         );
         let repeated = check_times(&[t0, t0 + day, t0 + day], &window).unwrap_err();

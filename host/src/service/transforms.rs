@@ -301,7 +301,17 @@ impl Wafer {
 
     /// Runs a version on inline input for its author: within its limits,
     /// but outside breaker and shadow, which judge production calls.
+    /// Inline input is held to what stored history always is: each
+    /// table's timestamps strictly ascending, within the time window.
     pub async fn dry_run_batch(&self, version: &TransformVersion, input: BatchInput) -> ServiceResult<Table> {
+        let window = self.time_window();
+        let tables = input.sources.iter().map(|t| ("sources", t)).chain(input.related.iter().map(|t| ("related", t)));
+        for (kind, named) in tables {
+            window.check_series(&named.table.timestamps).map_err(|(row, message)| {
+                let column = format!("{kind}.{}.timestamps", named.name);
+                ServiceError::InvalidTimestamp { row, message: format!("{column}: {message}"), column }
+            })?;
+        }
         let t = self.transform_cached(&version.name).await?;
         let id = self.ensure_loaded(version).await?;
         Ok(self.runtime().batch(&id, input, &self.effective_limits(&t.settings.limits)).await?)
