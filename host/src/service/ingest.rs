@@ -24,6 +24,7 @@ pub struct FeatureWriteRow {
 /// unreadable one is then refused as `invalid_timestamp` naming its row and
 /// column, exactly like a readable time outside the window, rather than as
 /// a malformed body.
+///
 /// Callers that read the time themselves (Feast's `df`) hand it over read.
 #[derive(Clone, Debug)]
 pub enum SentTime {
