@@ -5,6 +5,7 @@ mod adversarial;
 mod audit;
 mod backends;
 mod catalog;
+mod columnar;
 mod enrich;
 mod errors;
 mod faults;

@@ -155,6 +155,12 @@ impl TestApp {
         answer(req.send().await).await
     }
 
+    /// A POST of raw bytes (Parquet, Arrow IPC) as `content_type`.
+    pub async fn post_bytes(&self, path: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value) {
+        let req = self.client.post(self.url(path)).header("content-type", content_type).body(body);
+        answer(req.send().await).await
+    }
+
     pub async fn post_csv(&self, path: &str, csv: &str) -> (StatusCode, Value) {
         self.post_raw(path, "text/csv", csv).await
     }

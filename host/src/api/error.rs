@@ -180,9 +180,22 @@ pub fn bytes_rejection(e: BytesRejection) -> ApiError {
 }
 
 /// Reads a JSON body taken as bytes (by handlers that also accept other
-/// content types), with the parser's position in the error.
+/// content types), with the parser's position in the error and, for a
+/// body of the wrong shape, the path to the part that is wrong
+/// (`rows[3].entity: ...`), as the [`Json`] extractor reports them.
 pub fn json_from_bytes<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::new("invalid_json", format!("malformed JSON: {e}")))
+    let malformed = |e: &serde_json::Error| ApiError::new("invalid_json", format!("malformed JSON: {e}"));
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let (path, inner) = (e.path().to_string(), e.inner());
+        if inner.is_data() {
+            ApiError::new("invalid_json", format!("invalid request body: {path}: {inner}"))
+        } else {
+            malformed(inner)
+        }
+    })?;
+    de.end().map_err(|e| malformed(&e))?;
+    Ok(value)
 }
 
 /// The innermost cause, which carries serde's line/column message.

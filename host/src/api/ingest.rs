@@ -1,6 +1,7 @@
 //! Data in: source rows (JSON or CSV) and pushed feature rows.
 
-use super::error::{ApiError, ApiResult, Bytes, Json, Path, json_from_bytes};
+use super::columnar::{ARROW_STREAM, Format, PARQUET, read_batches};
+use super::error::{ApiError, ApiResult, Bytes, Json, Path, Query, json_from_bytes};
 use crate::service::Wafer;
 use crate::service::ingest::FeatureWriteRow;
 use axum::Router;
@@ -30,7 +31,9 @@ async fn write_source_rows(
     Bytes(body): Bytes,
 ) -> ApiResult<Json<Value>> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let written = if content_type.starts_with("text/csv") {
+    let written = if let Some(format) = Format::of(&headers) {
+        w.ingest_batches(&name, &read_batches(format, body).await?).await?
+    } else if content_type.starts_with("text/csv") {
         w.ingest_csv(&name, &body).await?
     } else if content_type.starts_with("application/json") {
         let parsed: RowsBody = json_from_bytes(&body)?;
@@ -38,7 +41,10 @@ async fn write_source_rows(
     } else {
         return Err(ApiError::new(
             "unsupported_media_type",
-            "send rows as application/json ({\"rows\": [...]}) or text/csv with a header row",
+            format!(
+                "send rows as application/json ({{\"rows\": [...]}}), text/csv with a header row, {PARQUET} or \
+                 {ARROW_STREAM}"
+            ),
         ));
     };
     Ok(Json(json!({"written": written})))
@@ -51,7 +57,40 @@ struct FeatureWriteBody {
     rows: Vec<FeatureWriteRow>,
 }
 
-async fn write_features(State(w): State<Wafer>, Json(body): Json<FeatureWriteBody>) -> ApiResult<Json<Value>> {
-    let written = w.write_features(&body.feature_group, body.rows).await?;
+/// Where a columnar body's rows go: the body is columns only.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WriteQuery {
+    feature_group: Option<String>,
+}
+
+/// JSON `{"feature_group", "rows": [...]}`, or a Parquet / Arrow IPC body
+/// with the group in the query (`?feature_group=NAME`).
+async fn write_features(
+    State(w): State<Wafer>,
+    Query(query): Query<WriteQuery>,
+    headers: HeaderMap,
+    Bytes(body): Bytes,
+) -> ApiResult<Json<Value>> {
+    let written = if let Some(format) = Format::of(&headers) {
+        let group = query.feature_group.ok_or_else(|| {
+            ApiError::invalid("a columnar body names its group in the query: ?feature_group=NAME")
+                .with_details(json!({"in": "query", "parameter": "feature_group"}))
+        })?;
+        w.write_feature_batches(&group, &read_batches(format, body).await?).await?
+    } else {
+        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !content_type.starts_with("application/json") {
+            return Err(ApiError::new(
+                "unsupported_media_type",
+                format!("send rows as application/json, {PARQUET} or {ARROW_STREAM} (with ?feature_group=NAME)"),
+            ));
+        }
+        let body: FeatureWriteBody = json_from_bytes(&body)?;
+        if query.feature_group.as_ref().is_some_and(|g| *g != body.feature_group) {
+            return Err(ApiError::invalid("?feature_group names another group than the body's feature_group"));
+        }
+        w.write_features(&body.feature_group, body.rows).await?
+    };
     Ok(Json(json!({"written": written})))
 }

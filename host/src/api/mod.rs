@@ -4,6 +4,7 @@
 
 mod audit;
 pub mod auth;
+mod columnar;
 mod enrich;
 pub mod error;
 mod feast;

@@ -143,7 +143,7 @@ impl Wafer {
         self.write_source_rows(&source, parsed).await
     }
 
-    async fn write_source_rows(&self, source: &Source, rows: Vec<SourceRow>) -> ServiceResult<u64> {
+    pub(crate) async fn write_source_rows(&self, source: &Source, rows: Vec<SourceRow>) -> ServiceResult<u64> {
         if rows.is_empty() {
             return Ok(0);
         }
@@ -155,13 +155,29 @@ impl Wafer {
     pub async fn write_features(&self, group_name: &str, rows: Vec<FeatureWriteRow>) -> ServiceResult<u64> {
         let group = self.feature_group(group_name)?;
         let parsed = self.feature_rows(&group, rows)?;
-        if parsed.is_empty() {
+        self.store_feature_rows(&group, parsed).await
+    }
+
+    /// Writes validated pushed rows: offline first (durable), then online.
+    pub(crate) async fn store_feature_rows(&self, group: &FeatureGroup, rows: Vec<FeatureRow>) -> ServiceResult<u64> {
+        if rows.is_empty() {
             return Ok(0);
         }
-        let written = self.offline().write_feature_rows(group_name, &parsed).await?;
+        let written = self.offline().write_feature_rows(&group.name, &rows).await?;
         let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
-        self.online().write(group_name, &parsed, ttl).await?;
+        self.online().write(&group.name, &rows, ttl).await?;
         Ok(written)
+    }
+
+    /// A group clients may write to: one that stores values.
+    pub(crate) fn check_writable(group: &FeatureGroup) -> ServiceResult<()> {
+        if matches!(group.producer, Producer::OnDemand { .. }) {
+            return Err(ServiceError::Invalid(format!(
+                "feature group '{}' is computed on demand; it has no stored values to write",
+                group.name
+            )));
+        }
+        Ok(())
     }
 
     /// Validates pushed rows against `group` as a whole, before anything is
@@ -173,11 +189,7 @@ impl Wafer {
         rows: Vec<FeatureWriteRow>,
     ) -> ServiceResult<Vec<FeatureRow>> {
         let group_name = &group.name;
-        if matches!(group.producer, Producer::OnDemand { .. }) {
-            return Err(ServiceError::Invalid(format!(
-                "feature group '{group_name}' is computed on demand; it has no stored values to write"
-            )));
-        }
+        Self::check_writable(group)?;
         let join_keys = self.entity(&group.entity)?.join_keys.clone();
         let now = self.clock().now();
         let window = self.time_window();

@@ -7,6 +7,8 @@
 //! - `transforms.rs`: publishing, activating, disabling and resolving
 //!   transform versions; invoking one on inline input.
 //! - `ingest.rs`: source rows (JSON, CSV) and pushed feature rows.
+//! - `columnar.rs`: the same from Arrow record batches (Parquet and Arrow
+//!   IPC bodies).
 //! - `materialize.rs`: materialization jobs (batch transforms over sources).
 //! - `serving.rs`: online reads with freshness status.
 //! - `historical.rs`: point-in-time training data.
@@ -26,6 +28,7 @@
 pub mod audit;
 pub mod breaker;
 pub mod cluster;
+pub mod columnar;
 pub mod enrich;
 pub mod error;
 pub mod feast;

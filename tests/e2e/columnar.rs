@@ -1,0 +1,268 @@
+//! Columnar bodies: Parquet files and Arrow IPC streams as source rows and
+//! pushed feature rows, validated as JSON and CSV rows are and read back
+//! exactly. The bodies are built here with the Rust Arrow and Parquet
+//! writers, as a pandas, Polars or Spark client would send them.
+
+use arrow_array::builder::{Float64Builder, ListBuilder, StringBuilder};
+use arrow_array::{
+    ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    TimestampMillisecondArray,
+};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use wafer_host::clock::Clock;
+use wafer_host::model::Timestamp;
+use wafer_tests::harness::assert_close;
+use wafer_tests::{Backend, TestApp, backend_tests};
+
+backend_tests!(
+    parquet_and_arrow_source_rows_feed_materialization_like_csv_rows,
+    parquet_feature_writes_read_back_exactly_with_nulls_lists_and_created_times,
+    bad_columnar_bodies_are_refused_naming_the_row_and_column_and_nothing_is_written,
+);
+
+const PARQUET: &str = "application/vnd.apache.parquet";
+const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
+
+fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
+    RecordBatch::try_from_iter(columns).expect("a record batch")
+}
+
+fn parquet(batch: &RecordBatch) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, batch.schema(), None).expect("writer");
+    writer.write(batch).expect("write");
+    writer.close().expect("close");
+    out
+}
+
+fn arrow_stream(batches: &[RecordBatch]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut writer = arrow_ipc::writer::StreamWriter::try_new(&mut out, &batches[0].schema()).expect("writer");
+    for b in batches {
+        writer.write(b).expect("write");
+    }
+    writer.finish().expect("finish");
+    drop(writer);
+    out
+}
+
+fn micros(ts: &[Timestamp]) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from(ts.iter().map(|t| t.micros()).collect::<Vec<_>>()).with_timezone("UTC"))
+}
+
+fn text(values: &[&str]) -> ArrayRef {
+    Arc::new(StringArray::from(values.to_vec()))
+}
+
+/// One ticker's daily bars as a prices batch.
+fn prices_batch(ticker: &str, bars: &[(Timestamp, f64)]) -> RecordBatch {
+    let n = bars.len();
+    let closes: Vec<f64> = bars.iter().map(|b| b.1).collect();
+    batch(vec![
+        ("ticker", text(&vec![ticker; n])),
+        ("ts", micros(&bars.iter().map(|b| b.0).collect::<Vec<_>>())),
+        ("open", Arc::new(Float64Array::from(closes.clone()))),
+        ("high", Arc::new(Float64Array::from(closes.iter().map(|c| c + 1.0).collect::<Vec<_>>()))),
+        ("low", Arc::new(Float64Array::from(closes.iter().map(|c| c - 1.0).collect::<Vec<_>>()))),
+        ("close", Arc::new(Float64Array::from(closes))),
+        ("volume", Arc::new(Int64Array::from(vec![1_000; n]))),
+    ])
+}
+
+async fn parquet_and_arrow_source_rows_feed_materialization_like_csv_rows(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
+    app.publish_indicators().await;
+    app.register_technical().await;
+    let end = wafer_tests::harness::whole_second(app.clock.now());
+    let bars = |k: f64| -> Vec<(Timestamp, f64)> {
+        (0..30).map(|d| (end.plus_secs((d - 29) * 86_400), 100.0 + k * (d as f64).sin() + d as f64)).collect()
+    };
+    let (aapl, msft) = (bars(1.0), bars(3.0));
+    let (status, body) =
+        app.post_bytes("/v1/sources/prices/rows", PARQUET, parquet(&prices_batch("AAPL", &aapl))).await;
+    assert_eq!((status, &body["written"]), (StatusCode::OK, &json!(30)), "{body}");
+    // An Arrow stream of two batches.
+    let stream = arrow_stream(&[prices_batch("MSFT", &msft[..10]), prices_batch("MSFT", &msft[10..])]);
+    let (status, body) = app.post_bytes("/v1/sources/prices/rows", ARROW_STREAM, stream).await;
+    assert_eq!((status, &body["written"]), (StatusCode::OK, &json!(30)), "{body}");
+
+    let job = app.materialize_and_wait("technical").await;
+    assert_eq!(job["state"], json!("succeeded"), "{job}");
+    let (status, read) = app.read_groups(&["AAPL", "MSFT"], &["technical"], "none").await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    for (i, bars) in [&aapl, &msft].into_iter().enumerate() {
+        let sma = &read["results"][i]["features"]["technical:sma_20"];
+        let expected = bars[10..].iter().map(|b| b.1).sum::<f64>() / 20.0;
+        assert_close(sma["value"].as_f64().expect("sma_20"), expected, 1e-12, "sma_20 of the last 20 closes");
+        assert_eq!(sma["event_timestamp"], json!(end.to_rfc3339()), "{sma}");
+    }
+}
+
+async fn register_scores(app: &TestApp) {
+    let (status, body) = app.put_json("/v1/entities/user", &json!({"join_keys": ["user_id"]})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let group = json!({"entity": "user", "producer": {"kind": "push"}, "features": [
+        {"name": "score", "type": "float64"}, {"name": "visits", "type": "int64"},
+        {"name": "active", "type": "bool"}, {"name": "tier", "type": "string"},
+        {"name": "weights", "type": "float64_list"}, {"name": "tags", "type": "string_list"}]});
+    let (status, body) = app.put_json("/v1/feature-groups/scores", &group).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn historical(app: &TestApp, rows: Value, cutoff: bool) -> Vec<Value> {
+    let refs = ["scores:score", "scores:visits", "scores:active", "scores:tier", "scores:weights", "scores:tags"];
+    let body = json!({"entity_rows": rows, "features": refs, "created_cutoff": cutoff});
+    let (status, body) = app.post_json("/v1/features/historical", &body).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["rows"].as_array().expect("rows").clone()
+}
+
+async fn parquet_feature_writes_read_back_exactly_with_nulls_lists_and_created_times(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
+    register_scores(&app).await;
+    let t0 = Timestamp::parse("2024-01-01T00:00:00Z").unwrap();
+    let day = |d: i64| t0.plus_secs(d * 86_400);
+    let mut weights = ListBuilder::new(Float64Builder::new());
+    for w in [Some(vec![0.25, 0.75]), None, Some(vec![])] {
+        match w {
+            Some(w) => {
+                weights.values().append_slice(&w);
+                weights.append(true);
+            }
+            None => weights.append(false),
+        }
+    }
+    let mut tags = ListBuilder::new(StringBuilder::new());
+    for t in [vec!["a", "b"], vec![], vec!["z"]] {
+        for x in t {
+            tags.values().append_value(x);
+        }
+        tags.append(true);
+    }
+    // u1 at day 0 (server-stamped) and day 1 (created on day 5 by its
+    // writer); u2 at day 0, milliseconds in its time column.
+    let rows = batch(vec![
+        ("user_id", text(&["u1", "u1", "u2"])),
+        ("event_timestamp", micros(&[day(0), day(1), day(0)])),
+        (
+            "created_timestamp",
+            Arc::new(TimestampMillisecondArray::from(vec![None, Some(day(5).micros() / 1000), None])),
+        ),
+        ("score", Arc::new(Float64Array::from(vec![Some(1.5), Some(-2.25), None]))),
+        ("visits", Arc::new(Int64Array::from(vec![3, 4, i64::MAX]))),
+        ("active", Arc::new(BooleanArray::from(vec![Some(true), None, Some(false)]))),
+        ("tier", text(&["gold", "silver", "bronze"])),
+        ("weights", Arc::new(weights.finish())),
+        ("tags", Arc::new(tags.finish())),
+    ]);
+    let (status, body) = app.post_bytes("/v1/features/write?feature_group=scores", PARQUET, parquet(&rows)).await;
+    assert_eq!((status, &body["written"]), (StatusCode::OK, &json!(3)), "{body}");
+
+    let points = json!([
+        {"user_id": "u1", "event_timestamp": day(0).to_rfc3339()},
+        {"user_id": "u1", "event_timestamp": day(2).to_rfc3339()},
+        {"user_id": "u2", "event_timestamp": day(2).to_rfc3339()},
+    ]);
+    let got = historical(&app, points.clone(), false).await;
+    let row = |r: &Value| {
+        ["score", "visits", "active", "tier", "weights", "tags"].map(|f| r[format!("scores:{f}")].clone()).to_vec()
+    };
+    assert_eq!(
+        row(&got[0]),
+        [json!(1.5), json!(3), json!(true), json!("gold"), json!([0.25, 0.75]), json!(["a", "b"])]
+    );
+    assert_eq!(row(&got[1]), [json!(-2.25), json!(4), Value::Null, json!("silver"), Value::Null, json!([])]);
+    assert_eq!(row(&got[2]), [Value::Null, json!(i64::MAX), json!(false), json!("bronze"), json!([]), json!(["z"])]);
+    // Under the cutoff, u1's day-1 row (created on day 5 by its writer) is
+    // not known on day 2; its day-0 row, stamped by the server now, is.
+    let got = historical(&app, points, true).await;
+    assert_eq!(got[1]["scores:score"], json!(1.5), "{:?}", got[1]);
+    assert_eq!(got[2]["scores:tier"], json!("bronze"), "{:?}", got[2]);
+
+    // Online serves the newest event of each entity.
+    let read = json!({"entities": [{"user_id": "u1"}], "features": ["scores:tier"], "fallback": "none"});
+    let (status, body) = app.post_json("/v1/features/online", &read).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["results"][0]["features"]["scores:tier"]["value"], json!("silver"), "{body}");
+}
+
+async fn write_scores(app: &TestApp, b: RecordBatch) -> (StatusCode, Value) {
+    app.post_bytes("/v1/features/write?feature_group=scores", PARQUET, parquet(&b)).await
+}
+
+#[track_caller]
+fn assert_refused(status: StatusCode, body: &Value, code: &str, part: &str) {
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], json!(code), "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or("");
+    assert!(message.contains(part), "'{part}' not in: {message}");
+}
+
+async fn bad_columnar_bodies_are_refused_naming_the_row_and_column_and_nothing_is_written(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
+    register_scores(&app).await;
+    let now = app.clock.now();
+    let users = || text(&["u1", "u2", "u3"]);
+    let times = |third: Timestamp| micros(&[now.plus_secs(-60), now.plus_secs(-30), third]);
+    let scores = || -> ArrayRef { Arc::new(Float64Array::from(vec![1.0, 2.0, 3.0])) };
+
+    let far = Timestamp::parse("9999-12-31T00:00:00Z").unwrap();
+    let (status, body) =
+        write_scores(&app, batch(vec![("user_id", users()), ("event_timestamp", times(far)), ("score", scores())]))
+            .await;
+    assert_refused(
+        status,
+        &body,
+        "invalid_timestamp",
+        "row 2, column 'event_timestamp': event time 9999-12-31T00:00:00Z is after",
+    );
+    assert_eq!(body["error"]["details"], json!({"row": 2, "column": "event_timestamp"}), "{body}");
+
+    let epoch_millis: ArrayRef = Arc::new(Int64Array::from(vec![now.micros() / 1000; 3]));
+    let (status, body) =
+        write_scores(&app, batch(vec![("user_id", users()), ("event_timestamp", epoch_millis), ("score", scores())]))
+            .await;
+    assert_refused(status, &body, "invalid_timestamp", "as epoch milliseconds would be");
+
+    let (status, body) =
+        write_scores(&app, batch(vec![("user_id", users()), ("event_timestamp", times(now)), ("scroe", scores())]))
+            .await;
+    assert_refused(status, &body, "invalid_request", "column 'scroe' is not a join key");
+
+    let nan: ArrayRef = Arc::new(Float64Array::from(vec![1.0, f64::NAN, 3.0]));
+    let (status, body) =
+        write_scores(&app, batch(vec![("user_id", users()), ("event_timestamp", times(now)), ("score", nan)])).await;
+    assert_refused(status, &body, "invalid_request", "row 1, column 'score': NaN is not a finite number");
+
+    let words = text(&["1.0", "2.0", "3.0"]);
+    let (status, body) =
+        write_scores(&app, batch(vec![("user_id", users()), ("event_timestamp", times(now)), ("score", words)])).await;
+    assert_refused(status, &body, "invalid_request", "row 0, column 'score': a Utf8 column cannot hold float64 values");
+
+    let (status, body) = write_scores(&app, batch(vec![("user_id", users()), ("score", scores())])).await;
+    assert_refused(status, &body, "invalid_request", "lacks required column 'event_timestamp'");
+
+    let good = batch(vec![("user_id", users()), ("event_timestamp", times(now)), ("score", scores())]);
+    let (status, body) = app.post_bytes("/v1/features/write", PARQUET, parquet(&good)).await;
+    assert_refused(status, &body, "invalid_request", "?feature_group=NAME");
+    let (status, body) =
+        app.post_bytes("/v1/features/write?feature_group=scores", PARQUET, b"PAR1 not really".to_vec()).await;
+    assert_refused(status, &body, "invalid_request", "the body is not a readable Parquet");
+    let (status, body) =
+        app.post_bytes("/v1/sources/nowhere/rows", ARROW_STREAM, arrow_stream(std::slice::from_ref(&good))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    // Nothing of the refused bodies was written.
+    let read =
+        json!({"entities": [{"user_id": "u1"}, {"user_id": "u2"}], "features": ["scores:score"], "fallback": "none"});
+    let (status, body) = app.post_json("/v1/features/online", &read).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for i in 0..2 {
+        assert_eq!(body["results"][i]["features"]["scores:score"]["status"], json!("missing"), "{body}");
+    }
+    // The good body is accepted.
+    let (status, body) = app.post_bytes("/v1/features/write?feature_group=scores", PARQUET, parquet(&good)).await;
+    assert_eq!((status, &body["written"]), (StatusCode::OK, &json!(3)), "{body}");
+}
