@@ -198,6 +198,80 @@ async fn dataset_writes_point_in_time_values_for_every_entity_row_across_batches
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dataset_to_a_parquet_file_holds_the_same_rows_in_typed_columns_across_batches() {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, TimestampMicrosecondType};
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let server = start_server(&tmp.path().join("data"), &[]).await;
+    push_profile_and_risk(&server.base).await;
+    let entities = tmp.path().join("entities.csv");
+    std::fs::write(
+        &entities,
+        "ticker,event_timestamp,label\n\
+         AAPL,2023-12-31T00:00:00Z,before\n\
+         AAPL,2024-01-01T00:00:00Z,exact\n\
+         MSFT,2024-01-02T12:00:00Z,\"x, y\"\n\
+         AAPL,2024-01-05T00:00:00Z,later\n\
+         MSFT,2023-06-01T00:00:00Z,\n",
+    )
+    .expect("writing entities");
+    let out_path = tmp.path().join("training.parquet");
+    let out = run(args(&[
+        "dataset",
+        "--features",
+        "profile:pe_ratio,risk:beta,profile:sector",
+        "--entities",
+        entities.to_str().expect("utf-8 path"),
+        "--out",
+        out_path.to_str().expect("utf-8 path"),
+        "--batch-rows",
+        "2",
+        "--server",
+        &server.base,
+    ]))
+    .await;
+    assert!(out.status.success(), "dataset failed: {}", text(&out));
+    assert!(!tmp.path().join("training.parquet.partial").exists(), "a partial file was left behind");
+
+    let bytes = bytes::Bytes::from(std::fs::read(&out_path).expect("reading the output"));
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes).expect("Parquet");
+    let names: Vec<String> = reader.schema().fields().iter().map(|f| f.name().clone()).collect();
+    assert_eq!(names, ["ticker", "event_timestamp", "label", "profile:pe_ratio", "risk:beta", "profile:sector"]);
+    /// ticker, event_timestamp, label, pe_ratio, beta, sector.
+    type Row = (String, String, Option<String>, Option<f64>, Option<f64>, Option<String>);
+    let mut rows: Vec<Row> = Vec::new();
+    for batch in reader.build().expect("reader") {
+        let b = batch.expect("batch");
+        let text = |c: usize, i: usize| {
+            let a = b.column(c).as_string::<i32>();
+            (!a.is_null(i)).then(|| a.value(i).to_string())
+        };
+        let float = |c: usize, i: usize| {
+            let a = b.column(c).as_primitive::<Float64Type>();
+            (!a.is_null(i)).then(|| a.value(i))
+        };
+        for i in 0..b.num_rows() {
+            let t = b.column(1).as_primitive::<TimestampMicrosecondType>().value(i);
+            let at = wafer_host::model::Timestamp(t).to_rfc3339();
+            rows.push((text(0, i).unwrap(), at, text(2, i), float(3, i), float(4, i), text(5, i)));
+        }
+    }
+    let s = |x: &str| Some(x.to_string());
+    assert_eq!(
+        rows,
+        [
+            ("AAPL".into(), "2023-12-31T00:00:00Z".into(), s("before"), None, None, None),
+            ("AAPL".into(), "2024-01-01T00:00:00Z".into(), s("exact"), Some(10.5), None, s("tech")),
+            ("MSFT".into(), "2024-01-02T12:00:00Z".into(), s("x, y"), Some(30.5), Some(0.75), s("software")),
+            ("AAPL".into(), "2024-01-05T00:00:00Z".into(), s("later"), Some(12.25), Some(1.25), s("hardware")),
+            ("MSFT".into(), "2023-06-01T00:00:00Z".into(), None, None, None, None),
+        ]
+    );
+    drop(server);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dataset_with_an_unknown_feature_fails_with_the_servers_reason_and_writes_nothing() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let server = start_server(&tmp.path().join("data"), &[]).await;

@@ -20,6 +20,7 @@ backend_tests!(
     parquet_and_arrow_source_rows_feed_materialization_like_csv_rows,
     parquet_feature_writes_read_back_exactly_with_nulls_lists_and_created_times,
     bad_columnar_bodies_are_refused_naming_the_row_and_column_and_nothing_is_written,
+    training_data_answered_as_parquet_holds_the_json_answer_in_typed_columns,
 );
 
 const PARQUET: &str = "application/vnd.apache.parquet";
@@ -265,4 +266,132 @@ async fn bad_columnar_bodies_are_refused_naming_the_row_and_column_and_nothing_i
     // The good body is accepted.
     let (status, body) = app.post_bytes("/v1/features/write?feature_group=scores", PARQUET, parquet(&good)).await;
     assert_eq!((status, &body["written"]), (StatusCode::OK, &json!(3)), "{body}");
+}
+
+/// Reads a Parquet answer back into JSON rows keyed by column name, in the
+/// types the JSON answer uses (timestamps as RFC 3339).
+fn parquet_rows(bytes: Vec<u8>) -> Vec<serde_json::Map<String, Value>> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Float64Type, Int64Type, TimestampMicrosecondType};
+    use arrow_schema::DataType;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+        .expect("a Parquet file")
+        .build()
+        .expect("a reader");
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.expect("a batch");
+        for i in 0..batch.num_rows() {
+            let mut row = serde_json::Map::new();
+            for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
+                let cell = |a: &dyn Array, j: usize| -> Value {
+                    if a.is_null(j) {
+                        return Value::Null;
+                    }
+                    match a.data_type() {
+                        DataType::Float64 => json!(a.as_primitive::<Float64Type>().value(j)),
+                        DataType::Int64 => json!(a.as_primitive::<Int64Type>().value(j)),
+                        DataType::Boolean => json!(a.as_boolean().value(j)),
+                        DataType::Utf8 => json!(a.as_string::<i32>().value(j)),
+                        DataType::Timestamp(_, tz) => {
+                            assert_eq!(tz.as_deref(), Some("UTC"));
+                            json!(Timestamp(a.as_primitive::<TimestampMicrosecondType>().value(j)).to_rfc3339())
+                        }
+                        other => panic!("unexpected column type {other}"),
+                    }
+                };
+                let value = match col.data_type() {
+                    DataType::List(_) if !col.is_null(i) => {
+                        let items = col.as_list::<i32>().value(i);
+                        Value::Array((0..items.len()).map(|j| cell(items.as_ref(), j)).collect())
+                    }
+                    _ => cell(col.as_ref(), i),
+                };
+                row.insert(field.name().clone(), value);
+            }
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+async fn training_data_answered_as_parquet_holds_the_json_answer_in_typed_columns(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
+    register_scores(&app).await;
+    let t0 = Timestamp::parse("2024-01-01T00:00:00Z").unwrap();
+    let users: Vec<String> = (0..50).map(|u| format!("u{u}")).collect();
+    let n = users.len() * 10;
+    let user_col: Vec<&str> = (0..n).map(|i| users[i % users.len()].as_str()).collect();
+    let times: Vec<Timestamp> = (0..n).map(|i| t0.plus_secs((i / users.len()) as i64 * 86_400)).collect();
+    let mut weights = ListBuilder::new(Float64Builder::new());
+    let mut tags = ListBuilder::new(StringBuilder::new());
+    for i in 0..n {
+        weights.values().append_slice(&[i as f64, 0.5]);
+        weights.append(i % 7 != 0);
+        tags.values().append_value(format!("t{}", i % 3));
+        tags.append(true);
+    }
+    let rows = batch(vec![
+        ("user_id", text(&user_col)),
+        ("event_timestamp", micros(&times)),
+        ("score", Arc::new((0..n).map(|i| (i % 5 != 0).then_some(i as f64 * 0.25)).collect::<Float64Array>())),
+        ("visits", Arc::new(Int64Array::from((0..n as i64).collect::<Vec<_>>()))),
+        ("active", Arc::new((0..n).map(|i| Some(i % 2 == 0)).collect::<BooleanArray>())),
+        ("tier", text(&(0..n).map(|i| ["gold", "silver"][i % 2]).collect::<Vec<_>>())),
+        ("weights", Arc::new(weights.finish())),
+        ("tags", Arc::new(tags.finish())),
+    ]);
+    let (status, body) = app.post_bytes("/v1/features/write?feature_group=scores", PARQUET, parquet(&rows)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // More entity rows than one slice of the answer, so it streams as
+    // several row groups; a label column passes through.
+    let mut csv = String::from("user_id,event_timestamp,label\n");
+    for k in 0..4_500 {
+        let at = t0.plus_secs((k % 12) as i64 * 86_400 + (k % 3) as i64 * 3600 - 1800);
+        csv.push_str(&format!("u{},{},{}\n", k % 53, at.to_rfc3339(), k % 2));
+    }
+    let refs = "scores:score,scores:visits,scores:active,scores:tier,scores:weights,scores:tags";
+    let path = format!("/v1/features/historical?features={refs}&include_provenance=true");
+    let ask = |accept: &'static str| {
+        app.client.post(app.url(&path)).header("content-type", "text/csv").header("accept", accept).body(csv.clone())
+    };
+    let response = ask(PARQUET).send().await.expect("parquet answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], PARQUET);
+    let from_parquet = parquet_rows(response.bytes().await.expect("body").to_vec());
+    let response = ask("text/csv").send().await.expect("csv answer");
+    let text_answer = response.text().await.expect("body");
+    let mut reader = csv::Reader::from_reader(text_answer.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
+    let json_body = json!({"entity_rows": csv.lines().skip(1).map(|l| {
+        let c: Vec<&str> = l.split(',').collect();
+        json!({"user_id": c[0], "event_timestamp": c[1], "label": c[2]})
+    }).collect::<Vec<_>>(), "features": refs.split(',').collect::<Vec<_>>(), "include_provenance": true});
+    let (status, from_json) = app.post_json("/v1/features/historical", &json_body).await;
+    assert_eq!(status, StatusCode::OK, "{from_json}");
+    let from_json = from_json["rows"].as_array().unwrap();
+    assert_eq!(from_parquet.len(), 4_500);
+    assert_eq!(
+        from_parquet[0].keys().collect::<Vec<_>>(),
+        header.iter().collect::<Vec<_>>(),
+        "the CSV answer's columns"
+    );
+    let mut hits = 0;
+    for (i, (p, j)) in from_parquet.iter().zip(from_json).enumerate() {
+        for (column, value) in p {
+            let expected = match column.as_str() {
+                // Input columns are text in Parquet, as they came in CSV.
+                "event_timestamp" => json!(Timestamp::parse(j[column].as_str().unwrap()).unwrap().to_rfc3339()),
+                "label" => json!(j[column].as_str().unwrap()),
+                // Provenance as its text form: pushed rows have none.
+                "scores:__provenance" => Value::Null,
+                _ => j[column].clone(),
+            };
+            assert_eq!(value, &expected, "row {i}, column {column}");
+        }
+        hits += usize::from(!p["scores:visits"].is_null());
+    }
+    assert!(hits > 1_000 && hits < 4_500, "hits and misses both: {hits}");
 }

@@ -1,5 +1,6 @@
-//! Columnar request bodies: Parquet files and Arrow IPC streams, decoded
-//! into Arrow record batches for `service::columnar`.
+//! Columnar bodies: Parquet files and Arrow IPC streams in, decoded into
+//! Arrow record batches for `service::columnar`, and training data out as
+//! Parquet ([`ParquetAnswer`]).
 //!
 //! Decoding runs on a blocking thread (a large Parquet body is CPU work),
 //! and stops once the decoded batches pass [`MAX_DECODED_BYTES`]: a body
@@ -7,7 +8,9 @@
 //! request is validated before anything is written, so it is held at once.
 
 use super::error::ApiError;
-use arrow_array::RecordBatch;
+use crate::model::Value;
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, TimeUnit};
 use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use bytes::Bytes;
@@ -89,4 +92,159 @@ fn decode(format: Format, body: Bytes) -> Result<Vec<RecordBatch>, String> {
         out.push(batch);
     }
     Ok(out)
+}
+
+/// Training data as Parquet (`Accept: application/vnd.apache.parquet`):
+/// one row group per slice of the answer, streamed as each is encoded, the
+/// footer at the end. Columns: `event_timestamp` as `timestamp[us, UTC]`,
+/// the other input columns as text (as they came; empty or null is null),
+/// each feature in its declared type, provenance as text.
+pub struct ParquetAnswer {
+    schema: arrow_schema::SchemaRef,
+    /// The writer and what it has written since bytes were last taken.
+    writer: std::sync::Mutex<Option<parquet::arrow::ArrowWriter<SharedBuffer>>>,
+    buffer: SharedBuffer,
+}
+
+/// A `Write` whose bytes the encoder takes out after each row group.
+#[derive(Clone, Default)]
+struct SharedBuffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("buffer lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl SharedBuffer {
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(&mut *self.0.lock().expect("buffer lock"))
+    }
+}
+
+impl ParquetAnswer {
+    /// An answer with `input` columns (`event_timestamp` among them), then
+    /// features of `types`, then provenance columns.
+    pub fn new(
+        input: &[String],
+        features: &[(String, crate::model::ValueType)],
+        provenance: &[String],
+    ) -> Result<Self, String> {
+        use arrow_schema::{Field, Schema};
+        let mut fields: Vec<Field> = input
+            .iter()
+            .map(|c| {
+                if c == "event_timestamp" {
+                    Field::new(c, DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false)
+                } else {
+                    Field::new(c, DataType::Utf8, true)
+                }
+            })
+            .collect();
+        fields.extend(features.iter().map(|(name, ty)| Field::new(name, arrow_type(*ty), true)));
+        fields.extend(provenance.iter().map(|name| Field::new(name, DataType::Utf8, true)));
+        let schema = std::sync::Arc::new(Schema::new(fields));
+        let buffer = SharedBuffer::default();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
+            .build();
+        let writer = parquet::arrow::ArrowWriter::try_new(buffer.clone(), schema.clone(), Some(props))
+            .map_err(|e| e.to_string())?;
+        Ok(ParquetAnswer { schema, writer: std::sync::Mutex::new(Some(writer)), buffer })
+    }
+
+    /// Encodes one slice as a row group; returns the bytes to send.
+    pub fn slice(&self, columns: Vec<ArrayRef>) -> Result<Vec<u8>, String> {
+        let batch = RecordBatch::try_new(self.schema.clone(), columns).map_err(|e| e.to_string())?;
+        let mut guard = self.writer.lock().expect("writer lock");
+        let writer = guard.as_mut().ok_or("the answer is already finished")?;
+        writer.write(&batch).map_err(|e| e.to_string())?;
+        writer.flush().map_err(|e| e.to_string())?;
+        Ok(self.buffer.take())
+    }
+
+    /// The footer (and anything not yet taken).
+    pub fn finish(&self) -> Result<Vec<u8>, String> {
+        let writer = self.writer.lock().expect("writer lock").take().ok_or("the answer is already finished")?;
+        writer.close().map_err(|e| e.to_string())?;
+        Ok(self.buffer.take())
+    }
+
+    /// The bytes written so far (the magic number, before any slice).
+    pub fn start(&self) -> Vec<u8> {
+        self.buffer.take()
+    }
+}
+
+/// The Arrow type a feature of `ty` is answered in.
+fn arrow_type(ty: crate::model::ValueType) -> DataType {
+    use crate::model::ValueType as T;
+    let item = |t: DataType| DataType::List(std::sync::Arc::new(arrow_schema::Field::new("item", t, false)));
+    match ty {
+        T::Float64 => DataType::Float64,
+        T::Int64 => DataType::Int64,
+        T::Bool => DataType::Boolean,
+        T::String => DataType::Utf8,
+        T::Float64List => item(DataType::Float64),
+        T::StringList => item(DataType::Utf8),
+    }
+}
+
+/// A feature column of `ty` from its values (a value of another type is
+/// null; the plan only holds values of the declared type).
+pub fn feature_column<'a>(ty: crate::model::ValueType, values: impl Iterator<Item = &'a Value>) -> ArrayRef {
+    use crate::model::ValueType as T;
+    use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder};
+    use std::sync::Arc;
+    match ty {
+        T::Float64 => Arc::new(values.map(|v| v.as_f64()).collect::<arrow_array::Float64Array>()),
+        T::Int64 => {
+            let mut b = Int64Builder::new();
+            values.for_each(|v| b.append_option(if let Value::Int64(n) = v { Some(*n) } else { None }));
+            Arc::new(b.finish())
+        }
+        T::Bool => {
+            let mut b = BooleanBuilder::new();
+            values.for_each(|v| b.append_option(if let Value::Bool(x) = v { Some(*x) } else { None }));
+            Arc::new(b.finish())
+        }
+        T::String => {
+            let mut b = StringBuilder::new();
+            values.for_each(|v| b.append_option(if let Value::String(s) = v { Some(s.as_str()) } else { None }));
+            Arc::new(b.finish())
+        }
+        T::Float64List => {
+            let field = arrow_schema::Field::new("item", DataType::Float64, false);
+            let mut b = ListBuilder::new(Float64Builder::new()).with_field(field);
+            for v in values {
+                match v {
+                    Value::Float64List(items) => {
+                        b.values().append_slice(items);
+                        b.append(true);
+                    }
+                    _ => b.append(false),
+                }
+            }
+            Arc::new(b.finish())
+        }
+        T::StringList => {
+            let field = arrow_schema::Field::new("item", DataType::Utf8, false);
+            let mut b = ListBuilder::new(StringBuilder::new()).with_field(field);
+            for v in values {
+                match v {
+                    Value::StringList(items) => {
+                        items.iter().for_each(|s| b.values().append_value(s));
+                        b.append(true);
+                    }
+                    _ => b.append(false),
+                }
+            }
+            Arc::new(b.finish())
+        }
+    }
 }

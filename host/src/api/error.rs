@@ -68,7 +68,7 @@ impl ApiError {
         ApiError::new("invalid_request", message)
     }
 
-    fn internal(err: &dyn std::fmt::Display) -> Self {
+    pub fn internal(err: &dyn std::fmt::Display) -> Self {
         tracing::error!(error = %err, "internal error");
         ApiError::new("internal", "internal error; see the server log")
     }

@@ -17,11 +17,13 @@
 //! empty cell. It names the transform version that computed the row the
 //! group's values came from; no row, or a row pushed by a client, has none.
 
+use super::columnar::{PARQUET, ParquetAnswer, feature_column};
 use super::error::{self, ApiError, ApiResult, Query, json_from_bytes};
 use crate::model::entity_frame::{Cell, EntityFrame};
 use crate::model::{Provenance, Value};
 use crate::service::Wafer;
 use crate::service::historical::{HistoricalPlan, HistoricalSlice};
+use arrow_array::{ArrayRef, StringArray, TimestampMicrosecondArray};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -109,20 +111,25 @@ async fn historical(
         ));
     };
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let format =
-        if accept.contains("text/csv") { Format::Csv { header: params.header.unwrap_or(true) } } else { Format::Json };
+    let format = if accept.contains(PARQUET) {
+        Format::Parquet
+    } else if accept.contains("text/csv") {
+        Format::Csv { header: params.header.unwrap_or(true) }
+    } else {
+        Format::Json
+    };
 
     let plan = Arc::new(w.plan_historical(frame, &features, created_cutoff, include_provenance).await?);
-    let encoder = Arc::new(Encoder::new(format, &plan));
+    let encoder = Encoder::new(format, &plan).map_err(|e| ApiError::internal(&e))?;
     let total = plan.rows();
     let first = 0..total.min(ROWS_PER_SLICE);
     let slice = w.historical_slice(&plan, first.clone()).await?;
     let mut head = encoder.start();
-    head.extend(encoder.slice(&plan.frame, first.clone(), &slice));
+    head.extend(encoder.slice(&plan, first.clone(), &slice).map_err(|e| ApiError::internal(&e))?);
     let response =
         Response::builder().header(header::CONTENT_TYPE, encoder.content_type()).header(ROWS_HEADER, total.to_string());
     if first.end == total {
-        head.extend(encoder.end());
+        head.extend(encoder.end().map_err(|e| ApiError::internal(&e))?);
         return Ok(response.body(Body::from(head)).expect("static headers are valid"));
     }
 
@@ -131,30 +138,37 @@ async fn historical(
         if tx.send(Ok(head.into())).await.is_err() {
             return;
         }
-        // Slices are computed (looked up and encoded) a few at a time and
-        // sent in order: the store works on the next slice while this one
-        // is encoded and written.
+        // Slices are looked up a few at a time and encoded and sent in
+        // order (a Parquet answer's row groups must be): the store works
+        // on the next slice while this one is encoded and written.
         let ranges = (first.end..total).step_by(ROWS_PER_SLICE).map(|start| start..total.min(start + ROWS_PER_SLICE));
         let mut slices = futures_util::stream::iter(ranges)
             .map(|range| {
-                let (w, plan, encoder) = (&w, &plan, &encoder);
+                let (w, plan) = (&w, &plan);
                 async move {
                     let slice = w.historical_slice(plan, range.clone()).await.map_err(|e| {
                         tracing::error!(error = %e, at_row = range.start, "historical retrieval failed mid-stream");
                         std::io::Error::other(format!("historical retrieval failed at entity row {}: {e}", range.start))
                     })?;
-                    Ok(Bytes::from(encoder.slice(&plan.frame, range, &slice)))
+                    Ok((range, slice))
                 }
             })
             .buffered(SLICES_IN_FLIGHT);
-        while let Some(chunk) = slices.next().await {
+        let encoding_failed = |e: String| {
+            tracing::error!(error = %e, "encoding the historical answer failed mid-stream");
+            std::io::Error::other(format!("encoding the answer failed: {e}"))
+        };
+        while let Some(found) = slices.next().await {
+            let chunk = found.and_then(|(range, slice)| {
+                encoder.slice(&plan, range, &slice).map(Bytes::from).map_err(encoding_failed)
+            });
             let failed = chunk.is_err();
             // A closed channel: the client went away; stop working for it.
             if tx.send(chunk).await.is_err() || failed {
                 return;
             }
         }
-        let _ = tx.send(Ok(encoder.end().into())).await;
+        let _ = tx.send(encoder.end().map(Bytes::from).map_err(encoding_failed)).await;
     });
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     Ok(response.body(Body::from_stream(stream)).expect("static headers are valid"))
@@ -164,6 +178,7 @@ async fn historical(
 enum Format {
     Json,
     Csv { header: bool },
+    Parquet,
 }
 
 /// Writes the answer: every input column as given, then one column per ref,
@@ -172,25 +187,36 @@ struct Encoder {
     format: Format,
     /// Input columns, refs, provenance columns.
     columns: Vec<String>,
+    /// The Parquet writer of a Parquet answer.
+    parquet: Option<ParquetAnswer>,
 }
 
 impl Encoder {
-    fn new(format: Format, plan: &HistoricalPlan) -> Self {
+    fn new(format: Format, plan: &HistoricalPlan) -> Result<Self, String> {
         let mut columns = plan.frame.columns.clone();
         columns.extend(plan.refs.iter().map(ToString::to_string));
         columns.extend(plan.provenance_columns.iter().cloned());
-        Encoder { format, columns }
+        let parquet = match format {
+            Format::Parquet => {
+                let features: Vec<_> = plan.refs.iter().map(ToString::to_string).zip(plan.ref_types()).collect();
+                Some(ParquetAnswer::new(&plan.frame.columns, &features, &plan.provenance_columns)?)
+            }
+            _ => None,
+        };
+        Ok(Encoder { format, columns, parquet })
     }
 
     fn content_type(&self) -> &'static str {
         match self.format {
             Format::Json => "application/json",
             Format::Csv { .. } => "text/csv; charset=utf-8",
+            Format::Parquet => PARQUET,
         }
     }
 
     fn start(&self) -> Vec<u8> {
         match self.format {
+            Format::Parquet => self.parquet.as_ref().map(ParquetAnswer::start).unwrap_or_default(),
             Format::Json => b"{\"rows\":[".to_vec(),
             Format::Csv { header: false } => Vec::new(),
             Format::Csv { header: true } => {
@@ -202,11 +228,15 @@ impl Encoder {
         }
     }
 
-    fn slice(&self, frame: &EntityFrame, rows: Range<usize>, slice: &HistoricalSlice) -> Vec<u8> {
-        let values = &slice.values;
+    fn slice(&self, plan: &HistoricalPlan, rows: Range<usize>, slice: &HistoricalSlice) -> Result<Vec<u8>, String> {
+        let (frame, values) = (&plan.frame, &slice.values);
         // Rows without provenance columns when it was not asked for.
         let provenance = |row: usize| slice.provenance.get(row).map_or(&[][..], Vec::as_slice);
-        match self.format {
+        Ok(match self.format {
+            Format::Parquet => {
+                let answer = self.parquet.as_ref().ok_or("no Parquet writer")?;
+                return answer.slice(parquet_columns(plan, rows, slice));
+            }
             Format::Json => {
                 let mut out = Vec::with_capacity(values.len() * 64 * self.columns.len());
                 for (n, (i, features)) in rows.zip(values).enumerate() {
@@ -247,13 +277,38 @@ impl Encoder {
                 }
                 w.into_inner().unwrap_or_default()
             }
-        }
+        })
     }
 
-    fn end(&self) -> Vec<u8> {
+    fn end(&self) -> Result<Vec<u8>, String> {
         match self.format {
-            Format::Json => b"]}".to_vec(),
-            Format::Csv { .. } => Vec::new(),
+            Format::Json => Ok(b"]}".to_vec()),
+            Format::Csv { .. } => Ok(Vec::new()),
+            Format::Parquet => self.parquet.as_ref().ok_or("no Parquet writer")?.finish(),
         }
     }
+}
+
+/// One slice of the answer as Arrow columns, in the order of
+/// [`ParquetAnswer::new`]'s schema.
+fn parquet_columns(plan: &HistoricalPlan, rows: Range<usize>, slice: &HistoricalSlice) -> Vec<ArrayRef> {
+    let frame = &plan.frame;
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(frame.columns.len() + plan.refs.len());
+    for (c, name) in frame.columns.iter().enumerate() {
+        columns.push(if name == "event_timestamp" {
+            let micros: Vec<i64> = rows.clone().map(|i| plan.time(i).micros()).collect();
+            Arc::new(TimestampMicrosecondArray::from(micros).with_timezone("UTC"))
+        } else {
+            let text = rows.clone().map(|i| Some(frame.cell(i, c).text()).filter(|t| !t.is_empty()));
+            Arc::new(text.collect::<StringArray>())
+        });
+    }
+    for (k, ty) in plan.ref_types().into_iter().enumerate() {
+        columns.push(feature_column(ty, slice.values.iter().map(|row| &row[k])));
+    }
+    for p in 0..plan.provenance_columns.len() {
+        let text = slice.provenance.iter().map(|row| row[p].as_ref().map(Provenance::to_string));
+        columns.push(Arc::new(text.collect::<StringArray>()));
+    }
+    columns
 }

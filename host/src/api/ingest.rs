@@ -23,7 +23,8 @@ struct RowsBody {
     rows: Vec<Value>,
 }
 
-/// JSON `{"rows": [...]}` or `text/csv` with a header row.
+/// JSON `{"rows": [...]}`, `text/csv` with a header row, or a Parquet /
+/// Arrow IPC body.
 async fn write_source_rows(
     State(w): State<Wafer>,
     Path(name): Path<String>,

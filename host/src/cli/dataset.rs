@@ -2,6 +2,9 @@
 //! of a CSV file go to `POST /v1/features/historical` in batches cut on
 //! record boundaries, and the CSV answers are appended to one file.
 //!
+//! With `--out FILE.parquet` each batch is answered as Parquet and the
+//! batches' rows are copied into one Parquet file.
+//!
 //! The answer is written to `<out>.partial` and renamed to `<out>` only
 //! once every batch has arrived whole. The server aborts a response that
 //! fails midway, which shows here as a body read error, so any such error
@@ -55,8 +58,20 @@ pub async fn dataset(args: DatasetArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The Parquet answer's media type, asked for when `--out` ends in
+/// `.parquet`.
+const PARQUET: &str = "application/vnd.apache.parquet";
+
+/// Whether `out` names a Parquet file (by its extension, any case).
+fn is_parquet(out: &Path) -> bool {
+    out.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"))
+}
+
 /// Sends every batch and streams the answers into `partial`.
 async fn download(args: &DatasetArgs, features: &[&str], batches: &Batches, partial: &Path) -> anyhow::Result<()> {
+    if is_parquet(&args.out) {
+        return download_parquet(args, features, batches, partial).await;
+    }
     let remote = Remote::streaming(&args.remote);
     let path = "/v1/features/historical";
     let refs = features.join(",");
@@ -116,6 +131,83 @@ async fn download(args: &DatasetArgs, features: &[&str], batches: &Batches, part
     }
     let file =
         out.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {}", partial.display()))?;
+    file.sync_all().with_context(|| format!("writing {}", partial.display()))?;
+    bar.finish();
+    Ok(())
+}
+
+/// As [`download`], into one Parquet file: each batch is answered as a
+/// Parquet file of its own, whose row groups are copied into `partial` (one
+/// schema throughout: the same columns in every batch).
+async fn download_parquet(
+    args: &DatasetArgs,
+    features: &[&str],
+    batches: &Batches,
+    partial: &Path,
+) -> anyhow::Result<()> {
+    let remote = Remote::streaming(&args.remote);
+    let path = "/v1/features/historical";
+    let refs = features.join(",");
+    let mut entities = File::open(&args.entities).with_context(|| format!("opening {}", args.entities.display()))?;
+    let file = File::create(partial).with_context(|| format!("creating {}", partial.display()))?;
+    let mut writer: Option<parquet::arrow::ArrowWriter<File>> = None;
+    let bar = progress_bar(batches.rows);
+    let count = batches.list.len();
+    let mut done = 0;
+    let mut file = Some(file);
+    for (i, batch) in batches.list.iter().enumerate() {
+        let which = format!("batch {} of {count} (entity rows {}..{})", i + 1, done + 1, done + batch.rows);
+        let body =
+            batches.body(&mut entities, batch).with_context(|| format!("reading {}", args.entities.display()))?;
+        let query = [
+            ("features", refs.clone()),
+            ("created_cutoff", args.created_cutoff.to_string()),
+            ("include_provenance", args.include_provenance.to_string()),
+        ];
+        let resp = remote
+            .request(Method::POST, path)
+            .query(&query)
+            .header(CONTENT_TYPE, "text/csv")
+            .header(ACCEPT, PARQUET)
+            .body(body)
+            .send()
+            .await
+            .with_context(|| format!("sending {which} to {}", remote.base()))?;
+        if !resp.status().is_success() {
+            let too_large = resp.status() == StatusCode::PAYLOAD_TOO_LARGE;
+            let e = remote.failure(&Method::POST, path, resp).await;
+            if too_large {
+                bail!("{e} ({which}; try a smaller --batch-rows)");
+            }
+            return Err(e);
+        }
+        let content_type = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        ensure!(content_type.starts_with(PARQUET), "the server answered {content_type}, not Parquet");
+        let answer = resp.bytes().await.with_context(|| format!("the server's answer to {which} broke off"))?;
+        let unreadable = || format!("the server's answer to {which} is not a readable Parquet file");
+        let builder =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(answer).with_context(unreadable)?;
+        if writer.is_none() {
+            let file = file.take().expect("the file is opened once");
+            writer = Some(
+                parquet::arrow::ArrowWriter::try_new(file, builder.schema().clone(), None)
+                    .with_context(|| format!("writing {}", partial.display()))?,
+            );
+        }
+        let w = writer.as_mut().expect("opened above");
+        let mut rows = 0;
+        for record_batch in builder.build().with_context(unreadable)? {
+            let record_batch = record_batch.with_context(|| format!("reading the answer to {which}"))?;
+            w.write(&record_batch).with_context(|| format!("writing {} ({which})", partial.display()))?;
+            rows += record_batch.num_rows() as u64;
+        }
+        ensure!(rows == batch.rows, "the server's answer to {which} has {rows} rows, not {}", batch.rows);
+        done += batch.rows;
+        bar.set_position(done);
+    }
+    // Every entities file has at least one batch (a header alone is one).
+    let writer = writer.ok_or_else(|| anyhow!("no answer arrived"))?;
+    let file = writer.into_inner().with_context(|| format!("writing {}", partial.display()))?;
     file.sync_all().with_context(|| format!("writing {}", partial.display()))?;
     bar.finish();
     Ok(())

@@ -278,7 +278,8 @@ pub struct DatasetArgs {
     /// any other columns, which are copied to the output.
     #[arg(long)]
     pub entities: PathBuf,
-    /// Written as `<out>.partial` and renamed once every row has arrived.
+    /// Written as `<out>.partial` and renamed once every row has arrived:
+    /// CSV, or Parquet when it ends in `.parquet`.
     #[arg(long)]
     pub out: PathBuf,
     /// Leave out feature rows created after an entity row's event_timestamp.

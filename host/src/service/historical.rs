@@ -34,7 +34,7 @@ use crate::model::entity_frame::EntityFrame;
 use crate::model::registry::SourceField;
 use crate::model::{
     Column, EntityKey, FeatureGroup, FeatureRef, FeatureRow, OnDemandInput, Producer, Provenance, Timestamp,
-    TransformVersion, Value,
+    TransformVersion, Value, ValueType,
 };
 use crate::store::AsOfRules;
 use std::collections::HashMap;
@@ -64,6 +64,26 @@ pub struct HistoricalPlan {
     /// requested on-demand groups, each once.
     lookups: Vec<Lookup>,
     outputs: Vec<GroupOutput>,
+}
+
+impl HistoricalPlan {
+    /// Entity row `row`'s point in time, as read from its `event_timestamp`.
+    pub fn time(&self, row: usize) -> Timestamp {
+        self.times[row]
+    }
+
+    /// The declared type of each feature column (`refs`), in order.
+    pub fn ref_types(&self) -> Vec<ValueType> {
+        let mut types = vec![ValueType::Float64; self.refs.len()];
+        for output in &self.outputs {
+            for (pos, feature) in &output.features {
+                if let Some(f) = output.group.feature(feature) {
+                    types[*pos] = f.value_type;
+                }
+            }
+        }
+        types
+    }
 }
 
 struct Lookup {

@@ -26,13 +26,16 @@ fn historical() -> Value {
         "content": {
             "application/json": {"schema": schema_ref("HistoricalResponse")},
             "text/csv": {"schema": {"type": "string"},
-                         "example": "ticker,event_timestamp,label,technical:sma_20\nAAPL,2024-05-01T00:00:00Z,1,188.7\n"}}});
+                         "example": "ticker,event_timestamp,label,technical:sma_20\nAAPL,2024-05-01T00:00:00Z,1,188.7\n"},
+            "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary",
+                "description": "A Parquet file (zstd), one row group per slice: event_timestamp as timestamp[us, UTC], the other input columns as text, each feature in its declared type (lists as lists), provenance as text"},
+                "example": "PAR1"}}});
     Op::new("readHistorical", HISTORICAL_SUMMARY)
         .param(query_param("features", &csv_only("Comma-separated refs"), json!({"type": "string", "example": "technical:sma_20,risk:beta"})))
         .param(query_param("created_cutoff", &csv_only("Leave out rows whose writer-given created time (created_timestamp, Feast's created) is after each row's event_timestamp; rows the server stamped are never left out"), json!({"type": "boolean", "default": false})))
         .param(query_param("include_provenance", &csv_only("Add <group>:__provenance columns (name@version#sha256, empty for pushed rows)"), json!({"type": "boolean", "default": false})))
         .param(query_param("header", "CSV answers: false leaves out the header row (to append several answers to one file)", json!({"type": "boolean", "default": true})))
-        .param(json!({"name": "Accept", "in": "header", "required": false, "description": "text/csv for a CSV answer; otherwise JSON", "schema": {"type": "string", "example": "text/csv"}}))
+        .param(json!({"name": "Accept", "in": "header", "required": false, "description": "text/csv for a CSV answer, application/vnd.apache.parquet for a Parquet file; otherwise JSON", "schema": {"type": "string", "example": "text/csv"}}))
         .body(json!({"required": true, "content": {
             "application/json": {"schema": schema_ref("HistoricalRequest"),
                 "example": {"entity_rows": [{"ticker": "AAPL", "event_timestamp": "2024-05-01T00:00:00Z", "label": 1}],
