@@ -147,6 +147,23 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
+/// `wafer dataset` of the profile and risk features, two entity rows a batch.
+fn dataset_in_batches_of_two(entities: &std::path::Path, out: &std::path::Path, server: &str) -> Vec<String> {
+    args(&[
+        "dataset",
+        "--features",
+        "profile:pe_ratio,risk:beta,profile:sector",
+        "--entities",
+        entities.to_str().expect("utf-8 path"),
+        "--out",
+        out.to_str().expect("utf-8 path"),
+        "--batch-rows",
+        "2",
+        "--server",
+        server,
+    ])
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dataset_writes_point_in_time_values_for_every_entity_row_across_batches() {
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -168,20 +185,7 @@ async fn dataset_writes_point_in_time_values_for_every_entity_row_across_batches
     )
     .expect("writing entities");
     let out_path = tmp.path().join("training.csv");
-    let out = run(args(&[
-        "dataset",
-        "--features",
-        "profile:pe_ratio,risk:beta,profile:sector",
-        "--entities",
-        entities.to_str().expect("utf-8 path"),
-        "--out",
-        out_path.to_str().expect("utf-8 path"),
-        "--batch-rows",
-        "2",
-        "--server",
-        &server.base,
-    ]))
-    .await;
+    let out = run(dataset_in_batches_of_two(&entities, &out_path, &server.base)).await;
     assert!(out.status.success(), "dataset failed: {}", text(&out));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("wrote 5 rows x 3 features to "), "{}", text(&out));
 
@@ -217,20 +221,7 @@ async fn dataset_to_a_parquet_file_holds_the_same_rows_in_typed_columns_across_b
     )
     .expect("writing entities");
     let out_path = tmp.path().join("training.parquet");
-    let out = run(args(&[
-        "dataset",
-        "--features",
-        "profile:pe_ratio,risk:beta,profile:sector",
-        "--entities",
-        entities.to_str().expect("utf-8 path"),
-        "--out",
-        out_path.to_str().expect("utf-8 path"),
-        "--batch-rows",
-        "2",
-        "--server",
-        &server.base,
-    ]))
-    .await;
+    let out = run(dataset_in_batches_of_two(&entities, &out_path, &server.base)).await;
     assert!(out.status.success(), "dataset failed: {}", text(&out));
     assert!(!tmp.path().join("training.parquet.partial").exists(), "a partial file was left behind");
 

@@ -61,6 +61,8 @@ pub async fn dataset(args: DatasetArgs) -> anyhow::Result<()> {
 /// The Parquet answer's media type, asked for when `--out` ends in
 /// `.parquet`.
 const PARQUET: &str = "application/vnd.apache.parquet";
+/// Where training data is asked for.
+const HISTORICAL: &str = "/v1/features/historical";
 
 /// Whether `out` names a Parquet file (by its extension, any case).
 fn is_parquet(out: &Path) -> bool {
@@ -73,7 +75,6 @@ async fn download(args: &DatasetArgs, features: &[&str], batches: &Batches, part
         return download_parquet(args, features, batches, partial).await;
     }
     let remote = Remote::streaming(&args.remote);
-    let path = "/v1/features/historical";
     let refs = features.join(",");
     let mut entities = File::open(&args.entities).with_context(|| format!("opening {}", args.entities.display()))?;
     let mut out = BufWriter::new(File::create(partial).with_context(|| format!("creating {}", partial.display()))?);
@@ -92,25 +93,7 @@ async fn download(args: &DatasetArgs, features: &[&str], batches: &Batches, part
             ("include_provenance", args.include_provenance.to_string()),
             ("header", header.to_string()),
         ];
-        let mut resp = remote
-            .request(Method::POST, path)
-            .query(&query)
-            .header(CONTENT_TYPE, "text/csv")
-            .header(ACCEPT, "text/csv")
-            .body(body)
-            .send()
-            .await
-            .with_context(|| format!("sending {which} to {}", remote.base()))?;
-        if !resp.status().is_success() {
-            let too_large = resp.status() == StatusCode::PAYLOAD_TOO_LARGE;
-            let e = remote.failure(&Method::POST, path, resp).await;
-            if too_large {
-                bail!("{e} ({which}; try a smaller --batch-rows)");
-            }
-            return Err(e);
-        }
-        let content_type = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        ensure!(content_type.starts_with("text/csv"), "the server answered {content_type}, not CSV");
+        let mut resp = ask(&remote, &query, "text/csv", body, &which).await?;
         let reported = resp.headers().get(ROWS_HEADER).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
         if let Some(n) = reported {
             ensure!(n == batch.rows, "the server read {n} entity rows in {which}");
@@ -146,7 +129,6 @@ async fn download_parquet(
     partial: &Path,
 ) -> anyhow::Result<()> {
     let remote = Remote::streaming(&args.remote);
-    let path = "/v1/features/historical";
     let refs = features.join(",");
     let mut entities = File::open(&args.entities).with_context(|| format!("opening {}", args.entities.display()))?;
     let file = File::create(partial).with_context(|| format!("creating {}", partial.display()))?;
@@ -164,25 +146,7 @@ async fn download_parquet(
             ("created_cutoff", args.created_cutoff.to_string()),
             ("include_provenance", args.include_provenance.to_string()),
         ];
-        let resp = remote
-            .request(Method::POST, path)
-            .query(&query)
-            .header(CONTENT_TYPE, "text/csv")
-            .header(ACCEPT, PARQUET)
-            .body(body)
-            .send()
-            .await
-            .with_context(|| format!("sending {which} to {}", remote.base()))?;
-        if !resp.status().is_success() {
-            let too_large = resp.status() == StatusCode::PAYLOAD_TOO_LARGE;
-            let e = remote.failure(&Method::POST, path, resp).await;
-            if too_large {
-                bail!("{e} ({which}; try a smaller --batch-rows)");
-            }
-            return Err(e);
-        }
-        let content_type = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        ensure!(content_type.starts_with(PARQUET), "the server answered {content_type}, not Parquet");
+        let resp = ask(&remote, &query, PARQUET, body, &which).await?;
         let answer = resp.bytes().await.with_context(|| format!("the server's answer to {which} broke off"))?;
         let unreadable = || format!("the server's answer to {which} is not a readable Parquet file");
         let builder =
@@ -211,6 +175,39 @@ async fn download_parquet(
     file.sync_all().with_context(|| format!("writing {}", partial.display()))?;
     bar.finish();
     Ok(())
+}
+
+/// Posts one batch of entity rows for an answer in `accept`; a refusal is
+/// the server's reason (with a way out when the batch was too large), and
+/// an answer in another format an error.
+async fn ask(
+    remote: &Remote,
+    query: &[(&str, String)],
+    accept: &str,
+    body: Vec<u8>,
+    which: &str,
+) -> anyhow::Result<reqwest::Response> {
+    let path = HISTORICAL;
+    let resp = remote
+        .request(Method::POST, path)
+        .query(query)
+        .header(CONTENT_TYPE, "text/csv")
+        .header(ACCEPT, accept)
+        .body(body)
+        .send()
+        .await
+        .with_context(|| format!("sending {which} to {}", remote.base()))?;
+    if !resp.status().is_success() {
+        let too_large = resp.status() == StatusCode::PAYLOAD_TOO_LARGE;
+        let e = remote.failure(&Method::POST, path, resp).await;
+        if too_large {
+            bail!("{e} ({which}; try a smaller --batch-rows)");
+        }
+        return Err(e);
+    }
+    let content_type = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    ensure!(content_type.starts_with(accept), "the server answered {content_type}, not {accept}");
+    Ok(resp)
 }
 
 /// Over all entity rows, with the rate as a whole number (indicatif's
