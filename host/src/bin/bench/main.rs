@@ -16,8 +16,10 @@
 //!   one ticker read in process, online hits against computed on the miss.
 //! - `wafer-bench historical [--feature-rows N] [--entity-rows N] [--entities N] [--json true]`:
 //!   point-in-time training data over HTTP, streamed as CSV.
+//! - `wafer-bench load [--rows N] [--entities N] [--json true]`: bulk load
+//!   of feature rows over HTTP, one Parquet request (and JSON requests).
 //!
-//! `http`, `materialize`, `catalog` and `historical` run on the embedded stores unless given
+//! `http`, `materialize`, `catalog`, `historical` and `load` run on the embedded stores unless given
 //! `--database-url postgres://...` and/or `--online redis://...`; every run
 //! on those gets its own schema and key prefix and removes them at the end
 //! (`backends.rs`).
@@ -28,6 +30,7 @@ mod backends;
 mod catalog;
 mod historical;
 mod http;
+mod load;
 mod materialize;
 mod wasm;
 mod write;
@@ -38,6 +41,7 @@ const USAGE: &str = "usage: wafer-bench http [--endpoint online|feast|enrich] [-
        wafer-bench write --database-url postgres://... [--rows N] [--features N] [--iterations N]
        wafer-bench catalog [--hits N] [--misses N] [BACKENDS]
        wafer-bench historical [--feature-rows N] [--entity-rows N] [--entities N] [--json true] [BACKENDS]
+       wafer-bench load [--rows N] [--entities N] [--json true] [BACKENDS]
 BACKENDS: [--database-url postgres://...] [--online redis://...] (default: SQLite + in-process)";
 
 #[tokio::main]
@@ -50,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         Some("write") => write::run(&args[1..]).await,
         Some("catalog") => catalog::run(&args[1..]).await,
         Some("historical") => historical::run(&args[1..]).await,
+        Some("load") => load::run(&args[1..]).await,
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);
