@@ -142,10 +142,7 @@ async fn measure(
             anyhow::ensure!(status.is_success(), "answered {status}: {}", response.text().await?);
         }
         let secs = t.elapsed().as_secs_f64();
-        println!(
-            "JSON: {rows} rows in requests of {JSON_ROWS} in {secs:.2} s ({:.0} rows/s)",
-            rows as f64 / secs
-        );
+        println!("JSON: {rows} rows in requests of {JSON_ROWS} in {secs:.2} s ({:.0} rows/s)", rows as f64 / secs);
     }
     server.abort();
     w.shutdown().await;
