@@ -101,6 +101,8 @@ fn decode(format: Format, body: Bytes) -> Result<Vec<RecordBatch>, String> {
 /// each feature in its declared type, provenance as text.
 pub struct ParquetAnswer {
     schema: arrow_schema::SchemaRef,
+    /// The feature columns' declared types, in order.
+    pub feature_types: Vec<crate::model::ValueType>,
     /// The writer and what it has written since bytes were last taken.
     writer: std::sync::Mutex<Option<parquet::arrow::ArrowWriter<SharedBuffer>>>,
     buffer: SharedBuffer,
@@ -155,7 +157,8 @@ impl ParquetAnswer {
             .build();
         let writer = parquet::arrow::ArrowWriter::try_new(buffer.clone(), schema.clone(), Some(props))
             .map_err(|e| e.to_string())?;
-        Ok(ParquetAnswer { schema, writer: std::sync::Mutex::new(Some(writer)), buffer })
+        let feature_types = features.iter().map(|(_, ty)| *ty).collect();
+        Ok(ParquetAnswer { schema, feature_types, writer: std::sync::Mutex::new(Some(writer)), buffer })
     }
 
     /// Encodes one slice as a row group; returns the bytes to send.

@@ -235,7 +235,7 @@ impl Encoder {
         Ok(match self.format {
             Format::Parquet => {
                 let answer = self.parquet.as_ref().ok_or("no Parquet writer")?;
-                return answer.slice(parquet_columns(plan, rows, slice));
+                return answer.slice(parquet_columns(plan, &answer.feature_types, rows, slice));
             }
             Format::Json => {
                 let mut out = Vec::with_capacity(values.len() * 64 * self.columns.len());
@@ -291,7 +291,12 @@ impl Encoder {
 
 /// One slice of the answer as Arrow columns, in the order of
 /// [`ParquetAnswer::new`]'s schema.
-fn parquet_columns(plan: &HistoricalPlan, rows: Range<usize>, slice: &HistoricalSlice) -> Vec<ArrayRef> {
+fn parquet_columns(
+    plan: &HistoricalPlan,
+    types: &[crate::model::ValueType],
+    rows: Range<usize>,
+    slice: &HistoricalSlice,
+) -> Vec<ArrayRef> {
     let frame = &plan.frame;
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(frame.columns.len() + plan.refs.len());
     for (c, name) in frame.columns.iter().enumerate() {
@@ -303,8 +308,8 @@ fn parquet_columns(plan: &HistoricalPlan, rows: Range<usize>, slice: &Historical
             Arc::new(text.collect::<StringArray>())
         });
     }
-    for (k, ty) in plan.ref_types().into_iter().enumerate() {
-        columns.push(feature_column(ty, slice.values.iter().map(|row| &row[k])));
+    for (k, ty) in types.iter().enumerate() {
+        columns.push(feature_column(*ty, slice.values.iter().map(|row| &row[k])));
     }
     for p in 0..plan.provenance_columns.len() {
         let text = slice.provenance.iter().map(|row| row[p].as_ref().map(Provenance::to_string));
