@@ -22,6 +22,16 @@ pub struct Config {
     /// PostgreSQL schema for all of wafer's tables (created if missing);
     /// `None` = the connection's default `search_path`.
     pub database_schema: Option<String>,
+    /// Where offline history lives: [`OfflineBackend::Delta`] tables (the
+    /// default with SQLite, or whenever `offline_url` is set) or PostgreSQL
+    /// tables (the default with a PostgreSQL database, as before tables).
+    pub offline: Option<OfflineBackend>,
+    /// The root of the Delta tables: a directory or `file://` / `s3://`
+    /// URL. `None` = `<data_dir>/offline`.
+    pub offline_url: Option<String>,
+    /// Object-storage settings for the tables (delta-rs / object_store
+    /// keys, e.g. `AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ALLOW_HTTP`).
+    pub offline_options: BTreeMap<String, String>,
     /// `redis://...` for the production online store; `None` or `memory` =
     /// in-process.
     pub online: Option<String>,
@@ -56,6 +66,9 @@ impl Config {
             data_dir: data_dir.into(),
             database_url: None,
             database_schema: None,
+            offline: None,
+            offline_url: None,
+            offline_options: BTreeMap::new(),
             online: None,
             online_key_prefix: "wafer:".into(),
             tokens: Vec::new(),
@@ -67,6 +80,15 @@ impl Config {
             max_future_skew: crate::model::TimeWindow::DEFAULT_SKEW,
         }
     }
+}
+
+/// Which store holds offline history (`--offline`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OfflineBackend {
+    /// Delta Lake tables under `--offline-url`.
+    Delta,
+    /// Tables in the PostgreSQL database (needs `--database-url postgres://`).
+    Postgres,
 }
 
 /// The serving file (`--serving-config`, YAML or JSON): which features

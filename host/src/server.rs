@@ -3,14 +3,15 @@
 //! which is what makes the server easy to start in tests.
 
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, OfflineBackend};
 use crate::runtime::WasmRuntime;
 use crate::service::{Wafer, WaferSettings};
+use crate::store::delta::{DeltaOffline, FlushPolicy};
 use crate::store::memory::MemoryOnlineStore;
 use crate::store::postgres::PostgresStore;
 use crate::store::redis::RedisOnlineStore;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{OfflineStore, OnlineStore, Registry};
+use crate::store::{OfflineStore, OnlineStore, Registry, WriteLog};
 use anyhow::{Context, bail};
 use std::future::Future;
 use std::sync::Arc;
@@ -53,8 +54,10 @@ impl App {
     }
 }
 
-/// The registry and offline store: PostgreSQL for `postgres://` URLs,
-/// otherwise SQLite (`sqlite:PATH`, or `<data dir>/wafer.db` by default).
+/// The registry (with the write log) and the offline store: PostgreSQL for
+/// `postgres://` URLs, otherwise SQLite (`sqlite:PATH`, or
+/// `<data dir>/wafer.db` by default); offline history in Delta tables
+/// unless it stays in PostgreSQL (see [`Config::offline`]).
 async fn open_database(config: &Config) -> anyhow::Result<(Arc<dyn Registry>, Arc<dyn OfflineStore>, String)> {
     match config.database_url.as_deref() {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
@@ -63,6 +66,13 @@ async fn open_database(config: &Config) -> anyhow::Result<(Arc<dyn Registry>, Ar
                     .await
                     .with_context(|| format!("connecting to PostgreSQL at {}", redact(url)))?,
             );
+            let tables = config.offline == Some(OfflineBackend::Delta)
+                || (config.offline.is_none() && config.offline_url.is_some());
+            if tables {
+                let delta = open_tables(config, pg.clone())?;
+                let summary = format!("{} (write log in PostgreSQL at {})", delta.summary(), redact(url));
+                return Ok((pg, delta, summary));
+            }
             Ok((pg.clone(), pg, format!("PostgreSQL at {}", redact(url))))
         }
         Some(url) if !url.starts_with("sqlite:") => {
@@ -73,11 +83,40 @@ async fn open_database(config: &Config) -> anyhow::Result<(Arc<dyn Registry>, Ar
                 Some(p) if !p.is_empty() => std::path::PathBuf::from(p),
                 _ => config.data_dir.join("wafer.db"),
             };
+            if config.offline == Some(OfflineBackend::Postgres) {
+                bail!("--offline postgres needs a PostgreSQL database (--database-url postgres://...)");
+            }
             let sqlite =
                 Arc::new(SqliteStore::open(&path).await.with_context(|| format!("opening {}", path.display()))?);
-            Ok((sqlite.clone(), sqlite, format!("SQLite at {}", path.display())))
+            let delta = open_tables(config, sqlite.clone())?;
+            let imported = delta.import_sqlite(&sqlite).await.context("importing offline rows into the tables")?;
+            if imported.source_rows + imported.feature_rows > 0 || !imported.skipped.is_empty() {
+                tracing::info!(
+                    source_rows = imported.source_rows,
+                    feature_rows = imported.feature_rows,
+                    skipped = ?imported.skipped,
+                    "moved the offline rows of {} into the tables",
+                    path.display()
+                );
+            }
+            let summary = format!("{} (write log in SQLite at {})", delta.summary(), path.display());
+            Ok((sqlite, delta, summary))
         }
     }
+}
+
+/// The Delta tables under `--offline-url` (default `<data dir>/offline`),
+/// logging writes to `log`, with this host's flusher running.
+fn open_tables(config: &Config, log: Arc<dyn WriteLog>) -> anyhow::Result<Arc<DeltaOffline>> {
+    let root = match &config.offline_url {
+        Some(url) => url.clone(),
+        None => config.data_dir.join("offline").to_string_lossy().into_owned(),
+    };
+    let options = config.offline_options.clone().into_iter().collect();
+    let delta = DeltaOffline::open(&root, options, log, &config.cluster.host_id, FlushPolicy::default())
+        .with_context(|| format!("opening the offline tables at {}", redact(&root)))?;
+    delta.spawn_flusher();
+    Ok(delta)
 }
 
 /// The online store: Redis for `redis://` (or `rediss://`) URLs, else the

@@ -78,6 +78,17 @@ fn parse_skew(text: &str) -> Result<std::time::Duration, String> {
     crate::config::parse_duration(text).map_err(|e| e.to_string())
 }
 
+fn parse_options(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+            _ => Err(format!("'{kv}' is not KEY=VALUE")),
+        })
+        .collect()
+}
+
 /// Which stores to use; the default is embedded (SQLite + in-process).
 #[derive(Args, Debug)]
 pub struct StoreArgs {
@@ -87,6 +98,19 @@ pub struct StoreArgs {
     /// PostgreSQL schema for wafer's tables (created if missing).
     #[arg(long, env = "WAFER_DATABASE_SCHEMA")]
     pub database_schema: Option<String>,
+    /// Where offline history lives: `delta` (tables under --offline-url;
+    /// the default with SQLite or when --offline-url is given) or
+    /// `postgres` (the default with a PostgreSQL database).
+    #[arg(long, env = "WAFER_OFFLINE", value_enum)]
+    pub offline: Option<crate::config::OfflineBackend>,
+    /// Root of the offline Delta tables: a directory, file:///... or
+    /// s3://bucket/prefix. Default: <data-dir>/offline.
+    #[arg(long, env = "WAFER_OFFLINE_URL")]
+    pub offline_url: Option<String>,
+    /// Object-storage settings for the tables, KEY=VALUE separated by
+    /// commas (e.g. AWS_ENDPOINT_URL=http://127.0.0.1:9000,AWS_ALLOW_HTTP=true).
+    #[arg(long, env = "WAFER_OFFLINE_OPTIONS", value_parser = parse_options)]
+    pub offline_options: Option<std::collections::BTreeMap<String, String>>,
     /// `memory` (default) or redis://...
     #[arg(long, env = "WAFER_ONLINE")]
     pub online: Option<String>,
@@ -344,6 +368,9 @@ impl StoreArgs {
     pub fn apply(self, config: &mut Config) {
         config.database_url = self.database_url;
         config.database_schema = self.database_schema;
+        config.offline = self.offline;
+        config.offline_url = self.offline_url;
+        config.offline_options = self.offline_options.unwrap_or_default();
         config.online = self.online;
         config.online_key_prefix = self.online_key_prefix;
     }

@@ -414,7 +414,8 @@ impl Wafer {
     async fn write_offline_only(&self, group: &FeatureGroup, rows: Vec<FeatureWriteRow>) -> Result<(), FeastError> {
         let parsed = self.feature_rows(group, rows)?;
         if !parsed.is_empty() {
-            self.offline().write_feature_rows(&group.name, &parsed).await.map_err(ServiceError::from)?;
+            let table = self.group_def(group)?;
+            self.offline().write_feature_rows(&table, &parsed).await.map_err(ServiceError::from)?;
         }
         Ok(())
     }

@@ -147,7 +147,7 @@ impl Wafer {
         if rows.is_empty() {
             return Ok(0);
         }
-        Ok(self.offline().write_source_rows(&source.name, &rows).await?)
+        Ok(self.offline().write_source_rows(&self.source_def(source)?, &rows).await?)
     }
 
     /// Writes pushed feature rows: offline first (durable), then the online
@@ -163,7 +163,7 @@ impl Wafer {
         if rows.is_empty() {
             return Ok(0);
         }
-        let written = self.offline().write_feature_rows(&group.name, &rows).await?;
+        let written = self.offline().write_feature_rows(&self.group_def(group)?, &rows).await?;
         let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
         self.online().write(&group.name, &rows, ttl).await?;
         Ok(written)

@@ -260,7 +260,7 @@ impl Wafer {
             produced.iter().filter_map(|(_, rows)| rows.iter().max_by_key(|r| r.event_ts).cloned()).collect();
         let rows: Vec<FeatureRow> = produced.into_iter().flat_map(|(_, rows)| rows).collect();
         let group = &plan.0;
-        outcome.rows_written = self.offline().write_feature_rows(&group.name, &rows).await?;
+        outcome.rows_written = self.offline().write_feature_rows(&self.group_def(group)?, &rows).await?;
         let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
         self.online().write(&group.name, &latest, ttl).await?;
         Ok(outcome)

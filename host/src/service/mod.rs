@@ -51,7 +51,7 @@ use crate::clock::SharedClock;
 use crate::config::ServingConfig;
 use crate::model::{Entity, FeatureGroup, Source, TransformSummary, TransformVersion};
 use crate::runtime::TransformRuntime;
-use crate::store::{OfflineStore, OnlineStore, Registry};
+use crate::store::{OfflineStore, OnlineStore, Registry, TableDef};
 use dashmap::DashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -185,6 +185,10 @@ impl Wafer {
         for handle in handles {
             let _ = handle.await;
         }
+        // After the jobs: what they wrote last is put away too.
+        if let Err(e) = self.inner.offline.close().await {
+            tracing::warn!(error = %e, "the offline store did not close cleanly; its write log is replayed on start");
+        }
     }
 
     /// Re-reads every definition from the registry store into the caches.
@@ -255,6 +259,22 @@ impl Wafer {
 
     pub fn source(&self, name: &str) -> ServiceResult<Arc<Source>> {
         self.inner.sources.get(name).map(|e| e.clone()).ok_or_else(|| ServiceError::not_found("source", name))
+    }
+
+    /// The offline table a source's rows are written to.
+    pub(crate) fn source_def(&self, source: &Source) -> ServiceResult<TableDef> {
+        Ok(TableDef::of_source(source, &*self.entity(&source.entity)?))
+    }
+
+    /// The offline table of the named group, for tools that write to it
+    /// directly (benchmarks).
+    pub fn offline_table(&self, group: &str) -> ServiceResult<TableDef> {
+        self.group_def(&*self.feature_group(group)?)
+    }
+
+    /// The offline table a group's rows are written to.
+    pub(crate) fn group_def(&self, group: &FeatureGroup) -> ServiceResult<TableDef> {
+        Ok(TableDef::of_group(group, &*self.entity(&group.entity)?))
     }
 
     pub fn feature_group(&self, name: &str) -> ServiceResult<Arc<FeatureGroup>> {

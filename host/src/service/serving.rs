@@ -534,10 +534,11 @@ impl Wafer {
         // Written back after the answer, offline first, then online: the
         // read never waits for a durable commit, and a value lost to a
         // crash meanwhile is simply computed again.
-        let (this, name, row) = (self.clone(), group.name.clone(), latest.clone());
+        let (this, table, row) = (self.clone(), self.group_def(group)?, latest.clone());
+        let name = group.name.clone();
         let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
         tokio::spawn(async move {
-            match this.offline().write_feature_rows(&name, std::slice::from_ref(&row)).await {
+            match this.offline().write_feature_rows(&table, std::slice::from_ref(&row)).await {
                 Ok(_) => this.refill_online(&name, std::slice::from_ref(&row), ttl).await,
                 Err(e) => tracing::warn!(group = %name, error = %e, "could not write back a value computed on a miss"),
             }

@@ -7,8 +7,11 @@
 //! - Freshness counts and feature statistics, against hand-computed values.
 //! - Point-in-time lookups, and the provenance of feature rows through
 //!   every read.
+//! - The write log: entries in order and in batches of rows, removal,
+//!   pending totals, one sequence for appends and direct writes, and its
+//!   leases.
 
-use super::{AsOfRules, OfflineStore, Registry};
+use super::{AsOfRules, LogEntry, OfflineStore, PendingTable, Registry, SourceRange, TableDef, WriteLog};
 use crate::model::{
     Descriptor, EntityKey, FeatureRow, FieldSpec, Job, JobState, JobTask, Provenance, SourceRow, TaskOutcome,
     Timestamp, TransformKind, TransformVersion, Value, ValueType,
@@ -18,6 +21,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const LONG: Duration = Duration::from_secs(60);
+
+/// A table of entity `id` with every value column the tests write.
+pub fn table(name: &str) -> TableDef {
+    let columns = [
+        ("x", ValueType::Float64),
+        ("y", ValueType::Float64),
+        ("label", ValueType::String),
+        ("close", ValueType::Float64),
+        ("f", ValueType::Float64),
+        ("i", ValueType::Int64),
+        ("b", ValueType::Bool),
+        ("s", ValueType::String),
+        ("fl", ValueType::Float64List),
+        ("sl", ValueType::StringList),
+        ("n", ValueType::Float64),
+    ];
+    TableDef {
+        name: name.into(),
+        join_keys: vec!["id".into()],
+        columns: columns.iter().map(|(c, t)| (c.to_string(), *t)).collect(),
+    }
+}
 
 fn job(id: &str, created: i64, total: u64) -> Job {
     Job {
@@ -190,7 +215,7 @@ pub async fn provenance_round_trips_through_every_read(store: &dyn OfflineStore)
         feature_row("B", 100, 100, &x(3.0)),
         by(feature_row("C", 100, 100, &x(4.0)), v1.clone()),
     ];
-    store.write_feature_rows("g", &rows).await.unwrap();
+    store.write_feature_rows(&table("g"), &rows).await.unwrap();
     let keys = |names: &[&str]| names.iter().map(|n| EntityKey(n.to_string())).collect::<Vec<_>>();
     let latest = store.latest_feature_rows("g", &keys(&["A", "B", "C", "D"])).await.unwrap();
     assert_eq!(latest, vec![Some(rows[1].clone()), Some(rows[2].clone()), Some(rows[3].clone()), None]);
@@ -204,7 +229,7 @@ pub async fn provenance_round_trips_through_every_read(store: &dyn OfflineStore)
     // The same row (and values) again, by another version, then pushed.
     let v3 = provenance("indicators", "2.0.0");
     for p in [v3, None, v1.clone()] {
-        store.write_feature_rows("g", &[by(rows[1].clone(), p.clone())]).await.unwrap();
+        store.write_feature_rows(&table("g"), &[by(rows[1].clone(), p.clone())]).await.unwrap();
         let latest = store.latest_feature_rows("g", &keys(&["A"])).await.unwrap();
         assert_eq!(latest[0].as_ref().map(|r| r.provenance.clone()), Some(p.clone()), "rewritten with {p:?}");
     }
@@ -213,7 +238,7 @@ pub async fn provenance_round_trips_through_every_read(store: &dyn OfflineStore)
     let versions = [v1, None, v2];
     let many: Vec<FeatureRow> =
         (0..2_500).map(|i| by(feature_row(&format!("E{i}"), 1, 1, &x(i as f64)), versions[i % 3].clone())).collect();
-    store.write_feature_rows("many", &many).await.unwrap();
+    store.write_feature_rows(&table("many"), &many).await.unwrap();
     let names: Vec<EntityKey> = many.iter().map(|r| r.entity.clone()).collect();
     let latest = store.latest_feature_rows("many", &names).await.unwrap();
     assert_eq!(latest, many.iter().cloned().map(Some).collect::<Vec<_>>());
@@ -235,8 +260,8 @@ pub async fn freshness_counts_each_entity_by_its_newest_row(store: &dyn OfflineS
         feature_row("D", 60, 1, &x(1.0)),
         feature_row("E", 10, 1, &x(1.0)),
     ];
-    store.write_feature_rows("g", &rows).await.unwrap();
-    store.write_feature_rows("other", &[feature_row("Z", 1, 1, &x(1.0))]).await.unwrap();
+    store.write_feature_rows(&table("g"), &rows).await.unwrap();
+    store.write_feature_rows(&table("other"), &[feature_row("Z", 1, 1, &x(1.0))]).await.unwrap();
     let counts = store.freshness("g", Some(Timestamp::from_secs(100)), Some(Timestamp::from_secs(50))).await.unwrap();
     assert_eq!((counts.entities, counts.fresh, counts.stale, counts.expired), (5, 2, 2, 1), "{counts:?}");
     assert_eq!(counts.newest_event_timestamp, Some(Timestamp::from_secs(120)));
@@ -268,7 +293,7 @@ pub async fn statistics_match_hand_computed_values(store: &dyn OfflineStore) {
         row("F", Value::Null, Some("f")),
         feature_row("G", 1, 1, &[("y", Value::Float64(7.0))]),
     ];
-    store.write_feature_rows("g", &rows).await.unwrap();
+    store.write_feature_rows(&table("g"), &rows).await.unwrap();
     let features = [("x".to_string(), true), ("label".to_string(), false), ("absent".to_string(), true)];
     let stats = store.feature_statistics("g", &features).await.unwrap();
     let x = &stats[0];
@@ -305,13 +330,13 @@ pub async fn source_changes_are_found_by_ingest_time_not_event_time(store: &dyn 
         values: [("x".to_string(), Value::Float64(v))].into(),
     };
     assert_eq!(store.source_ingest_watermark("s").await.unwrap(), None);
-    store.write_source_rows("s", &[row("A", 10, 1.0), row("A", 20, 2.0), row("B", 10, 1.0)]).await.unwrap();
+    store.write_source_rows(&table("s"), &[row("A", 10, 1.0), row("A", 20, 2.0), row("B", 10, 1.0)]).await.unwrap();
     let w = store.source_ingest_watermark("s").await.unwrap().expect("rows were ingested");
     assert!(store.source_changes("s", w).await.unwrap().is_empty(), "nothing after the watermark");
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     // A new bar for A, a backfilled old date for B, the same values again for A@10.
-    store.write_source_rows("s", &[row("A", 30, 3.0), row("B", 5, 0.5), row("A", 10, 1.0)]).await.unwrap();
-    store.write_source_rows("other", &[row("C", 1, 1.0)]).await.unwrap();
+    store.write_source_rows(&table("s"), &[row("A", 30, 3.0), row("B", 5, 0.5), row("A", 10, 1.0)]).await.unwrap();
+    store.write_source_rows(&table("other"), &[row("C", 1, 1.0)]).await.unwrap();
     let changes = store.source_changes("s", w).await.unwrap();
     let expected =
         vec![(EntityKey("A".into()), Timestamp::from_secs(30)), (EntityKey("B".into()), Timestamp::from_secs(5))];
@@ -337,8 +362,8 @@ pub async fn as_of_lookups_pick_the_row_known_at_each_point(store: &dyn OfflineS
         feature_row("C", 100, 900, &x(7.0)),
         given(feature_row("C", 200, 950, &x(8.0))),
     ];
-    store.write_feature_rows("g", &rows).await.unwrap();
-    store.write_feature_rows("other", &[feature_row("A", 150, 150, &x(99.0))]).await.unwrap();
+    store.write_feature_rows(&table("g"), &rows).await.unwrap();
+    store.write_feature_rows(&table("other"), &[feature_row("A", 150, 150, &x(99.0))]).await.unwrap();
     let at = |e: &str, t: i64| (EntityKey(e.into()), Timestamp::from_secs(t));
     let lookup = |points: Vec<(EntityKey, Timestamp)>, max_age: Option<u64>, created_cutoff: bool| async move {
         let rules = AsOfRules { max_age: max_age.map(Duration::from_secs), created_cutoff };
@@ -429,7 +454,7 @@ pub async fn as_of_lookups_match_a_brute_force_reference(store: &dyn OfflineStor
             });
         }
     }
-    store.write_feature_rows("g", &rows).await.unwrap();
+    store.write_feature_rows(&table("g"), &rows).await.unwrap();
     // What was stored: the writer's upsert keeps the last of duplicates.
     let mut stored: BTreeMap<(String, i64, i64), FeatureRow> = BTreeMap::new();
     for r in &rows {
@@ -544,4 +569,271 @@ pub async fn versions_are_deleted_unless_in_use(store: &dyn Registry) {
     let left: Vec<&str> = t.versions.iter().map(|v| v.version.as_str()).collect();
     assert_eq!(left, ["2.0.0", "4.0.0"]);
     assert_eq!((t.active_version.as_deref(), t.previous_version.as_deref()), (Some("4.0.0"), Some("2.0.0")));
+}
+
+/// Appends `rows` rows to `table` with a payload naming them, returning the
+/// entry as the log should give it back.
+async fn append(log: &dyn WriteLog, table: &str, rows: u64) -> LogEntry {
+    let payload = format!("{table}: {rows} rows").into_bytes();
+    let (seq, written_at) = log.append(table, &payload, rows).await.unwrap();
+    LogEntry { seq, payload, rows, written_at }
+}
+
+/// Entries come back oldest first, as appended, each table's alone; a batch
+/// holds entries while their rows add up to at most `max_rows`, but always
+/// the first.
+pub async fn write_log_entries_come_back_oldest_first_in_batches_of_rows(log: &dyn WriteLog) {
+    assert!(log.entries("features/a", 10).await.unwrap().is_empty());
+    let first = append(log, "features/a", 3).await;
+    let other = append(log, "features/b", 1).await;
+    let second = append(log, "features/a", 4).await;
+    let third = append(log, "features/a", 5).await;
+
+    let all = vec![first.clone(), second.clone(), third.clone()];
+    assert_eq!(log.entries("features/a", 100).await.unwrap(), all);
+    assert_eq!(log.entries("features/a", 12).await.unwrap(), all, "exactly max_rows fits");
+    assert_eq!(log.entries("features/a", 11).await.unwrap(), vec![first.clone(), second.clone()]);
+    assert_eq!(log.entries("features/a", 7).await.unwrap(), vec![first.clone(), second]);
+    assert_eq!(log.entries("features/a", 6).await.unwrap(), vec![first.clone()]);
+    assert_eq!(log.entries("features/a", 2).await.unwrap(), vec![first.clone()], "the first is too big but comes");
+    assert_eq!(log.entries("features/a", 0).await.unwrap(), vec![first]);
+    assert_eq!(log.entries("features/b", 0).await.unwrap(), vec![other]);
+    assert!(log.entries("features/c", 10).await.unwrap().is_empty());
+}
+
+/// Removing takes exactly the named entries of the table; clearing takes
+/// all of them; other tables keep theirs.
+pub async fn write_log_removes_exactly_the_given_entries_and_clears_a_table(log: &dyn WriteLog) {
+    let mut a = Vec::new();
+    for rows in 1..=5 {
+        a.push(append(log, "features/a", rows).await);
+    }
+    let b = append(log, "features/b", 9).await;
+
+    // b's seq names no entry of a, and an unknown seq is ignored.
+    log.remove("features/a", &[a[1].seq, a[3].seq, b.seq, b.seq + 1_000]).await.unwrap();
+    assert_eq!(log.entries("features/a", 100).await.unwrap(), vec![a[0].clone(), a[2].clone(), a[4].clone()]);
+    assert_eq!(log.entries("features/b", 100).await.unwrap(), vec![b.clone()]);
+    log.remove("features/a", &[]).await.unwrap();
+    assert_eq!(log.entries("features/a", 100).await.unwrap().len(), 3);
+
+    log.clear("features/a").await.unwrap();
+    assert!(log.entries("features/a", 100).await.unwrap().is_empty());
+    assert_eq!(log.entries("features/b", 100).await.unwrap(), vec![b]);
+    log.clear("features/missing").await.unwrap();
+}
+
+/// Pending lists each table with entries, by name: its entries, rows,
+/// payload bytes and when its oldest entry was appended.
+pub async fn write_log_pending_totals_each_table_with_waiting_entries(log: &dyn WriteLog) {
+    assert!(log.pending().await.unwrap().is_empty());
+    let b1 = append(log, "sources/prices", 10).await;
+    let a1 = append(log, "features/technical", 2).await;
+    let b2 = append(log, "sources/prices", 5).await;
+    let bytes = |entries: &[&LogEntry]| entries.iter().map(|e| e.payload.len() as u64).sum::<u64>();
+    let expected = vec![
+        PendingTable {
+            table: "features/technical".into(),
+            entries: 1,
+            rows: 2,
+            bytes: bytes(&[&a1]),
+            oldest: a1.written_at,
+        },
+        PendingTable {
+            table: "sources/prices".into(),
+            entries: 2,
+            rows: 15,
+            bytes: bytes(&[&b1, &b2]),
+            oldest: b1.written_at,
+        },
+    ];
+    assert_eq!(log.pending().await.unwrap(), expected);
+
+    log.remove("sources/prices", &[b1.seq]).await.unwrap();
+    let pending = log.pending().await.unwrap();
+    assert_eq!((pending[1].entries, pending[1].rows, pending[1].oldest), (1, 5, b2.written_at));
+    log.clear("features/technical").await.unwrap();
+    log.clear("sources/prices").await.unwrap();
+    assert!(log.pending().await.unwrap().is_empty());
+}
+
+/// Appends and `next_seq` draw from one sequence: every number is larger
+/// than every one before it, whichever call and table took it.
+pub async fn write_log_appends_and_next_seq_share_one_increasing_sequence(log: &dyn WriteLog) {
+    let mut seqs = Vec::new();
+    for i in 0..12 {
+        let seq = match i % 3 {
+            0 => log.next_seq().await.unwrap(),
+            1 => append(log, "features/a", 1).await.seq,
+            _ => append(log, "features/b", 1).await.seq,
+        };
+        seqs.push(seq);
+    }
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "strictly increasing: {seqs:?}");
+    // Removing entries does not hand their numbers out again.
+    let newest = log.entries("features/b", 100).await.unwrap();
+    log.remove("features/b", &newest.iter().map(|e| e.seq).collect::<Vec<_>>()).await.unwrap();
+    assert!(log.next_seq().await.unwrap() > *seqs.last().unwrap());
+    assert!(append(log, "features/b", 1).await.seq > *seqs.last().unwrap());
+}
+
+/// The newest stamp of a table is its last append's; stamps of one table
+/// never go backwards.
+pub async fn write_log_newest_written_is_the_last_append_of_the_table(log: &dyn WriteLog) {
+    assert_eq!(log.newest_written("features/a").await.unwrap(), None);
+    let mut appended = Vec::new();
+    for rows in 1..=4 {
+        appended.push(append(log, "features/a", rows).await);
+    }
+    let other = append(log, "features/b", 1).await;
+    assert!(appended.windows(2).all(|w| w[0].written_at <= w[1].written_at), "{appended:?}");
+    assert_eq!(log.newest_written("features/a").await.unwrap(), Some(appended[3].written_at));
+    assert_eq!(log.newest_written("features/b").await.unwrap(), Some(other.written_at));
+
+    log.remove("features/a", &[appended[3].seq]).await.unwrap();
+    assert_eq!(log.newest_written("features/a").await.unwrap(), Some(appended[2].written_at));
+    log.clear("features/a").await.unwrap();
+    assert_eq!(log.newest_written("features/a").await.unwrap(), None);
+}
+
+/// A write-log lease is held by one owner at a time: its holder renews it,
+/// another owner is refused until it expires or is released, and only the
+/// holder can release it.
+pub async fn write_log_leases_are_exclusive_until_released_or_expired(log: &dyn WriteLog) {
+    assert!(log.lease("flush/a", "h1", LONG).await.unwrap());
+    assert!(!log.lease("flush/a", "h2", LONG).await.unwrap(), "h1 holds it");
+    assert!(log.lease("flush/a", "h1", LONG).await.unwrap(), "the holder renews");
+    assert!(log.lease("flush/b", "h2", LONG).await.unwrap(), "another name is another lease");
+
+    log.release("flush/a", "h2").await.unwrap();
+    assert!(!log.lease("flush/a", "h2", LONG).await.unwrap(), "only the holder can release");
+    log.release("flush/a", "h1").await.unwrap();
+    assert!(log.lease("flush/a", "h2", LONG).await.unwrap(), "released");
+    assert!(!log.lease("flush/a", "h1", LONG).await.unwrap(), "h2 holds it now");
+
+    assert!(log.lease("flush/c", "slow", Duration::from_millis(1)).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(log.lease("flush/c", "fast", LONG).await.unwrap(), "the expired lease is taken over");
+    assert!(!log.lease("flush/c", "slow", LONG).await.unwrap(), "slow lost it");
+    assert!(!log.lease("flush/b", "h1", LONG).await.unwrap(), "h2's lease of b is untouched");
+}
+
+fn source_row(entity: &str, ts: i64, close: f64) -> SourceRow {
+    SourceRow {
+        entity: EntityKey(entity.into()),
+        ts: Timestamp::from_secs(ts),
+        values: [("close".to_string(), Value::Float64(close))].into_iter().collect(),
+    }
+}
+
+fn keys(names: &[&str]) -> Vec<EntityKey> {
+    names.iter().map(|n| EntityKey(n.to_string())).collect()
+}
+
+/// Writes are idempotent: the same rows twice leave one copy of each, and
+/// a rewrite with new values replaces them.
+pub async fn writing_the_same_rows_twice_keeps_one_copy_of_each(store: &dyn OfflineStore) {
+    let x = |v: f64| [("x", Value::Float64(v))];
+    let sources: Vec<SourceRow> = (0..5_000).map(|i| source_row(&format!("T{}", i % 7), i, i as f64)).collect();
+    let features: Vec<FeatureRow> =
+        (0..9_000).map(|i| feature_row(&format!("T{}", i % 7), i, 100_000, &x(i as f64))).collect();
+    for _ in 0..2 {
+        assert_eq!(store.write_source_rows(&table("prices"), &sources).await.unwrap(), 5_000);
+        assert_eq!(store.write_feature_rows(&table("technical"), &features).await.unwrap(), 9_000);
+    }
+    let all = SourceRange::default();
+    let mut stored = 0;
+    for (entity, _) in store.source_entities("prices").await.unwrap() {
+        stored += store.read_source("prices", &entity, all).await.unwrap().len();
+    }
+    assert_eq!(stored, 5_000);
+    let stats = store.feature_statistics("technical", &[("x".into(), true)]).await.unwrap();
+    assert_eq!(stats[0].count, 9_000);
+
+    // A rewrite with new values replaces them in place.
+    store.write_source_rows(&table("prices"), &[source_row("T0", 0, -1.0)]).await.unwrap();
+    let t0 = EntityKey("T0".into());
+    let rows = store.read_source("prices", &t0, SourceRange { last: None, until: Some(Timestamp(0)) }).await;
+    assert_eq!(rows.unwrap(), vec![source_row("T0", 0, -1.0)]);
+    assert_eq!(store.read_source("prices", &EntityKey("T0".into()), all).await.unwrap().len(), 715);
+    assert_eq!(store.write_source_rows(&table("prices"), &[]).await.unwrap(), 0);
+
+    store.delete_source_rows("prices").await.unwrap();
+    store.delete_feature_rows("technical").await.unwrap();
+    assert!(store.source_entities("prices").await.unwrap().is_empty());
+    assert_eq!(store.feature_statistics("technical", &[("x".into(), true)]).await.unwrap()[0].count, 0);
+}
+
+pub async fn source_reads_honour_last_and_until_and_come_oldest_first(store: &dyn OfflineStore) {
+    let mut rows: Vec<SourceRow> = (1..=10).map(|t| source_row("AAPL", t, t as f64)).collect();
+    rows.push(source_row("MSFT", 20, 1.0));
+    rows.reverse(); // write order does not matter
+    store.write_source_rows(&table("prices"), &rows).await.unwrap();
+    store.write_source_rows(&table("other"), &[source_row("AAPL", 99, 1.0)]).await.unwrap();
+    let aapl = EntityKey("AAPL".into());
+    let ts = |range: SourceRange| {
+        let aapl = aapl.clone();
+        async move {
+            let rows = store.read_source("prices", &aapl, range).await.unwrap();
+            rows.iter().map(|r| r.ts.0 / Timestamp::MICROS_PER_SECOND).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(ts(SourceRange::default()).await, (1..=10).collect::<Vec<_>>());
+    assert_eq!(ts(SourceRange { last: Some(3), until: None }).await, vec![8, 9, 10]);
+    assert_eq!(ts(SourceRange { last: None, until: Some(Timestamp::from_secs(4)) }).await, vec![1, 2, 3, 4]);
+    assert_eq!(ts(SourceRange { last: Some(2), until: Some(Timestamp::from_secs(4)) }).await, vec![3, 4]);
+    assert_eq!(ts(SourceRange { last: Some(50), until: None }).await.len(), 10);
+    assert_eq!(ts(SourceRange { last: Some(0), until: None }).await, Vec::<i64>::new());
+    let read = store.read_source("prices", &aapl, SourceRange { last: Some(1), until: None }).await.unwrap();
+    assert_eq!(read, vec![source_row("AAPL", 10, 10.0)]);
+    assert_eq!(
+        store.source_entities("prices").await.unwrap(),
+        vec![(aapl.clone(), Timestamp::from_secs(10)), (EntityKey("MSFT".into()), Timestamp::from_secs(20))]
+    );
+    assert!(store.source_entities("missing").await.unwrap().is_empty());
+}
+
+pub async fn latest_feature_row_is_the_newest_event_and_on_ties_the_newest_created(store: &dyn OfflineStore) {
+    let x = |v: f64| [("x", Value::Float64(v))];
+    let rows = [
+        feature_row("AAPL", 10, 11, &x(1.0)),
+        feature_row("AAPL", 20, 21, &x(2.0)),
+        feature_row("AAPL", 20, 30, &x(3.0)), // correction of event 20
+        feature_row("AAPL", 15, 99, &x(4.0)), // late arrival of an older event
+        feature_row("MSFT", 5, 5, &x(5.0)),
+    ];
+    store.write_feature_rows(&table("valuation"), &rows).await.unwrap();
+    store.write_feature_rows(&table("other"), &[feature_row("AAPL", 50, 50, &x(9.0))]).await.unwrap();
+    let latest = store.latest_feature_rows("valuation", &keys(&["MSFT", "NONE", "AAPL", "MSFT"])).await.unwrap();
+    assert_eq!(latest, vec![Some(rows[4].clone()), None, Some(rows[2].clone()), Some(rows[4].clone())]);
+
+    // More entities than one lookup statement takes.
+    let many: Vec<FeatureRow> = (0..1_200).map(|i| feature_row(&format!("E{i}"), i, i, &x(i as f64))).collect();
+    store.write_feature_rows(&table("many"), &many).await.unwrap();
+    let names: Vec<EntityKey> = many.iter().rev().map(|r| r.entity.clone()).collect();
+    let latest = store.latest_feature_rows("many", &names).await.unwrap();
+    assert_eq!(latest, many.into_iter().rev().map(Some).collect::<Vec<_>>());
+}
+
+/// Every value type reads back as written; a null reads back absent, which
+/// every reader treats alike.
+pub async fn values_of_every_type_round_trip(store: &dyn OfflineStore) {
+    let values = [
+        ("f", Value::Float64(190.0)),
+        ("i", Value::Int64(-3)),
+        ("b", Value::Bool(true)),
+        ("s", Value::String("x\"y".into())),
+        ("fl", Value::Float64List(vec![1.5, 2.0])),
+        ("sl", Value::StringList(vec!["a".into()])),
+        ("n", Value::Null),
+    ];
+    let row = FeatureRow { created: Timestamp(2), ..feature_row("AAPL", 0, 0, &values) };
+    let row = FeatureRow { event_ts: Timestamp(1), ..row };
+    store.write_feature_rows(&table("g"), std::slice::from_ref(&row)).await.unwrap();
+    let read = store.latest_feature_rows("g", &keys(&["AAPL"])).await.unwrap().remove(0).unwrap();
+    let without_nulls = |r: &FeatureRow| {
+        r.values.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), v.clone())).collect::<BTreeMap<_, _>>()
+    };
+    assert_eq!(without_nulls(&read), without_nulls(&row));
+    assert_eq!(FeatureRow { values: BTreeMap::new(), ..read }, FeatureRow { values: BTreeMap::new(), ..row });
 }

@@ -14,6 +14,7 @@
 
 #[cfg(test)]
 mod conformance;
+pub mod delta;
 pub mod memory;
 mod pg_listen;
 pub mod postgres;
@@ -25,6 +26,7 @@ mod stored;
 use crate::model::{
     AuditEntry, Entity, EntityKey, FeatureGroup, FeatureRow, FeatureStatistics, FreshnessCounts, Job, JobTask,
     LeasedTask, Source, SourceRow, TaskOutcome, Timestamp, TransformSettings, TransformSummary, TransformVersion,
+    ValueType,
 };
 use async_trait::async_trait;
 use std::time::Duration;
@@ -215,13 +217,42 @@ pub trait Registry: Send + Sync {
     async fn ping(&self) -> StoreResult<()>;
 }
 
+/// What a write needs to know of its offline table: the source's or
+/// group's name, the entity's join keys and the declared value columns. The
+/// lakehouse store creates (or widens) a typed table from it; the SQL stores
+/// need only the name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableDef {
+    pub name: String,
+    pub join_keys: Vec<String>,
+    pub columns: Vec<(String, ValueType)>,
+}
+
+impl TableDef {
+    pub fn of_source(source: &Source, entity: &Entity) -> Self {
+        TableDef {
+            name: source.name.clone(),
+            join_keys: entity.join_keys.clone(),
+            columns: source.fields.iter().map(|f| (f.name.clone(), f.value_type)).collect(),
+        }
+    }
+
+    pub fn of_group(group: &FeatureGroup, entity: &Entity) -> Self {
+        TableDef {
+            name: group.name.clone(),
+            join_keys: entity.join_keys.clone(),
+            columns: group.features.iter().map(|f| (f.name.clone(), f.value_type)).collect(),
+        }
+    }
+}
+
 /// Source rows and feature history. Every write is durable before it returns
 /// and idempotent: source rows upsert on (source, entity, ts); feature rows
 /// upsert on (group, entity, event time, created time).
 #[async_trait]
 pub trait OfflineStore: Send + Sync {
     /// Returns the number of rows written.
-    async fn write_source_rows(&self, source: &str, rows: &[SourceRow]) -> StoreResult<u64>;
+    async fn write_source_rows(&self, source: &TableDef, rows: &[SourceRow]) -> StoreResult<u64>;
     /// One entity's rows in ascending ts.
     async fn read_source(&self, source: &str, entity: &EntityKey, range: SourceRange) -> StoreResult<Vec<SourceRow>>;
     /// Entities with at least one row in the source, with their newest ts.
@@ -236,7 +267,7 @@ pub trait OfflineStore: Send + Sync {
     /// run must recompute from.
     async fn source_changes(&self, source: &str, after: Timestamp) -> StoreResult<Vec<(EntityKey, Timestamp)>>;
 
-    async fn write_feature_rows(&self, group: &str, rows: &[FeatureRow]) -> StoreResult<u64>;
+    async fn write_feature_rows(&self, group: &TableDef, rows: &[FeatureRow]) -> StoreResult<u64>;
     /// The latest row per entity (max event time, then max created), `None`
     /// where the entity has none. Output is aligned with `entities`.
     async fn latest_feature_rows(&self, group: &str, entities: &[EntityKey]) -> StoreResult<Vec<Option<FeatureRow>>>;
@@ -266,7 +297,74 @@ pub trait OfflineStore: Send + Sync {
     async fn feature_statistics(&self, group: &str, features: &[(String, bool)])
     -> StoreResult<Vec<FeatureStatistics>>;
 
+    /// Puts away what waits for a later write (the lakehouse store's write
+    /// log); called once at shutdown.
+    async fn close(&self) -> StoreResult<()> {
+        Ok(())
+    }
+
     async fn ping(&self) -> StoreResult<()>;
+}
+
+/// One acknowledged write waiting in the write log: an Arrow IPC stream of
+/// rows for one offline table, in that table's columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogEntry {
+    /// Orders every write of every table; newer writes of the same row key
+    /// win, whether they are still in the log or already in the table.
+    pub seq: i64,
+    pub payload: Vec<u8>,
+    pub rows: u64,
+    /// When the entry was appended (the store's clock).
+    pub written_at: Timestamp,
+}
+
+/// A table with entries waiting in the write log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingTable {
+    pub table: String,
+    pub entries: u64,
+    pub rows: u64,
+    pub bytes: u64,
+    /// When its oldest waiting entry was appended.
+    pub oldest: Timestamp,
+}
+
+/// The durable write log of the lakehouse offline store, kept in the
+/// registry database: small acknowledged writes land here in one cheap
+/// transaction and are flushed to their table in batches later, so a pushed
+/// row never costs a Parquet file and a table commit of its own.
+///
+/// Tables are named by the offline store (e.g. `features/technical`); the
+/// log does not look inside payloads.
+#[async_trait]
+pub trait WriteLog: Send + Sync {
+    /// Appends one entry durably and returns its `seq` and `written_at`.
+    /// Appends to one table are stamped in commit order, so
+    /// [`WriteLog::newest_written`] is exact.
+    async fn append(&self, table: &str, payload: &[u8], rows: u64) -> StoreResult<(i64, Timestamp)>;
+    /// A fresh sequence number from the same sequence as `append`'s, for a
+    /// write that goes to its table directly.
+    async fn next_seq(&self) -> StoreResult<i64>;
+    /// The table's waiting entries, oldest first; at most `max_rows` rows in
+    /// all (but always at least one entry when any waits).
+    async fn entries(&self, table: &str, max_rows: u64) -> StoreResult<Vec<LogEntry>>;
+    /// Removes the named entries once they are in the table.
+    async fn remove(&self, table: &str, seqs: &[i64]) -> StoreResult<()>;
+    /// Removes every waiting entry of the table (the table was deleted).
+    async fn clear(&self, table: &str) -> StoreResult<()>;
+    /// Tables with waiting entries.
+    async fn pending(&self) -> StoreResult<Vec<PendingTable>>;
+    /// When the newest waiting entry of the table was appended. It waits
+    /// for appends in flight, so no entry stamped earlier can appear after
+    /// it returns.
+    async fn newest_written(&self, table: &str) -> StoreResult<Option<Timestamp>>;
+    /// Takes or renews the named lease for `owner` (one flusher per table
+    /// across every host sharing the registry); `false` while another
+    /// owner's lease has not expired. Lease times are on the store's clock.
+    async fn lease(&self, name: &str, owner: &str, lease: Duration) -> StoreResult<bool>;
+    /// Gives the lease up, if `owner` holds it.
+    async fn release(&self, name: &str, owner: &str) -> StoreResult<()>;
 }
 
 /// The latest feature row per (group, entity), for low-latency serving.

@@ -20,13 +20,14 @@
 
 use super::sql::{
     AUDIT_INSERT_SQL, AUDIT_LIST_SQL, AuditRow, CLAIM_SCHEDULE_SQL, DELETE_UNUSED_MODULE_SQL, DELETE_VERSION_SQL,
-    FRESHNESS_SQL, LeasedRow, Named, REGISTER_SCHEDULE_SQL, TRANSFORM_COLUMNS, TransformRow, VersionRow,
-    freshness_counts, from_spec, job_from_spec, job_spec, job_state_name, settings_from_json, settings_to_json,
-    spec_json, task_columns, values_from_json, values_json, version_in_use,
+    FRESHNESS_SQL, LOG_CLEAR_SQL, LOG_ENTRIES_SQL, LOG_PENDING_SQL, LeasedRow, LogRow, Named, REGISTER_SCHEDULE_SQL,
+    RELEASE_LOG_LEASE_SQL, TRANSFORM_COLUMNS, TransformRow, VersionRow, freshness_counts, from_spec, job_from_spec,
+    job_spec, job_state_name, pending_table, settings_from_json, settings_to_json, spec_json, take_log_lease_sql,
+    task_columns, values_from_json, values_json, version_in_use,
 };
 use super::{
-    AsOfRules, OfflineStore, Registry, RegistryChange, SettingsChange, SourceRange, StoreError, StoreResult,
-    VersionDelete, VersionInsert,
+    AsOfRules, LogEntry, OfflineStore, PendingTable, Registry, RegistryChange, SettingsChange, SourceRange, StoreError,
+    StoreResult, TableDef, VersionDelete, VersionInsert, WriteLog,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::model::{
@@ -707,7 +708,8 @@ const AS_OF: &str = "SELECT p.i, f.event_ts, f.created_ts, f.created_given, f.va
 
 #[async_trait]
 impl OfflineStore for PostgresStore {
-    async fn write_source_rows(&self, source: &str, rows: &[SourceRow]) -> StoreResult<u64> {
+    async fn write_source_rows(&self, table: &TableDef, rows: &[SourceRow]) -> StoreResult<u64> {
+        let source = table.name.as_str();
         if rows.is_empty() {
             return Ok(0);
         }
@@ -815,7 +817,8 @@ impl OfflineStore for PostgresStore {
         Ok(())
     }
 
-    async fn write_feature_rows(&self, group: &str, rows: &[FeatureRow]) -> StoreResult<u64> {
+    async fn write_feature_rows(&self, table: &TableDef, rows: &[FeatureRow]) -> StoreResult<u64> {
+        let group = table.name.as_str();
         if rows.is_empty() {
             return Ok(0);
         }
@@ -996,6 +999,99 @@ impl OfflineStore for PostgresStore {
 }
 
 // ---------------------------------------------------------------------------
+// Write log
+
+#[async_trait]
+impl WriteLog for PostgresStore {
+    async fn append(&self, table: &str, payload: &[u8], rows: u64) -> StoreResult<(i64, Timestamp)> {
+        // One statement is its own transaction. `written_at` is the
+        // database's clock inside it; `newest_written` waits for every
+        // insert in flight, so it cannot miss an earlier stamp.
+        let (seq, written_at): (i64, i64) = sqlx::query_as(&format!(
+            "INSERT INTO offline_log (table_name, row_count, written_at, payload) VALUES ($1, $2, {DB_NOW}, $3) \
+             RETURNING seq, written_at"
+        ))
+        .bind(table)
+        .bind(i64::try_from(rows).unwrap_or(i64::MAX))
+        .bind(payload)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok((seq, Timestamp(written_at)))
+    }
+
+    async fn next_seq(&self) -> StoreResult<i64> {
+        sqlx::query_scalar("SELECT nextval('offline_log_seq')").fetch_one(&self.pool).await.map_err(db_err)
+    }
+
+    async fn entries(&self, table: &str, max_rows: u64) -> StoreResult<Vec<LogEntry>> {
+        let rows: Vec<LogRow> = sqlx::query_as(LOG_ENTRIES_SQL)
+            .bind(table)
+            .bind(i64::try_from(max_rows).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(rows.into_iter().map(LogRow::into_entry).collect())
+    }
+
+    async fn remove(&self, table: &str, seqs: &[i64]) -> StoreResult<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("DELETE FROM offline_log WHERE table_name = $1 AND seq = ANY($2)")
+            .bind(table)
+            .bind(seqs)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn clear(&self, table: &str) -> StoreResult<()> {
+        sqlx::query(LOG_CLEAR_SQL).bind(table).execute(&self.pool).await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn pending(&self) -> StoreResult<Vec<PendingTable>> {
+        let rows: Vec<(String, i64, i64, i64, i64)> =
+            sqlx::query_as(LOG_PENDING_SQL).fetch_all(&self.pool).await.map_err(db_err)?;
+        Ok(rows.into_iter().map(pending_table).collect())
+    }
+
+    async fn newest_written(&self, table: &str) -> StoreResult<Option<Timestamp>> {
+        // As in `source_ingest_watermark`: SHARE mode waits for every append
+        // in flight and holds new ones back for this one index lookup.
+        let mut tx = self.begin().await?;
+        sqlx::query("LOCK TABLE offline_log IN SHARE MODE").execute(&mut *tx).await.map_err(db_err)?;
+        let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(written_at) FROM offline_log WHERE table_name = $1")
+            .bind(table)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(newest.map(Timestamp))
+    }
+
+    async fn lease(&self, name: &str, owner: &str, lease: Duration) -> StoreResult<bool> {
+        // A conflicting upsert locks the row and rechecks the condition on
+        // its newest version, so two hosts cannot both take it.
+        let taken: Option<String> = sqlx::query_scalar(&take_log_lease_sql(DB_NOW))
+            .bind(name)
+            .bind(owner)
+            .bind(micros(lease))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(taken.is_some())
+    }
+
+    async fn release(&self, name: &str, owner: &str) -> StoreResult<()> {
+        sqlx::query(RELEASE_LOG_LEASE_SQL).bind(name).bind(owner).execute(&self.pool).await.map_err(db_err)?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Errors and time
 
 fn unavailable(message: String) -> StoreError {
@@ -1047,6 +1143,7 @@ const DB_NOW: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
 mod tests {
     use super::*;
     use crate::model::{FeatureSpec, Freshness, JobState, Producer, SourceField, Value, ValueType};
+    use crate::store::conformance::table;
     use sqlx::{Connection, Executor};
     use std::collections::BTreeMap;
 
@@ -1189,7 +1286,7 @@ mod tests {
         store.put_entity(&entity).await.unwrap();
         store.put_source(&source).await.unwrap();
         store.put_feature_group(&group).await.unwrap();
-        store.write_source_rows("prices", &[source_row("AAPL", 1, 1.0)]).await.unwrap();
+        store.write_source_rows(&table("prices"), &[source_row("AAPL", 1, 1.0)]).await.unwrap();
 
         assert_eq!(store.get_entity("ticker").await.unwrap(), Some(entity.clone()));
         assert_eq!(store.get_source("prices").await.unwrap(), Some(source.clone()));
@@ -1304,6 +1401,42 @@ mod tests {
         crate::store::conformance::concurrent_leasers_never_share_a_task(std::sync::Arc::new(db.store.clone())).await;
     }
 
+    #[tokio::test]
+    async fn write_log_entries_come_back_oldest_first_in_batches_of_rows() {
+        let Some(db) = store().await else { return };
+        crate::store::conformance::write_log_entries_come_back_oldest_first_in_batches_of_rows(&db.store).await;
+    }
+
+    #[tokio::test]
+    async fn write_log_removes_exactly_the_given_entries_and_clears_a_table() {
+        let Some(db) = store().await else { return };
+        crate::store::conformance::write_log_removes_exactly_the_given_entries_and_clears_a_table(&db.store).await;
+    }
+
+    #[tokio::test]
+    async fn write_log_pending_totals_each_table_with_waiting_entries() {
+        let Some(db) = store().await else { return };
+        crate::store::conformance::write_log_pending_totals_each_table_with_waiting_entries(&db.store).await;
+    }
+
+    #[tokio::test]
+    async fn write_log_appends_and_next_seq_share_one_increasing_sequence() {
+        let Some(db) = store().await else { return };
+        crate::store::conformance::write_log_appends_and_next_seq_share_one_increasing_sequence(&db.store).await;
+    }
+
+    #[tokio::test]
+    async fn write_log_newest_written_is_the_last_append_of_the_table() {
+        let Some(db) = store().await else { return };
+        crate::store::conformance::write_log_newest_written_is_the_last_append_of_the_table(&db.store).await;
+    }
+
+    #[tokio::test]
+    async fn write_log_leases_are_exclusive_until_released_or_expired() {
+        let Some(db) = store().await else { return };
+        crate::store::conformance::write_log_leases_are_exclusive_until_released_or_expired(&db.store).await;
+    }
+
     /// Another host's registry write reaches this one as an announcement;
     /// announcements from another schema on the same database do not.
     #[tokio::test]
@@ -1398,101 +1531,20 @@ mod tests {
     #[tokio::test]
     async fn writing_the_same_rows_twice_keeps_one_copy_of_each() {
         let Some(db) = store().await else { return };
-        let store = &db.store;
-        // More rows than one statement holds, so chunking is exercised.
-        let sources: Vec<SourceRow> = (0..5_000).map(|i| source_row(&format!("T{}", i % 7), i, i as f64)).collect();
-        let features: Vec<FeatureRow> =
-            (0..9_000).map(|i| feature_row(&format!("T{}", i % 7), i, 100_000, i as f64)).collect();
-        for _ in 0..2 {
-            assert_eq!(store.write_source_rows("prices", &sources).await.unwrap(), 5_000);
-            assert_eq!(store.write_feature_rows("technical", &features).await.unwrap(), 9_000);
-        }
-        assert_eq!(count(store, "source_rows").await, 5_000);
-        assert_eq!(count(store, "feature_rows").await, 9_000);
-
-        // A rewrite with new values replaces them in place.
-        store.write_source_rows("prices", &[source_row("T0", 0, -1.0)]).await.unwrap();
-        let rows = store.read_source("prices", &key("T0"), SourceRange { last: None, until: Some(Timestamp(0)) }).await;
-        assert_eq!(rows.unwrap(), vec![source_row("T0", 0, -1.0)]);
-        assert_eq!(count(store, "source_rows").await, 5_000);
-        assert_eq!(store.write_source_rows("prices", &[]).await.unwrap(), 0);
-
-        store.delete_source_rows("prices").await.unwrap();
-        store.delete_feature_rows("technical").await.unwrap();
-        assert_eq!(count(store, "source_rows").await, 0);
-        assert_eq!(count(store, "feature_rows").await, 0);
+        crate::store::conformance::writing_the_same_rows_twice_keeps_one_copy_of_each(&db.store).await;
     }
 
     #[tokio::test]
     async fn source_reads_honour_last_and_until_and_come_oldest_first() {
         let Some(db) = store().await else { return };
-        let store = &db.store;
-        let mut rows: Vec<SourceRow> = (1..=10).map(|t| source_row("AAPL", t, t as f64)).collect();
-        rows.push(source_row("MSFT", 20, 1.0));
-        rows.reverse(); // write order does not matter
-        store.write_source_rows("prices", &rows).await.unwrap();
-        store.write_source_rows("other", &[source_row("AAPL", 99, 1.0)]).await.unwrap();
-
-        let ts = |range: SourceRange| {
-            let store = store.clone();
-            async move {
-                let rows = store.read_source("prices", &key("AAPL"), range).await.unwrap();
-                rows.iter().map(|r| r.ts.0 / Timestamp::MICROS_PER_SECOND).collect::<Vec<_>>()
-            }
-        };
-        assert_eq!(ts(SourceRange::default()).await, (1..=10).collect::<Vec<_>>());
-        assert_eq!(ts(SourceRange { last: Some(3), until: None }).await, vec![8, 9, 10]);
-        assert_eq!(ts(SourceRange { last: None, until: Some(Timestamp::from_secs(4)) }).await, vec![1, 2, 3, 4]);
-        assert_eq!(ts(SourceRange { last: Some(2), until: Some(Timestamp::from_secs(4)) }).await, vec![3, 4]);
-        assert_eq!(ts(SourceRange { last: Some(50), until: None }).await.len(), 10);
-        assert_eq!(ts(SourceRange { last: Some(0), until: None }).await, Vec::<i64>::new());
-        let read = store.read_source("prices", &key("AAPL"), SourceRange { last: Some(1), until: None }).await.unwrap();
-        assert_eq!(read, vec![source_row("AAPL", 10, 10.0)]);
-
-        assert_eq!(
-            store.source_entities("prices").await.unwrap(),
-            vec![(key("AAPL"), Timestamp::from_secs(10)), (key("MSFT"), Timestamp::from_secs(20))]
-        );
-        assert!(store.source_entities("missing").await.unwrap().is_empty());
+        crate::store::conformance::source_reads_honour_last_and_until_and_come_oldest_first(&db.store).await;
     }
 
     #[tokio::test]
     async fn latest_feature_row_is_the_newest_event_and_on_ties_the_newest_created() {
         let Some(db) = store().await else { return };
-        let store = &db.store;
-        store
-            .write_feature_rows(
-                "valuation",
-                &[
-                    feature_row("AAPL", 10, 11, 1.0),
-                    feature_row("AAPL", 20, 21, 2.0),
-                    feature_row("AAPL", 20, 30, 3.0), // correction of event 20
-                    feature_row("AAPL", 15, 99, 4.0), // late arrival of an older event
-                    feature_row("MSFT", 5, 5, 5.0),
-                ],
-            )
-            .await
-            .unwrap();
-        store.write_feature_rows("other", &[feature_row("AAPL", 50, 50, 9.0)]).await.unwrap();
-
-        let latest =
-            store.latest_feature_rows("valuation", &[key("MSFT"), key("NONE"), key("AAPL"), key("MSFT")]).await;
-        assert_eq!(
-            latest.unwrap(),
-            vec![
-                Some(feature_row("MSFT", 5, 5, 5.0)),
-                None,
-                Some(feature_row("AAPL", 20, 30, 3.0)),
-                Some(feature_row("MSFT", 5, 5, 5.0)),
-            ]
-        );
-
-        // More entities than one lookup statement takes.
-        let many: Vec<FeatureRow> = (0..1_200).map(|i| feature_row(&format!("E{i}"), i, i, i as f64)).collect();
-        store.write_feature_rows("many", &many).await.unwrap();
-        let keys: Vec<EntityKey> = many.iter().rev().map(|r| r.entity.clone()).collect();
-        let latest = store.latest_feature_rows("many", &keys).await.unwrap();
-        assert_eq!(latest, many.into_iter().rev().map(Some).collect::<Vec<_>>());
+        crate::store::conformance::latest_feature_row_is_the_newest_event_and_on_ties_the_newest_created(&db.store)
+            .await;
     }
 
     #[tokio::test]
@@ -1504,29 +1556,7 @@ mod tests {
     #[tokio::test]
     async fn values_of_every_type_round_trip() {
         let Some(db) = store().await else { return };
-        let store = &db.store;
-        let values: BTreeMap<String, Value> = [
-            ("f", Value::Float64(190.0)),
-            ("i", Value::Int64(-3)),
-            ("b", Value::Bool(true)),
-            ("s", Value::String("x\"y".into())),
-            ("fl", Value::Float64List(vec![1.5, 2.0])),
-            ("sl", Value::StringList(vec!["a".into()])),
-            ("n", Value::Null),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        let row = FeatureRow {
-            entity: key("AAPL"),
-            event_ts: Timestamp(1),
-            created: Timestamp(2),
-            created_given: false,
-            values,
-            provenance: None,
-        };
-        store.write_feature_rows("g", std::slice::from_ref(&row)).await.unwrap();
-        assert_eq!(store.latest_feature_rows("g", &[key("AAPL")]).await.unwrap(), vec![Some(row)]);
+        crate::store::conformance::values_of_every_type_round_trip(&db.store).await;
     }
 
     #[tokio::test]
@@ -1554,8 +1584,8 @@ mod tests {
                 })
                 .await
                 .unwrap();
-            store.write_source_rows("prices", &[source_row("AAPL", 1, 1.0)]).await.unwrap();
-            store.write_feature_rows("technical", &[feature_row("AAPL", 1, 2, 3.0)]).await.unwrap();
+            store.write_source_rows(&table("prices"), &[source_row("AAPL", 1, 1.0)]).await.unwrap();
+            store.write_feature_rows(&table("technical"), &[feature_row("AAPL", 1, 2, 3.0)]).await.unwrap();
             let v = version("indicators", "1.0.0", b"wasm", 1);
             store.insert_transform_version(&v, b"wasm").await.unwrap();
             store.set_active_version("indicators", Some("1.0.0")).await.unwrap();
@@ -1585,12 +1615,12 @@ mod tests {
         let Some(db) = store().await else { return };
         let store = &db.store;
         let sources = [source_row("AAPL", 1, 1.0), source_row("AAPL", 2, 2.0), source_row("AAPL", 1, 3.0)];
-        assert_eq!(store.write_source_rows("prices", &sources).await.unwrap(), 3);
+        assert_eq!(store.write_source_rows(&table("prices"), &sources).await.unwrap(), 3);
         let rows = store.read_source("prices", &key("AAPL"), SourceRange::default()).await.unwrap();
         assert_eq!(rows, vec![source_row("AAPL", 1, 3.0), source_row("AAPL", 2, 2.0)]);
 
         let features = [feature_row("AAPL", 1, 1, 1.0), feature_row("AAPL", 1, 1, 2.0)];
-        assert_eq!(store.write_feature_rows("technical", &features).await.unwrap(), 2);
+        assert_eq!(store.write_feature_rows(&table("technical"), &features).await.unwrap(), 2);
         let latest = store.latest_feature_rows("technical", &[key("AAPL")]).await.unwrap();
         assert_eq!(latest, vec![Some(feature_row("AAPL", 1, 1, 2.0))]);
         assert_eq!(count(store, "feature_rows").await, 1);

@@ -1,9 +1,11 @@
 //! What the SQL backends (SQLite and PostgreSQL) share: how registry
 //! objects, transform versions, jobs and feature values are encoded in and
-//! decoded from their rows. Each dialect's SQL stays in its backend file.
+//! decoded from their rows, and the statements both dialects run alike
+//! (with PostgreSQL's `$N` placeholders). Other SQL stays in its backend
+//! file.
 
 use super::stored;
-use super::{StoreError, StoreResult};
+use super::{LogEntry, PendingTable, StoreError, StoreResult};
 use crate::model::{
     AuditEntry, Descriptor, Entity, EntityKey, FeatureGroup, FreshnessCounts, Job, JobState, JobTask, LeasedTask,
     Source, Timestamp, TransformSettings, TransformSummary, TransformVersion, Value,
@@ -219,11 +221,6 @@ pub(super) fn freshness_counts(
     }
 }
 
-/// The JSON path of a value in `values_json` (SQLite's `json_extract`).
-pub(super) fn json_path(feature: &str) -> String {
-    format!("$.\"{}\"", feature.replace('"', "\\\""))
-}
-
 /// For each quantile `q` of `n` sorted values: the rank below `q * (n - 1)`
 /// and the fraction of the way to the next one (numpy's linear method).
 pub(super) fn percentile_ranks(n: u64, quantiles: &[f64]) -> Vec<(usize, f64)> {
@@ -307,3 +304,67 @@ pub(super) fn version_in_use(active: Option<&str>, previous: Option<&str>, versi
         None
     }
 }
+
+/// A write-log entry as [`LOG_ENTRIES_SQL`] returns it.
+#[derive(sqlx::FromRow)]
+pub(super) struct LogRow {
+    seq: i64,
+    payload: Vec<u8>,
+    row_count: i64,
+    written_at: i64,
+}
+
+impl LogRow {
+    pub(super) fn into_entry(self) -> LogEntry {
+        LogEntry {
+            seq: self.seq,
+            payload: self.payload,
+            rows: u64::try_from(self.row_count).unwrap_or_default(),
+            written_at: Timestamp(self.written_at),
+        }
+    }
+}
+
+/// A table's write-log entries, oldest first, while their running row count
+/// stays within `$2`, and always the first. The running sums read only
+/// `seq` and `row_count`; payloads are fetched for the entries returned.
+/// PostgreSQL placeholders (see [`sqlite_placeholders`]).
+pub(super) const LOG_ENTRIES_SQL: &str = "SELECT l.seq, l.payload, l.row_count, l.written_at FROM ( \
+         SELECT seq, ROW_NUMBER() OVER w AS n, SUM(row_count) OVER w AS upto FROM offline_log \
+         WHERE table_name = $1 WINDOW w AS (ORDER BY seq)) AS t \
+     JOIN offline_log AS l ON l.seq = t.seq \
+     WHERE t.n = 1 OR t.upto <= $2 \
+     ORDER BY l.seq";
+
+pub(super) const LOG_CLEAR_SQL: &str = "DELETE FROM offline_log WHERE table_name = $1";
+
+/// Per table with waiting entries: entries, rows, payload bytes and the
+/// oldest stamp. (SUM of a BIGINT is NUMERIC in PostgreSQL, hence the casts.)
+pub(super) const LOG_PENDING_SQL: &str = "SELECT table_name, COUNT(*), CAST(SUM(row_count) AS BIGINT), \
+     CAST(SUM(length(payload)) AS BIGINT), MIN(written_at) \
+     FROM offline_log GROUP BY table_name ORDER BY table_name";
+
+pub(super) fn pending_table((table, entries, rows, bytes, oldest): (String, i64, i64, i64, i64)) -> PendingTable {
+    PendingTable {
+        table,
+        entries: u64::try_from(entries).unwrap_or_default(),
+        rows: u64::try_from(rows).unwrap_or_default(),
+        bytes: u64::try_from(bytes).unwrap_or_default(),
+        oldest: Timestamp(oldest),
+    }
+}
+
+/// Takes or renews lease `$1` for owner `$2` for `$3` microseconds: one
+/// upsert that changes (and returns) the row only when it is missing, the
+/// owner's own, or expired. `now` is the store clock's expression, as
+/// `lease_task` reads it.
+pub(super) fn take_log_lease_sql(now: &str) -> String {
+    format!(
+        "INSERT INTO offline_leases (name, owner, expires_at) VALUES ($1, $2, {now} + $3) \
+         ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at \
+         WHERE offline_leases.owner = excluded.owner OR offline_leases.expires_at < {now} \
+         RETURNING name"
+    )
+}
+
+pub(super) const RELEASE_LOG_LEASE_SQL: &str = "DELETE FROM offline_leases WHERE name = $1 AND owner = $2";

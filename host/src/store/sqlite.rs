@@ -1,5 +1,7 @@
 //! The embedded backend: one SQLite file holds the registry, the module
-//! bytes, the job history and the offline store.
+//! bytes, the job history and the write log of the offline tables
+//! (`store::delta`). Offline rows that earlier versions kept here are read
+//! once, to be imported into the tables.
 //!
 //! Durability: WAL with `synchronous = FULL`, so a write is on disk when its
 //! commit returns. Concurrency: one writer connection (SQLite serializes
@@ -8,32 +10,25 @@
 //! the writer. Every write is one `BEGIN IMMEDIATE` transaction, so a write
 //! that starts by reading never has to upgrade its lock.
 //!
-//! Bulk writes are multi-row upserts, chunked under SQLite's limit on bound
-//! parameters, all in the caller's one transaction. They bind anonymous `?`
-//! parameters only: sqlx asks SQLite for each parameter's name, and SQLite
-//! finds a numbered (`?NNN`) one by a linear scan, so thousands of numbered
-//! parameters make binding quadratic (measured: 75% of write time).
 
 use super::sql::{
     AUDIT_INSERT_SQL, AUDIT_LIST_SQL, AuditRow, CLAIM_SCHEDULE_SQL, DELETE_UNUSED_MODULE_SQL, DELETE_VERSION_SQL,
-    FRESHNESS_SQL, LeasedRow, Named, REGISTER_SCHEDULE_SQL, TRANSFORM_COLUMNS, TransformRow, VersionRow,
-    freshness_counts, from_spec, interpolate, job_from_spec, job_spec, job_state_name, json_path, percentile_ranks,
-    settings_from_json, settings_to_json, spec_json, sqlite_placeholders, task_columns, values_from_json, values_json,
-    version_in_use,
+    LOG_CLEAR_SQL, LOG_ENTRIES_SQL, LOG_PENDING_SQL, LeasedRow, LogRow, Named, REGISTER_SCHEDULE_SQL,
+    RELEASE_LOG_LEASE_SQL, TRANSFORM_COLUMNS, TransformRow, VersionRow, from_spec, job_from_spec, job_spec,
+    job_state_name, pending_table, settings_from_json, settings_to_json, spec_json, sqlite_placeholders,
+    take_log_lease_sql, task_columns, values_from_json, version_in_use,
 };
 use super::{
-    AsOfRules, OfflineStore, Registry, SettingsChange, SourceRange, StoreError, StoreResult, VersionDelete,
-    VersionInsert,
+    LogEntry, PendingTable, Registry, SettingsChange, StoreError, StoreResult, VersionDelete, VersionInsert, WriteLog,
 };
 use crate::clock::{Clock, SystemClock};
 use crate::model::{
-    AuditEntry, Entity, EntityKey, FeatureGroup, FeatureRow, FeatureStatistics, FreshnessCounts, Job, JobTask,
-    LeasedTask, Source, SourceRow, TaskOutcome, Timestamp, TransformSettings, TransformSummary, TransformVersion,
+    AuditEntry, Entity, EntityKey, FeatureGroup, FeatureRow, Job, JobTask, LeasedTask, Source, SourceRow, TaskOutcome,
+    Timestamp, TransformSettings, TransformSummary, TransformVersion,
 };
 use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use std::collections::HashMap;
 use std::path::Path;
@@ -42,21 +37,6 @@ use std::time::Duration;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 
 const BACKEND: &str = "sqlite";
-
-/// SQLite's limit on bound parameters per statement (since 3.32).
-const MAX_PARAMS: usize = 32_766;
-
-/// Rows per multi-row INSERT: a 1,000-row write is one statement. 500 to
-/// 6,000 measured the same on a 252,000-row write; per-row work (JSON
-/// encoding, B-tree inserts) dominates once statements are this large.
-const ROWS_PER_INSERT: usize = 1_000;
-
-/// Entities per `latest_feature_rows` query.
-const ENTITIES_PER_LOOKUP: usize = 500;
-
-/// Points per `feature_rows_as_of` query; 1,000 measured faster than 5,000
-/// (the CTE of points is materialized per query).
-const POINTS_PER_LOOKUP: usize = 1_000;
 
 const READER_CONNECTIONS: u32 = 4;
 
@@ -631,416 +611,231 @@ impl Registry for SqliteStore {
 }
 
 // ---------------------------------------------------------------------------
-// Offline store
+// Offline rows of earlier versions
 
-/// `INSERT INTO {table_and_columns} VALUES (?,..),(?,..) {tail}` for `rows`
-/// rows of `columns` parameters each.
-fn multi_row_sql(table_and_columns: &str, columns: usize, rows: usize, tail: &str) -> String {
-    let row = format!("({})", vec!["?"; columns].join(","));
-    let mut sql = String::with_capacity(32 + table_and_columns.len() + tail.len() + rows * (row.len() + 1));
-    sql.push_str("INSERT INTO ");
-    sql.push_str(table_and_columns);
-    sql.push_str(" VALUES ");
-    for r in 0..rows {
-        if r > 0 {
-            sql.push(',');
-        }
-        sql.push_str(&row);
-    }
-    sql.push(' ');
-    sql.push_str(tail);
-    sql
-}
-
-const SOURCE_INSERT: &str = "source_rows (source, entity_key, ts, values_json, ingested_at)";
-const SOURCE_COLUMNS: usize = 5;
-const SOURCE_UPSERT: &str = "ON CONFLICT (source, entity_key, ts) DO UPDATE \
-     SET values_json = excluded.values_json, ingested_at = excluded.ingested_at \
-     WHERE source_rows.values_json <> excluded.values_json";
-
-/// Per point: the newest (event_ts, created_ts) within its bounds is one
-/// backwards seek on the primary key, and the join fetches that row. The
-/// points are materialized once so each one's fields are extracted once.
-const AS_OF: &str = "WITH p AS MATERIALIZED ( \
-         SELECT key AS i, json_extract(value, '$[0]') AS k, json_extract(value, '$[1]') AS t, \
-                json_extract(value, '$[2]') AS earliest, json_extract(value, '$[3]') AS created_max \
-         FROM json_each(?1)) \
-     SELECT p.i, f.event_ts, f.created_ts, f.created_given, f.values_json, f.provenance FROM p \
-     JOIN feature_rows AS f ON f.group_name = ?2 AND f.entity_key = p.k AND (f.event_ts, f.created_ts) = ( \
-         SELECT g.event_ts, g.created_ts FROM feature_rows AS g \
-         WHERE g.group_name = ?2 AND g.entity_key = p.k AND g.event_ts <= p.t AND g.event_ts >= p.earliest \
-           AND (g.created_ts <= p.created_max OR g.created_given = 0) \
-         ORDER BY g.event_ts DESC, g.created_ts DESC LIMIT 1)";
-
-const FEATURE_INSERT: &str =
-    "feature_rows (group_name, entity_key, event_ts, created_ts, created_given, values_json, provenance)";
-const FEATURE_COLUMNS: usize = 7;
-const FEATURE_UPSERT: &str = "ON CONFLICT (group_name, entity_key, event_ts, created_ts) DO UPDATE \
-     SET values_json = excluded.values_json, provenance = excluded.provenance, \
-         created_given = excluded.created_given \
-     WHERE feature_rows.values_json <> excluded.values_json OR feature_rows.provenance IS NOT excluded.provenance \
-        OR feature_rows.created_given <> excluded.created_given";
-
-/// Rows per statement with `columns` parameters per row.
-const fn chunk_rows(columns: usize) -> usize {
-    let max = MAX_PARAMS / columns;
-    if ROWS_PER_INSERT < max { ROWS_PER_INSERT } else { max }
-}
-
-/// Whether to keep a chunk's prepared statement in the connection's cache:
-/// full chunks and small writes (single-row pushes) recur; an odd-sized last
-/// chunk of a bulk write would only evict something useful.
-fn cache_statement(rows: usize, chunk: usize) -> bool {
-    rows == chunk || rows <= 16
-}
-
-#[async_trait]
-impl OfflineStore for SqliteStore {
-    async fn write_source_rows(&self, source: &str, rows: &[SourceRow]) -> StoreResult<u64> {
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        // Encode before taking the writer, so the lock is held for SQL only.
-        let encoded = rows.iter().map(|r| values_json(&r.values)).collect::<StoreResult<Vec<_>>>()?;
-        const CHUNK: usize = chunk_rows(SOURCE_COLUMNS);
-        let mut tx = self.begin().await?;
-        // Stamped while holding the writer, so stamps follow commit order
-        // (what `source_ingest_watermark` relies on).
-        let ingested_at = now_micros();
-        let mut full_sql = String::new();
-        for (rows, values) in rows.chunks(CHUNK).zip(encoded.chunks(CHUNK)) {
-            let partial_sql;
-            let sql = if rows.len() == CHUNK {
-                if full_sql.is_empty() {
-                    full_sql = multi_row_sql(SOURCE_INSERT, SOURCE_COLUMNS, CHUNK, SOURCE_UPSERT);
-                }
-                &full_sql
-            } else {
-                partial_sql = multi_row_sql(SOURCE_INSERT, SOURCE_COLUMNS, rows.len(), SOURCE_UPSERT);
-                &partial_sql
-            };
-            let mut query = sqlx::query(sql).persistent(cache_statement(rows.len(), CHUNK));
-            for (row, values) in rows.iter().zip(values) {
-                query =
-                    query.bind(source).bind(row.entity.as_str()).bind(row.ts.0).bind(values.as_str()).bind(ingested_at);
-            }
-            query.execute(&mut *tx).await.map_err(db_err)?;
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok(rows.len() as u64)
-    }
-
-    async fn read_source(&self, source: &str, entity: &EntityKey, range: SourceRange) -> StoreResult<Vec<SourceRow>> {
-        let until = range.until.map_or(i64::MAX, |t| t.0);
-        let mut rows: Vec<(i64, String)> = match range.last {
-            Some(n) => sqlx::query_as(
-                "SELECT ts, values_json FROM source_rows WHERE source = ?1 AND entity_key = ?2 AND ts <= ?3 \
-                 ORDER BY ts DESC LIMIT ?4",
-            )
-            .bind(source)
-            .bind(entity.as_str())
-            .bind(until)
-            .bind(i64::from(n))
+/// Offline history that versions before the lakehouse tables kept in this
+/// file (`source_rows`, `feature_rows`); read once to import it into the
+/// tables (`store::delta::import`), then dropped.
+impl SqliteStore {
+    /// The sources and groups with rows still in this file.
+    pub async fn legacy_offline_names(&self) -> StoreResult<(Vec<String>, Vec<String>)> {
+        let sources: Vec<String> = sqlx::query_scalar("SELECT DISTINCT source FROM source_rows ORDER BY source")
             .fetch_all(&self.readers)
             .await
-            .map_err(db_err)?,
-            None => sqlx::query_as(
-                "SELECT ts, values_json FROM source_rows WHERE source = ?1 AND entity_key = ?2 AND ts <= ?3 \
-                 ORDER BY ts",
-            )
-            .bind(source)
-            .bind(entity.as_str())
-            .bind(until)
-            .fetch_all(&self.readers)
-            .await
-            .map_err(db_err)?,
-        };
-        if range.last.is_some() {
-            rows.reverse();
-        }
+            .map_err(db_err)?;
+        let groups: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT group_name FROM feature_rows ORDER BY group_name")
+                .fetch_all(&self.readers)
+                .await
+                .map_err(db_err)?;
+        Ok((sources, groups))
+    }
+
+    /// A source's rows with when each was ingested.
+    pub async fn legacy_source_rows(&self, source: &str) -> StoreResult<Vec<(SourceRow, Timestamp)>> {
+        let rows: Vec<(String, i64, String, i64)> = sqlx::query_as(
+            "SELECT entity_key, ts, values_json, ingested_at FROM source_rows WHERE source = ?1 \
+             ORDER BY entity_key, ts",
+        )
+        .bind(source)
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db_err)?;
         rows.into_iter()
-            .map(|(ts, values)| {
-                Ok(SourceRow { entity: entity.clone(), ts: Timestamp(ts), values: values_from_json(&values)? })
+            .map(|(key, ts, values, ingested)| {
+                let row = SourceRow { entity: EntityKey(key), ts: Timestamp(ts), values: values_from_json(&values)? };
+                Ok((row, Timestamp(ingested)))
             })
             .collect()
     }
 
-    async fn source_entities(&self, source: &str) -> StoreResult<Vec<(EntityKey, Timestamp)>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT entity_key, MAX(ts) FROM source_rows WHERE source = ?1 GROUP BY entity_key ORDER BY entity_key",
+    pub async fn legacy_feature_rows(&self, group: &str) -> StoreResult<Vec<FeatureRow>> {
+        let rows: Vec<(String, i64, i64, bool, String, Option<String>)> = sqlx::query_as(
+            "SELECT entity_key, event_ts, created_ts, created_given, values_json, provenance FROM feature_rows \
+             WHERE group_name = ?1 ORDER BY entity_key, event_ts, created_ts",
         )
-        .bind(source)
+        .bind(group)
         .fetch_all(&self.readers)
         .await
         .map_err(db_err)?;
-        Ok(rows.into_iter().map(|(k, ts)| (EntityKey(k), Timestamp(ts))).collect())
-    }
-
-    async fn source_ingest_watermark(&self, source: &str) -> StoreResult<Option<Timestamp>> {
-        let newest: Option<i64> =
-            // On the writer connection: it waits for any write in flight.
-            sqlx::query_scalar("SELECT MAX(ingested_at) FROM source_rows WHERE source = ?1")
-                .bind(source)
-                .fetch_one(&self.writer)
-                .await
-                .map_err(db_err)?;
-        Ok(newest.map(Timestamp))
-    }
-
-    async fn source_changes(&self, source: &str, after: Timestamp) -> StoreResult<Vec<(EntityKey, Timestamp)>> {
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT entity_key, MIN(ts) FROM source_rows WHERE source = ?1 AND ingested_at > ?2 \
-             GROUP BY entity_key ORDER BY entity_key",
-        )
-        .bind(source)
-        .bind(after.0)
-        .fetch_all(&self.readers)
-        .await
-        .map_err(db_err)?;
-        Ok(rows.into_iter().map(|(k, ts)| (EntityKey(k), Timestamp(ts))).collect())
-    }
-
-    async fn delete_source_rows(&self, source: &str) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM source_rows WHERE source = ?1")
-            .bind(source)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)
-    }
-
-    async fn write_feature_rows(&self, group: &str, rows: &[FeatureRow]) -> StoreResult<u64> {
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let encoded = rows.iter().map(|r| values_json(&r.values)).collect::<StoreResult<Vec<_>>>()?;
-        let provenances = super::sql::provenance_texts(rows.iter().map(|r| r.provenance.as_ref()));
-        const CHUNK: usize = chunk_rows(FEATURE_COLUMNS);
-        let mut tx = self.begin().await?;
-        let mut full_sql = String::new();
-        let chunks = rows.chunks(CHUNK).zip(encoded.chunks(CHUNK)).zip(provenances.chunks(CHUNK));
-        for ((rows, values), provenances) in chunks {
-            let partial_sql;
-            let sql = if rows.len() == CHUNK {
-                if full_sql.is_empty() {
-                    full_sql = multi_row_sql(FEATURE_INSERT, FEATURE_COLUMNS, CHUNK, FEATURE_UPSERT);
-                }
-                &full_sql
-            } else {
-                partial_sql = multi_row_sql(FEATURE_INSERT, FEATURE_COLUMNS, rows.len(), FEATURE_UPSERT);
-                &partial_sql
-            };
-            let mut query = sqlx::query(sql).persistent(cache_statement(rows.len(), CHUNK));
-            for ((row, values), provenance) in rows.iter().zip(values).zip(provenances) {
-                query = query
-                    .bind(group)
-                    .bind(row.entity.as_str())
-                    .bind(row.event_ts.0)
-                    .bind(row.created.0)
-                    .bind(row.created_given)
-                    .bind(values.as_str())
-                    .bind(provenance.as_deref());
-            }
-            query.execute(&mut *tx).await.map_err(db_err)?;
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok(rows.len() as u64)
-    }
-
-    async fn latest_feature_rows(&self, group: &str, entities: &[EntityKey]) -> StoreResult<Vec<Option<FeatureRow>>> {
-        let mut unique: Vec<&str> = entities.iter().map(EntityKey::as_str).collect();
-        unique.sort_unstable();
-        unique.dedup();
-        let mut found: HashMap<String, FeatureRow> = HashMap::with_capacity(unique.len());
-        for keys in unique.chunks(ENTITIES_PER_LOOKUP) {
-            // For each key: the newest (event_ts, created_ts) is one backwards
-            // seek on the primary key; the outer join fetches that row.
-            // Anonymous parameters only: SQLite looks numbered ones up by a
-            // linear scan, which makes binding quadratic in their count.
-            let mut sql = String::from(
-                "SELECT f.entity_key, f.event_ts, f.created_ts, f.created_given, f.values_json, f.provenance \
-                 FROM (VALUES ",
-            );
-            for i in 0..keys.len() {
-                sql.push_str(if i == 0 { "(?)" } else { ",(?)" });
-            }
-            sql.push_str(
-                ") AS k JOIN feature_rows AS f ON f.group_name = ? AND f.entity_key = k.column1 \
-                 AND (f.event_ts, f.created_ts) = (SELECT g.event_ts, g.created_ts FROM feature_rows AS g \
-                 WHERE g.group_name = f.group_name AND g.entity_key = k.column1 \
-                 ORDER BY g.event_ts DESC, g.created_ts DESC LIMIT 1)",
-            );
-            let mut query = sqlx::query_as::<_, (String, i64, i64, bool, String, Option<String>)>(&sql)
-                .persistent(keys.len() == ENTITIES_PER_LOOKUP || keys.len() <= 16);
-            for key in keys {
-                query = query.bind(*key);
-            }
-            query = query.bind(group);
-            let found_rows = query.fetch_all(&self.readers).await.map_err(db_err)?;
-            for (key, event_ts, created, created_given, values, provenance) in found_rows {
-                let row = FeatureRow {
-                    entity: EntityKey(key.clone()),
+        rows.into_iter()
+            .map(|(key, event_ts, created, created_given, values, provenance)| {
+                Ok(FeatureRow {
+                    entity: EntityKey(key),
                     event_ts: Timestamp(event_ts),
                     created: Timestamp(created),
                     created_given,
                     values: values_from_json(&values)?,
                     provenance: super::sql::provenance_from_text(provenance.as_deref())?,
-                };
-                found.insert(key, row);
-            }
-        }
-        Ok(entities.iter().map(|e| found.get(e.as_str()).cloned()).collect())
-    }
-
-    async fn feature_rows_as_of(
-        &self,
-        group: &str,
-        points: &[(EntityKey, Timestamp)],
-        rules: AsOfRules,
-    ) -> StoreResult<Vec<Option<FeatureRow>>> {
-        let mut out: Vec<Option<FeatureRow>> = vec![None; points.len()];
-        for (chunk_no, chunk) in points.chunks(POINTS_PER_LOOKUP).enumerate() {
-            // The points travel as one JSON array `[[key, at, earliest,
-            // created_max], ...]`: one bound parameter however many points.
-            let encoded: Vec<serde_json::Value> = chunk
-                .iter()
-                .map(|(entity, at)| {
-                    let (earliest, created_max) = rules.bounds(*at);
-                    serde_json::json!([entity.as_str(), at.0, earliest, created_max])
                 })
-                .collect();
-            let encoded = serde_json::Value::Array(encoded).to_string();
-            let found: Vec<(i64, i64, i64, bool, String, Option<String>)> =
-                sqlx::query_as(AS_OF).bind(encoded).bind(group).fetch_all(&self.readers).await.map_err(db_err)?;
-            let base = chunk_no * POINTS_PER_LOOKUP;
-            for (i, event_ts, created, created_given, values, provenance) in found {
-                let i = usize::try_from(i).map_err(|_| StoreError::Corrupt(format!("point index {i}")))?;
-                out[base + i] = Some(FeatureRow {
-                    entity: chunk[i].0.clone(),
-                    event_ts: Timestamp(event_ts),
-                    created: Timestamp(created),
-                    created_given,
-                    values: values_from_json(&values)?,
-                    provenance: super::sql::provenance_from_text(provenance.as_deref())?,
-                });
-            }
-        }
-        Ok(out)
+            })
+            .collect()
     }
 
-    async fn delete_feature_rows(&self, group: &str) -> StoreResult<()> {
+    /// Drops a source's (`source = true`) or group's rows once imported.
+    pub async fn drop_legacy_rows(&self, source: bool, name: &str) -> StoreResult<()> {
+        let sql = if source {
+            "DELETE FROM source_rows WHERE source = ?1"
+        } else {
+            "DELETE FROM feature_rows WHERE group_name = ?1"
+        };
         let mut tx = self.begin().await?;
-        sqlx::query("DELETE FROM feature_rows WHERE group_name = ?1")
-            .bind(group)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        sqlx::query(sql).bind(name).execute(&mut *tx).await.map_err(db_err)?;
         tx.commit().await.map_err(db_err)
     }
 
-    async fn freshness(
+    /// Writes rows the way versions before the tables did, for tests of the
+    /// import.
+    #[cfg(test)]
+    pub(crate) async fn write_legacy_rows(
         &self,
+        source: &str,
+        sources: &[(SourceRow, i64)],
         group: &str,
-        stale_before: Option<Timestamp>,
-        expired_before: Option<Timestamp>,
-    ) -> StoreResult<FreshnessCounts> {
-        let row: (i64, Option<i64>, Option<i64>, Option<i64>, Option<i64>) =
-            sqlx::query_as(&sqlite_placeholders(FRESHNESS_SQL))
-                .bind(group)
-                .bind(expired_before.map_or(i64::MIN, |t| t.0))
-                .bind(stale_before.map_or(i64::MIN, |t| t.0))
-                .fetch_one(&self.readers)
-                .await
-                .map_err(db_err)?;
-        Ok(freshness_counts(row))
+        features: &[FeatureRow],
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        for (row, ingested) in sources {
+            sqlx::query(
+                "INSERT INTO source_rows (source, entity_key, ts, values_json, ingested_at) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(source)
+            .bind(row.entity.as_str())
+            .bind(row.ts.0)
+            .bind(super::sql::values_json(&row.values)?)
+            .bind(ingested)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        for row in features {
+            sqlx::query(
+                "INSERT INTO feature_rows (group_name, entity_key, event_ts, created_ts, created_given, values_json, \
+                 provenance) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(group)
+            .bind(row.entity.as_str())
+            .bind(row.event_ts.0)
+            .bind(row.created.0)
+            .bind(row.created_given)
+            .bind(super::sql::values_json(&row.values)?)
+            .bind(row.provenance.as_ref().map(|p| p.to_string()))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Write log
+
+#[async_trait]
+impl WriteLog for SqliteStore {
+    async fn append(&self, table: &str, payload: &[u8], rows: u64) -> StoreResult<(i64, Timestamp)> {
+        let mut tx = self.begin().await?;
+        let seq = take_seq(&mut tx).await?;
+        // Stamped while holding the writer, so stamps follow commit order
+        // (what `newest_written` relies on).
+        let written_at = now_micros();
+        sqlx::query(
+            "INSERT INTO offline_log (seq, table_name, row_count, written_at, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(seq)
+        .bind(table)
+        .bind(i64::try_from(rows).unwrap_or(i64::MAX))
+        .bind(written_at)
+        .bind(payload)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok((seq, Timestamp(written_at)))
     }
 
-    async fn feature_statistics(
-        &self,
-        group: &str,
-        features: &[(String, bool)],
-    ) -> StoreResult<Vec<FeatureStatistics>> {
-        if features.is_empty() {
-            return Ok(Vec::new());
-        }
-        let paths: Vec<String> = features.iter().map(|(name, _)| json_path(name)).collect();
-        // One pass for counts, means and extremes of every feature; SQLite
-        // parses each row's JSON once for all the expressions on it.
-        let mut columns = vec!["COUNT(*)".to_string()];
-        for i in 0..features.len() {
-            let v = format!("json_extract(values_json, ?{})", i + 2);
-            columns.push(format!("COUNT({v}), AVG({v}), MIN({v}), MAX({v})"));
-        }
-        let sql = format!("SELECT {} FROM feature_rows WHERE group_name = ?1", columns.join(", "));
-        let mut query = sqlx::query(&sql).bind(group);
-        for path in &paths {
-            query = query.bind(path);
-        }
-        let row = query.fetch_one(&self.readers).await.map_err(db_err)?;
-        let total: i64 = row.try_get(0).map_err(db_err)?;
-        let mut stats = Vec::with_capacity(features.len());
-        for (i, (_, numeric)) in features.iter().enumerate() {
-            let count: i64 = row.try_get(1 + 4 * i).map_err(db_err)?;
-            let mut s = FeatureStatistics {
-                count: count as u64,
-                nulls: (total - count) as u64,
-                ..FeatureStatistics::default()
-            };
-            if *numeric && count > 0 {
-                s.mean = row.try_get(2 + 4 * i).map_err(db_err)?;
-                s.min = row.try_get::<Option<f64>, _>(3 + 4 * i).map_err(db_err)?;
-                s.max = row.try_get::<Option<f64>, _>(4 + 4 * i).map_err(db_err)?;
-            }
-            stats.push(s);
-        }
-        for (i, (_, numeric)) in features.iter().enumerate() {
-            let (count, Some(mean)) = (stats[i].count, stats[i].mean) else { continue };
-            if !numeric {
-                continue;
-            }
-            // Deviations from the mean (not sums of squares), so large
-            // values such as market caps keep their precision.
-            if count > 1 {
-                let squares: Option<f64> = sqlx::query_scalar(
-                    "SELECT SUM((v - ?3) * (v - ?3)) FROM \
-                     (SELECT json_extract(values_json, ?2) AS v FROM feature_rows WHERE group_name = ?1) \
-                     WHERE v IS NOT NULL",
-                )
-                .bind(group)
-                .bind(&paths[i])
-                .bind(mean)
-                .fetch_one(&self.readers)
-                .await
-                .map_err(db_err)?;
-                stats[i].std = squares.map(|ss| (ss / (count - 1) as f64).sqrt());
-            }
-            // One sort gives both percentiles: the values at the ranks
-            // either side of each.
-            let ranks = percentile_ranks(count, &[0.5, 0.95]);
-            let wanted: Vec<i64> = ranks.iter().flat_map(|&(lo, _)| [lo as i64, (lo + 1) as i64]).collect();
-            let ranked: Vec<(i64, f64)> = sqlx::query_as(&format!(
-                "SELECT rn, v FROM (SELECT v, ROW_NUMBER() OVER (ORDER BY v) - 1 AS rn FROM \
-                 (SELECT json_extract(values_json, ?2) AS v FROM feature_rows WHERE group_name = ?1) \
-                 WHERE v IS NOT NULL) WHERE rn IN ({})",
-                wanted.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
-            ))
-            .bind(group)
-            .bind(&paths[i])
+    async fn next_seq(&self) -> StoreResult<i64> {
+        let mut tx = self.begin().await?;
+        let seq = take_seq(&mut tx).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(seq)
+    }
+
+    async fn entries(&self, table: &str, max_rows: u64) -> StoreResult<Vec<LogEntry>> {
+        let rows: Vec<LogRow> = sqlx::query_as(&sqlite_placeholders(LOG_ENTRIES_SQL))
+            .bind(table)
+            .bind(i64::try_from(max_rows).unwrap_or(i64::MAX))
             .fetch_all(&self.readers)
             .await
             .map_err(db_err)?;
-            let at = |rank: usize| ranked.iter().find(|(rn, _)| *rn == rank as i64).map(|(_, v)| *v);
-            let p = |k: usize| interpolate(at(ranks[k].0), at(ranks[k].0 + 1), ranks[k].1);
-            stats[i].p50 = p(0);
-            stats[i].p95 = p(1);
-        }
-        Ok(stats)
+        Ok(rows.into_iter().map(LogRow::into_entry).collect())
     }
 
-    async fn ping(&self) -> StoreResult<()> {
-        Registry::ping(self).await
+    async fn remove(&self, table: &str, seqs: &[i64]) -> StoreResult<()> {
+        if seqs.is_empty() {
+            return Ok(());
+        }
+        // The seqs travel as one JSON array: one bound parameter however many.
+        let seqs = serde_json::to_string(seqs).map_err(|e| StoreError::Corrupt(format!("encoding seqs: {e}")))?;
+        sqlx::query("DELETE FROM offline_log WHERE table_name = ?1 AND seq IN (SELECT value FROM json_each(?2))")
+            .bind(table)
+            .bind(seqs)
+            .execute(&self.writer)
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
+
+    async fn clear(&self, table: &str) -> StoreResult<()> {
+        sqlx::query(&sqlite_placeholders(LOG_CLEAR_SQL)).bind(table).execute(&self.writer).await.map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn pending(&self) -> StoreResult<Vec<PendingTable>> {
+        let rows: Vec<(String, i64, i64, i64, i64)> =
+            sqlx::query_as(LOG_PENDING_SQL).fetch_all(&self.readers).await.map_err(db_err)?;
+        Ok(rows.into_iter().map(pending_table).collect())
+    }
+
+    async fn newest_written(&self, table: &str) -> StoreResult<Option<Timestamp>> {
+        // On the writer connection: it waits for any append in flight.
+        let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(written_at) FROM offline_log WHERE table_name = ?1")
+            .bind(table)
+            .fetch_one(&self.writer)
+            .await
+            .map_err(db_err)?;
+        Ok(newest.map(Timestamp))
+    }
+
+    async fn lease(&self, name: &str, owner: &str, lease: Duration) -> StoreResult<bool> {
+        let taken: Option<String> = sqlx::query_scalar(&sqlite_placeholders(&take_log_lease_sql("$4")))
+            .bind(name)
+            .bind(owner)
+            .bind(micros(lease))
+            .bind(now_micros())
+            .fetch_optional(&self.writer)
+            .await
+            .map_err(db_err)?;
+        Ok(taken.is_some())
+    }
+
+    async fn release(&self, name: &str, owner: &str) -> StoreResult<()> {
+        sqlx::query(&sqlite_placeholders(RELEASE_LOG_LEASE_SQL))
+            .bind(name)
+            .bind(owner)
+            .execute(&self.writer)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+/// Advances the write log's one sequence inside the caller's transaction.
+async fn take_seq(tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>) -> StoreResult<i64> {
+    sqlx::query_scalar("UPDATE offline_seq SET last = last + 1 RETURNING last")
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(db_err)
 }
 
 // ---------------------------------------------------------------------------
@@ -1091,36 +886,12 @@ fn micros(d: Duration) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{FeatureSpec, Freshness, Producer, SourceField, Value, ValueType};
-    use std::collections::BTreeMap;
+    use crate::model::{FeatureSpec, Freshness, Producer, SourceField, ValueType};
 
     async fn store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("data/wafer.db")).await.unwrap();
         (dir, store)
-    }
-
-    fn key(k: &str) -> EntityKey {
-        EntityKey(k.to_string())
-    }
-
-    fn values(pairs: &[(&str, f64)]) -> BTreeMap<String, Value> {
-        pairs.iter().map(|(k, v)| (k.to_string(), Value::Float64(*v))).collect()
-    }
-
-    fn source_row(entity: &str, ts: i64, close: f64) -> SourceRow {
-        SourceRow { entity: key(entity), ts: Timestamp::from_secs(ts), values: values(&[("close", close)]) }
-    }
-
-    fn feature_row(entity: &str, event: i64, created: i64, x: f64) -> FeatureRow {
-        FeatureRow {
-            entity: key(entity),
-            event_ts: Timestamp::from_secs(event),
-            created: Timestamp::from_secs(created),
-            created_given: false,
-            values: values(&[("x", x)]),
-            provenance: None,
-        }
     }
 
     use crate::store::conformance::version;
@@ -1173,7 +944,6 @@ mod tests {
         store.put_entity(&entity).await.unwrap();
         store.put_source(&source).await.unwrap();
         store.put_feature_group(&group).await.unwrap();
-        store.write_source_rows("prices", &[source_row("AAPL", 1, 1.0)]).await.unwrap();
 
         assert_eq!(store.get_entity("ticker").await.unwrap(), Some(entity.clone()));
         assert_eq!(store.get_source("prices").await.unwrap(), Some(source.clone()));
@@ -1193,7 +963,6 @@ mod tests {
         assert!(store.delete_entity("ticker").await.unwrap());
         assert_eq!(store.get_feature_group("technical").await.unwrap(), None);
         assert!(store.list_sources().await.unwrap().is_empty());
-        assert_eq!(count(&store, "source_rows").await, 1, "data is deleted separately");
     }
 
     #[tokio::test]
@@ -1287,39 +1056,45 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn freshness_counts_each_entity_by_its_newest_row() {
+    async fn write_log_entries_come_back_oldest_first_in_batches_of_rows() {
         let (_dir, store) = store().await;
-        crate::store::conformance::freshness_counts_each_entity_by_its_newest_row(&store).await;
+        crate::store::conformance::write_log_entries_come_back_oldest_first_in_batches_of_rows(&store).await;
     }
 
     #[tokio::test]
-    async fn statistics_match_hand_computed_values() {
+    async fn write_log_removes_exactly_the_given_entries_and_clears_a_table() {
         let (_dir, store) = store().await;
-        crate::store::conformance::statistics_match_hand_computed_values(&store).await;
+        crate::store::conformance::write_log_removes_exactly_the_given_entries_and_clears_a_table(&store).await;
+    }
+
+    #[tokio::test]
+    async fn write_log_pending_totals_each_table_with_waiting_entries() {
+        let (_dir, store) = store().await;
+        crate::store::conformance::write_log_pending_totals_each_table_with_waiting_entries(&store).await;
+    }
+
+    #[tokio::test]
+    async fn write_log_appends_and_next_seq_share_one_increasing_sequence() {
+        let (_dir, store) = store().await;
+        crate::store::conformance::write_log_appends_and_next_seq_share_one_increasing_sequence(&store).await;
+    }
+
+    #[tokio::test]
+    async fn write_log_newest_written_is_the_last_append_of_the_table() {
+        let (_dir, store) = store().await;
+        crate::store::conformance::write_log_newest_written_is_the_last_append_of_the_table(&store).await;
+    }
+
+    #[tokio::test]
+    async fn write_log_leases_are_exclusive_until_released_or_expired() {
+        let (_dir, store) = store().await;
+        crate::store::conformance::write_log_leases_are_exclusive_until_released_or_expired(&store).await;
     }
 
     #[tokio::test]
     async fn scheduled_runs_are_claimed_once_when_due() {
         let (_dir, store) = store().await;
         crate::store::conformance::scheduled_runs_are_claimed_once_when_due(&store).await;
-    }
-
-    #[tokio::test]
-    async fn source_changes_are_found_by_ingest_time_not_event_time() {
-        let (_dir, store) = store().await;
-        crate::store::conformance::source_changes_are_found_by_ingest_time_not_event_time(&store).await;
-    }
-
-    #[tokio::test]
-    async fn as_of_lookups_pick_the_row_known_at_each_point() {
-        let (_dir, store) = store().await;
-        crate::store::conformance::as_of_lookups_pick_the_row_known_at_each_point(&store).await;
-    }
-
-    #[tokio::test]
-    async fn as_of_lookups_match_a_brute_force_reference() {
-        let (_dir, store) = store().await;
-        crate::store::conformance::as_of_lookups_match_a_brute_force_reference(&store).await;
     }
 
     #[tokio::test]
@@ -1341,176 +1116,6 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn writing_the_same_rows_twice_keeps_one_copy_of_each() {
-        let (_dir, store) = store().await;
-        // More rows than one statement holds, so chunking is exercised.
-        let sources: Vec<SourceRow> = (0..5_000).map(|i| source_row(&format!("T{}", i % 7), i, i as f64)).collect();
-        let features: Vec<FeatureRow> =
-            (0..9_000).map(|i| feature_row(&format!("T{}", i % 7), i, 100_000, i as f64)).collect();
-        for _ in 0..2 {
-            assert_eq!(store.write_source_rows("prices", &sources).await.unwrap(), 5_000);
-            assert_eq!(store.write_feature_rows("technical", &features).await.unwrap(), 9_000);
-        }
-        assert_eq!(count(&store, "source_rows").await, 5_000);
-        assert_eq!(count(&store, "feature_rows").await, 9_000);
-
-        // A rewrite with new values replaces them in place.
-        store.write_source_rows("prices", &[source_row("T0", 0, -1.0)]).await.unwrap();
-        let rows = store.read_source("prices", &key("T0"), SourceRange { last: None, until: Some(Timestamp(0)) }).await;
-        assert_eq!(rows.unwrap(), vec![source_row("T0", 0, -1.0)]);
-        assert_eq!(count(&store, "source_rows").await, 5_000);
-        assert_eq!(store.write_source_rows("prices", &[]).await.unwrap(), 0);
-
-        store.delete_source_rows("prices").await.unwrap();
-        store.delete_feature_rows("technical").await.unwrap();
-        assert_eq!(count(&store, "source_rows").await, 0);
-        assert_eq!(count(&store, "feature_rows").await, 0);
-    }
-
-    #[tokio::test]
-    async fn source_reads_honour_last_and_until_and_come_oldest_first() {
-        let (_dir, store) = store().await;
-        let mut rows: Vec<SourceRow> = (1..=10).map(|t| source_row("AAPL", t, t as f64)).collect();
-        rows.push(source_row("MSFT", 20, 1.0));
-        rows.reverse(); // write order does not matter
-        store.write_source_rows("prices", &rows).await.unwrap();
-        store.write_source_rows("other", &[source_row("AAPL", 99, 1.0)]).await.unwrap();
-
-        let ts = |range: SourceRange| {
-            let store = store.clone();
-            async move {
-                let rows = store.read_source("prices", &key("AAPL"), range).await.unwrap();
-                rows.iter().map(|r| r.ts.0 / Timestamp::MICROS_PER_SECOND).collect::<Vec<_>>()
-            }
-        };
-        assert_eq!(ts(SourceRange::default()).await, (1..=10).collect::<Vec<_>>());
-        assert_eq!(ts(SourceRange { last: Some(3), until: None }).await, vec![8, 9, 10]);
-        assert_eq!(ts(SourceRange { last: None, until: Some(Timestamp::from_secs(4)) }).await, vec![1, 2, 3, 4]);
-        assert_eq!(ts(SourceRange { last: Some(2), until: Some(Timestamp::from_secs(4)) }).await, vec![3, 4]);
-        assert_eq!(ts(SourceRange { last: Some(50), until: None }).await.len(), 10);
-        assert_eq!(ts(SourceRange { last: Some(0), until: None }).await, Vec::<i64>::new());
-        let read = store.read_source("prices", &key("AAPL"), SourceRange { last: Some(1), until: None }).await.unwrap();
-        assert_eq!(read, vec![source_row("AAPL", 10, 10.0)]);
-
-        assert_eq!(
-            store.source_entities("prices").await.unwrap(),
-            vec![(key("AAPL"), Timestamp::from_secs(10)), (key("MSFT"), Timestamp::from_secs(20))]
-        );
-        assert!(store.source_entities("missing").await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn latest_feature_row_is_the_newest_event_and_on_ties_the_newest_created() {
-        let (_dir, store) = store().await;
-        store
-            .write_feature_rows(
-                "valuation",
-                &[
-                    feature_row("AAPL", 10, 11, 1.0),
-                    feature_row("AAPL", 20, 21, 2.0),
-                    feature_row("AAPL", 20, 30, 3.0), // correction of event 20
-                    feature_row("AAPL", 15, 99, 4.0), // late arrival of an older event
-                    feature_row("MSFT", 5, 5, 5.0),
-                ],
-            )
-            .await
-            .unwrap();
-        store.write_feature_rows("other", &[feature_row("AAPL", 50, 50, 9.0)]).await.unwrap();
-
-        let latest =
-            store.latest_feature_rows("valuation", &[key("MSFT"), key("NONE"), key("AAPL"), key("MSFT")]).await;
-        assert_eq!(
-            latest.unwrap(),
-            vec![
-                Some(feature_row("MSFT", 5, 5, 5.0)),
-                None,
-                Some(feature_row("AAPL", 20, 30, 3.0)),
-                Some(feature_row("MSFT", 5, 5, 5.0)),
-            ]
-        );
-
-        // More entities than one lookup statement takes.
-        let many: Vec<FeatureRow> = (0..1_200).map(|i| feature_row(&format!("E{i}"), i, i, i as f64)).collect();
-        store.write_feature_rows("many", &many).await.unwrap();
-        let keys: Vec<EntityKey> = many.iter().rev().map(|r| r.entity.clone()).collect();
-        let latest = store.latest_feature_rows("many", &keys).await.unwrap();
-        assert_eq!(latest, many.into_iter().rev().map(Some).collect::<Vec<_>>());
-    }
-
-    #[tokio::test]
-    async fn provenance_round_trips_through_every_read() {
-        let (_dir, store) = store().await;
-        crate::store::conformance::provenance_round_trips_through_every_read(&store).await;
-    }
-
-    /// A database migrated before provenance was recorded (through 0004)
-    /// keeps its rows through the migration; they read back without one.
-    #[tokio::test]
-    async fn rows_written_before_provenance_was_recorded_read_back_without_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("wafer.db");
-        {
-            let options = SqliteConnectOptions::new().filename(&path).create_if_missing(true);
-            let pool = SqlitePoolOptions::new().max_connections(1).connect_with(options).await.unwrap();
-            let before = sqlx::migrate::Migrator {
-                migrations: MIGRATOR.migrations.iter().filter(|m| m.version < 5).cloned().collect(),
-                ..sqlx::migrate::Migrator::DEFAULT
-            };
-            before.run(&pool).await.unwrap();
-            sqlx::query("INSERT INTO feature_rows VALUES ('technical', 'AAPL', 1, 2, '{\"x\":3.0}')")
-                .execute(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-        }
-        let store = SqliteStore::open(&path).await.unwrap();
-        let latest = store.latest_feature_rows("technical", &[key("AAPL")]).await.unwrap();
-        let expected = FeatureRow { event_ts: Timestamp(1), created: Timestamp(2), ..feature_row("AAPL", 0, 0, 3.0) };
-        assert_eq!(latest, vec![Some(expected)]);
-        let as_of = store.feature_rows_as_of("technical", &[(key("AAPL"), Timestamp(5))], AsOfRules::default()).await;
-        assert_eq!(as_of.unwrap(), latest);
-        store.close().await;
-    }
-
-    #[tokio::test]
-    async fn values_of_every_type_round_trip() {
-        let (_dir, store) = store().await;
-        let values: BTreeMap<String, Value> = [
-            ("f", Value::Float64(190.0)),
-            ("i", Value::Int64(-3)),
-            ("b", Value::Bool(true)),
-            ("s", Value::String("x\"y".into())),
-            ("fl", Value::Float64List(vec![1.5, 2.0])),
-            ("sl", Value::StringList(vec!["a".into()])),
-            ("n", Value::Null),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        let row = FeatureRow {
-            entity: key("AAPL"),
-            event_ts: Timestamp(1),
-            created: Timestamp(2),
-            created_given: false,
-            values,
-            provenance: None,
-        };
-        store.write_feature_rows("g", std::slice::from_ref(&row)).await.unwrap();
-        assert_eq!(store.latest_feature_rows("g", &[key("AAPL")]).await.unwrap(), vec![Some(row)]);
-    }
-
-    #[tokio::test]
-    async fn unreadable_stored_data_is_reported_as_corrupt() {
-        let (_dir, store) = store().await;
-        sqlx::query("INSERT INTO source_rows VALUES ('prices', 'AAPL', 1, 'not json', 0)")
-            .execute(&store.writer)
-            .await
-            .unwrap();
-        let err = store.read_source("prices", &key("AAPL"), SourceRange::default()).await.unwrap_err();
-        assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
-    }
-
-    #[tokio::test]
     async fn acknowledged_writes_are_read_back_after_reopening_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wafer.db");
@@ -1524,8 +1129,6 @@ mod tests {
                 })
                 .await
                 .unwrap();
-            store.write_source_rows("prices", &[source_row("AAPL", 1, 1.0)]).await.unwrap();
-            store.write_feature_rows("technical", &[feature_row("AAPL", 1, 2, 3.0)]).await.unwrap();
             let v = version("indicators", "1.0.0", b"wasm", 1);
             store.insert_transform_version(&v, b"wasm").await.unwrap();
             store.set_active_version("indicators", Some("1.0.0")).await.unwrap();
@@ -1533,10 +1136,6 @@ mod tests {
         }
         let store = SqliteStore::open(&path).await.unwrap();
         assert_eq!(store.list_entities().await.unwrap().len(), 1);
-        let rows = store.read_source("prices", &key("AAPL"), SourceRange::default()).await.unwrap();
-        assert_eq!(rows, vec![source_row("AAPL", 1, 1.0)]);
-        let latest = store.latest_feature_rows("technical", &[key("AAPL")]).await.unwrap();
-        assert_eq!(latest, vec![Some(feature_row("AAPL", 1, 2, 3.0))]);
         let t = store.get_transform("indicators").await.unwrap().unwrap();
         assert_eq!(t.active_version.as_deref(), Some("1.0.0"));
         assert!(store.get_module(&t.versions[0].sha256).await.unwrap().is_some());

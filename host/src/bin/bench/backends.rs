@@ -6,7 +6,7 @@
 
 use sqlx::{Connection, Executor};
 
-/// What a bench runs on; `None` = the embedded default (SQLite, in-process).
+/// What a bench runs on; `None` = the embedded default (Delta tables and a SQLite registry, in-process online).
 #[derive(Clone, Debug, Default)]
 pub struct Backends {
     pub database_url: Option<String>,
@@ -67,7 +67,7 @@ impl Backends {
 
     /// "SQLite + in-process", "PostgreSQL + Redis"...
     pub fn describe(&self) -> String {
-        let offline = if self.database_url.is_some() { "PostgreSQL" } else { "SQLite" };
+        let offline = if self.database_url.is_some() { "PostgreSQL" } else { "Delta tables (SQLite registry)" };
         let online = match self.online.as_deref() {
             Some(url) if url.starts_with("redis") => "Redis",
             _ => "in-process",

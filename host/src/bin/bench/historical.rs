@@ -52,7 +52,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let scan_db = match (scan, &backends.database_url) {
         (false, _) => None,
         (true, Some(url)) => Some(ScanDb::Postgres(url.clone(), backends.schema())),
-        (true, None) => Some(ScanDb::Sqlite(dir.join("wafer.db"))),
+        (true, None) => anyhow::bail!("--scan true measures the PostgreSQL store; give --database-url postgres://..."),
     };
     let result = measure(config, feature_rows, entity_rows, entities, json).await;
     let result = match (result, scan_db) {
@@ -81,6 +81,7 @@ async fn measure(
     });
     w.put_feature_group("bench", serde_json::from_value(group)?).await?;
 
+    let table = w.offline_table("bench")?;
     // Load: entity-major, one row per day, every 20th row corrected later.
     let days = feature_rows.div_ceil(entities);
     let mut rng = SmallRng::seed_from_u64(7);
@@ -109,11 +110,11 @@ async fn measure(
             batch.push(again);
         }
         if batch.len() >= 10_000 {
-            loaded += w.offline().write_feature_rows("bench", &batch).await?;
+            loaded += w.offline().write_feature_rows(&table, &batch).await?;
             batch.clear();
         }
     }
-    loaded += w.offline().write_feature_rows("bench", &batch).await?;
+    loaded += w.offline().write_feature_rows(&table, &batch).await?;
     let secs = t.elapsed().as_secs_f64();
     println!(
         "loaded {loaded} feature rows ({entities} entities x {days} days, 1 in 20 corrected) in {secs:.1} s ({:.0} rows/s)",
@@ -205,7 +206,6 @@ async fn measure(
 }
 
 enum ScanDb {
-    Sqlite(std::path::PathBuf),
     /// URL and schema.
     Postgres(String, String),
 }
@@ -231,10 +231,6 @@ async fn full_scan(db: ScanDb) -> anyhow::Result<()> {
     }
     let t = Instant::now();
     let (rows, bytes) = match db {
-        ScanDb::Sqlite(path) => {
-            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await?;
-            scan!(conn)
-        }
         ScanDb::Postgres(url, schema) => {
             let mut conn = sqlx::PgConnection::connect(&url).await?;
             conn.execute(format!("SET search_path TO \"{schema}\"").as_str()).await?;

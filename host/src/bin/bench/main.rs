@@ -42,7 +42,7 @@ const USAGE: &str = "usage: wafer-bench http [--endpoint online|feast|enrich] [-
        wafer-bench catalog [--hits N] [--misses N] [BACKENDS]
        wafer-bench historical [--feature-rows N] [--entity-rows N] [--entities N] [--json true] [BACKENDS]
        wafer-bench load [--rows N] [--entities N] [--json true] [BACKENDS]
-BACKENDS: [--database-url postgres://...] [--online redis://...] (default: SQLite + in-process)";
+BACKENDS: [--database-url postgres://...] [--online redis://...] (default: Delta tables with a SQLite registry + in-process)";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -12,9 +12,9 @@
 use crate::backends::Backends;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use wafer_host::model::{EntityKey, FeatureRow, Provenance, Timestamp, Value};
-use wafer_host::store::OfflineStore;
+use wafer_host::model::{EntityKey, FeatureRow, Provenance, Timestamp, Value, ValueType};
 use wafer_host::store::postgres::PostgresStore;
+use wafer_host::store::{OfflineStore, TableDef};
 
 /// Calls before measuring: connections opened, statements prepared.
 const WARM_UP: usize = 10;
@@ -50,6 +50,11 @@ async fn measure(store: &PostgresStore, rows: usize, features: usize, iterations
     let entities: Vec<EntityKey> = (0..rows).map(|i| EntityKey::from_parts(&[format!("T{i:05}")])).collect();
     let names: Vec<String> = (0..features).map(|f| format!("f{f:02}")).collect();
     let provenance = Provenance { transform: "bench".into(), version: "1.0.0".into(), sha256: "0f".repeat(32) };
+    let table = TableDef {
+        name: "bench".into(),
+        join_keys: vec!["ticker".into()],
+        columns: names.iter().map(|n| (n.clone(), ValueType::Float64)).collect(),
+    };
     let start = Timestamp::from_secs(1_700_000_000);
     let batch = |n: usize| -> Vec<FeatureRow> {
         let event_ts = start.plus_secs(n as i64 * 86_400);
@@ -71,14 +76,14 @@ async fn measure(store: &PostgresStore, rows: usize, features: usize, iterations
             .collect()
     };
     for n in 0..WARM_UP {
-        store.write_feature_rows("bench", &batch(n)).await?;
+        store.write_feature_rows(&table, &batch(n)).await?;
     }
     let mut latencies = Vec::with_capacity(iterations);
     let total = Instant::now();
     for n in WARM_UP..WARM_UP + iterations {
         let rows = batch(n);
         let t = Instant::now();
-        let written = store.write_feature_rows("bench", &rows).await?;
+        let written = store.write_feature_rows(&table, &rows).await?;
         latencies.push(t.elapsed());
         anyhow::ensure!(written as usize == rows.len(), "wrote {written} of {} rows", rows.len());
     }

@@ -1,0 +1,286 @@
+//! The lakehouse offline store: source rows and feature history in Delta
+//! Lake tables of typed columns (one per source, one per feature group)
+//! under one root, on the local filesystem or object storage.
+//!
+//! Writes are acknowledged once durable in the registry database's write
+//! log ([`WriteLog`]); a flusher moves them into the tables in batches
+//! (`flush.rs`). Large feature writes (materialization, bulk loads) skip
+//! the log and commit to their table directly. Every read merges the log
+//! and the table (`merge.rs`), reading the log first: a flush that lands
+//! in between shows the same rows twice, which the merge folds, and never
+//! none.
+//!
+//! - `layout.rs`: the columns of a table and of a log payload.
+//! - `table.rs`: Delta tables (open, append, scan, delete).
+//! - `merge.rs`: table and log rows as one sorted, deduplicated batch.
+//! - `flush.rs`: the leased flusher.
+//! - `reads.rs`: the answers each read computes from merged rows.
+//! - `import.rs`: offline rows of earlier versions' SQLite file, moved in.
+
+mod flush;
+mod import;
+mod layout;
+mod merge;
+mod reads;
+mod table;
+#[cfg(test)]
+mod tests;
+
+pub use flush::FlushPolicy;
+pub use import::Imported;
+
+use self::layout::{EVENT_TIMESTAMP, Kind};
+use self::merge::Merged;
+use self::table::Tables;
+use super::{AsOfRules, OfflineStore, SourceRange, StoreError, StoreResult, TableDef, WriteLog};
+use crate::model::{EntityKey, FeatureRow, FeatureStatistics, FreshnessCounts, SourceRow, Timestamp};
+use arrow_array::RecordBatch;
+use async_trait::async_trait;
+use deltalake::datafusion::prelude::{Expr, col, lit};
+use deltalake::datafusion::scalar::ScalarValue;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// Feature writes of at least this many rows commit to their table
+/// directly: one Parquet file per month touched is cheap at this size, and
+/// the log would only copy them.
+const DIRECT_ROWS: usize = 5_000;
+
+/// Entity filters with more keys than this are applied after the scan
+/// rather than handed to DataFusion as an IN list.
+const MAX_IN_LIST: usize = 2_000;
+
+pub struct DeltaOffline {
+    tables: Tables,
+    log: Arc<dyn WriteLog>,
+    /// Lease owner of this host's flusher.
+    host: String,
+    policy: FlushPolicy,
+    /// Woken when a write leaves enough rows waiting to be worth a flush.
+    wake: Notify,
+}
+
+/// Which rows a read needs; the bounds only narrow the scan, so a read
+/// still checks what it finds.
+#[derive(Default)]
+struct Wanted<'a> {
+    entities: Option<&'a [EntityKey]>,
+    event_max: Option<i64>,
+    event_min: Option<i64>,
+}
+
+fn micros_lit(v: i64) -> Expr {
+    lit(ScalarValue::TimestampMicrosecond(Some(v), Some("UTC".into())))
+}
+
+/// The scan predicate for `wanted`: time bounds, and the entities when they
+/// are few and have one join key (composite keys are matched after the
+/// scan, by the reads).
+fn filter(wanted: &Wanted<'_>, join_keys: &[String]) -> Option<Expr> {
+    let mut terms = Vec::new();
+    if let Some(max) = wanted.event_max {
+        terms.push(col(EVENT_TIMESTAMP).lt_eq(micros_lit(max)));
+    }
+    if let Some(min) = wanted.event_min.filter(|&m| m > i64::MIN) {
+        terms.push(col(EVENT_TIMESTAMP).gt_eq(micros_lit(min)));
+    }
+    if let (Some(entities), [key]) = (wanted.entities, join_keys)
+        && entities.len() <= MAX_IN_LIST
+    {
+        let mut names: Vec<&str> = entities.iter().map(EntityKey::as_str).collect();
+        names.sort_unstable();
+        names.dedup();
+        terms.push(col(key.as_str()).in_list(names.into_iter().map(lit).collect(), false));
+    }
+    terms.into_iter().reduce(Expr::and)
+}
+
+impl DeltaOffline {
+    /// Opens the tables under `root` (a directory or a `file://` / `s3://`
+    /// URL), logging writes to `log`. Call [`DeltaOffline::spawn_flusher`]
+    /// to start moving logged writes into the tables.
+    pub fn open(
+        root: &str,
+        options: HashMap<String, String>,
+        log: Arc<dyn WriteLog>,
+        host: &str,
+        policy: FlushPolicy,
+    ) -> StoreResult<Arc<Self>> {
+        Ok(Arc::new(DeltaOffline {
+            tables: Tables::new(root, options)?,
+            log,
+            host: host.to_string(),
+            policy,
+            wake: Notify::new(),
+        }))
+    }
+
+    /// One line for the startup log.
+    pub fn summary(&self) -> String {
+        format!("Delta tables at {}", self.tables.root())
+    }
+
+    /// Appends logged rows: durable when the log commits.
+    async fn log_batch(&self, path: &str, batch: &RecordBatch) -> StoreResult<()> {
+        let payload = flush::encode_payload(batch)?;
+        self.log.append(path, &payload, batch.num_rows() as u64).await?;
+        if batch.num_rows() as u64 >= self.policy.rows / 4 {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The table's rows `wanted` asks for, log and table merged.
+    async fn load(&self, kind: Kind, name: &str, wanted: Wanted<'_>, dedup: bool) -> StoreResult<Merged> {
+        let path = kind.path(name);
+        // The log first: see the module docs.
+        let mut batches = flush::logged_batches(kind, &*self.log, &path).await?;
+        batches.extend(self.tables.scan(&path, |keys| filter(&wanted, keys)).await?);
+        let merged = Merged::new(kind, &batches, dedup)?;
+        Ok(merged)
+    }
+
+    /// Moves every waiting write into its table (at shutdown).
+    pub async fn flush_all(&self) -> StoreResult<u64> {
+        let mut moved = 0;
+        for pending in self.log.pending().await? {
+            moved += self.flush_table(&pending.table).await?;
+        }
+        Ok(moved)
+    }
+}
+
+#[async_trait]
+impl OfflineStore for DeltaOffline {
+    async fn write_source_rows(&self, table: &TableDef, rows: &[SourceRow]) -> StoreResult<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // Always through the log, even when large: its append stamps
+        // `ingested_at` in commit order, which the ingest watermark needs.
+        let batch = layout::encode_sources(table, rows)?;
+        self.log_batch(&Kind::Source.path(&table.name), &batch).await?;
+        Ok(rows.len() as u64)
+    }
+
+    async fn read_source(&self, source: &str, entity: &EntityKey, range: SourceRange) -> StoreResult<Vec<SourceRow>> {
+        let wanted = Wanted {
+            entities: Some(std::slice::from_ref(entity)),
+            event_max: range.until.map(|t| t.0),
+            ..Wanted::default()
+        };
+        let merged = self.load(Kind::Source, source, wanted, true).await?;
+        reads::source_rows(&merged, entity, range)
+    }
+
+    async fn source_entities(&self, source: &str) -> StoreResult<Vec<(EntityKey, Timestamp)>> {
+        let merged = self.load(Kind::Source, source, Wanted::default(), true).await?;
+        Ok(reads::newest_per_entity(&merged))
+    }
+
+    async fn delete_source_rows(&self, source: &str) -> StoreResult<()> {
+        let path = Kind::Source.path(source);
+        self.log.clear(&path).await?;
+        self.tables.delete(&path).await
+    }
+
+    async fn source_ingest_watermark(&self, source: &str) -> StoreResult<Option<Timestamp>> {
+        let path = Kind::Source.path(source);
+        // The log first: an entry flushed meanwhile is then in the table.
+        let logged = self.log.newest_written(&path).await?;
+        let merged = Merged::new(Kind::Source, &self.tables.scan(&path, |_| None).await?, false)?;
+        let stored = (0..merged.len()).map(|i| merged.ingested(i)).max().map(Timestamp);
+        Ok(logged.max(stored))
+    }
+
+    async fn source_changes(&self, source: &str, after: Timestamp) -> StoreResult<Vec<(EntityKey, Timestamp)>> {
+        let merged = self.load(Kind::Source, source, Wanted::default(), false).await?;
+        reads::changes_after(&merged, after)
+    }
+
+    async fn write_feature_rows(&self, table: &TableDef, rows: &[FeatureRow]) -> StoreResult<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let batch = layout::encode_features(table, rows)?;
+        let path = Kind::Features.path(&table.name);
+        if rows.len() >= DIRECT_ROWS {
+            let seq = self.log.next_seq().await?;
+            let complete = layout::complete(Kind::Features, &batch, seq, 0)?;
+            self.tables.append(&path, vec![complete]).await?;
+        } else {
+            self.log_batch(&path, &batch).await?;
+        }
+        Ok(rows.len() as u64)
+    }
+
+    async fn latest_feature_rows(&self, group: &str, entities: &[EntityKey]) -> StoreResult<Vec<Option<FeatureRow>>> {
+        if entities.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted = Wanted { entities: Some(entities), ..Wanted::default() };
+        let merged = self.load(Kind::Features, group, wanted, true).await?;
+        reads::latest(&merged, entities)
+    }
+
+    async fn delete_feature_rows(&self, group: &str) -> StoreResult<()> {
+        let path = Kind::Features.path(group);
+        self.log.clear(&path).await?;
+        self.tables.delete(&path).await
+    }
+
+    async fn feature_rows_as_of(
+        &self,
+        group: &str,
+        points: &[(EntityKey, Timestamp)],
+        rules: AsOfRules,
+    ) -> StoreResult<Vec<Option<FeatureRow>>> {
+        if points.is_empty() {
+            return Ok(Vec::new());
+        }
+        let event_max = points.iter().map(|(_, at)| at.0).max();
+        let event_min = points.iter().map(|(_, at)| rules.bounds(*at).0).min();
+        let keys: Vec<EntityKey> =
+            if points.len() <= MAX_IN_LIST { points.iter().map(|(k, _)| k.clone()).collect() } else { Vec::new() };
+        let wanted = Wanted { entities: (!keys.is_empty()).then_some(keys.as_slice()), event_max, event_min };
+        let merged = self.load(Kind::Features, group, wanted, true).await?;
+        reads::as_of(&merged, points, rules)
+    }
+
+    async fn freshness(
+        &self,
+        group: &str,
+        stale_before: Option<Timestamp>,
+        expired_before: Option<Timestamp>,
+    ) -> StoreResult<FreshnessCounts> {
+        let merged = self.load(Kind::Features, group, Wanted::default(), true).await?;
+        Ok(reads::freshness(&merged, stale_before, expired_before))
+    }
+
+    async fn feature_statistics(
+        &self,
+        group: &str,
+        features: &[(String, bool)],
+    ) -> StoreResult<Vec<FeatureStatistics>> {
+        if features.is_empty() {
+            return Ok(Vec::new());
+        }
+        let merged = self.load(Kind::Features, group, Wanted::default(), true).await?;
+        reads::statistics(&merged, features)
+    }
+
+    async fn close(&self) -> StoreResult<()> {
+        self.flush_all().await.map(|_| ())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.log.pending().await.map(|_| ())
+    }
+}
+
+impl From<arrow_schema::ArrowError> for StoreError {
+    fn from(e: arrow_schema::ArrowError) -> Self {
+        StoreError::Corrupt(format!("offline rows: {e}"))
+    }
+}

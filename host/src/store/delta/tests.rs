@@ -1,0 +1,371 @@
+//! The lakehouse store against the offline conformance suite, twice: with
+//! every write still waiting in the log, and with every write flushed into
+//! the tables; then what only it does (flushing, several hosts, layout).
+
+use super::*;
+use crate::model::Value;
+use crate::store::Registry;
+use crate::store::conformance::table;
+use crate::store::sqlite::SqliteStore;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    log: Arc<SqliteStore>,
+    store: Arc<DeltaOffline>,
+}
+
+fn quiet() -> FlushPolicy {
+    // Nothing flushes unless a test asks: no flusher runs here.
+    FlushPolicy { age: std::time::Duration::from_secs(3600), ..FlushPolicy::default() }
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(SqliteStore::open(&dir.path().join("wafer.db")).await.unwrap());
+    let root = dir.path().join("offline");
+    let store = DeltaOffline::open(root.to_str().unwrap(), HashMap::new(), log.clone(), "host-a", quiet()).unwrap();
+    Fixture { _dir: dir, root, log, store }
+}
+
+/// The store, flushing every write into its table before returning.
+struct Flushed(Arc<DeltaOffline>);
+
+#[async_trait]
+impl OfflineStore for Flushed {
+    async fn write_source_rows(&self, table: &TableDef, rows: &[SourceRow]) -> StoreResult<u64> {
+        let n = self.0.write_source_rows(table, rows).await?;
+        self.0.flush_all().await?;
+        Ok(n)
+    }
+    async fn read_source(&self, source: &str, entity: &EntityKey, range: SourceRange) -> StoreResult<Vec<SourceRow>> {
+        self.0.read_source(source, entity, range).await
+    }
+    async fn source_entities(&self, source: &str) -> StoreResult<Vec<(EntityKey, Timestamp)>> {
+        self.0.source_entities(source).await
+    }
+    async fn delete_source_rows(&self, source: &str) -> StoreResult<()> {
+        self.0.delete_source_rows(source).await
+    }
+    async fn source_ingest_watermark(&self, source: &str) -> StoreResult<Option<Timestamp>> {
+        self.0.source_ingest_watermark(source).await
+    }
+    async fn source_changes(&self, source: &str, after: Timestamp) -> StoreResult<Vec<(EntityKey, Timestamp)>> {
+        self.0.source_changes(source, after).await
+    }
+    async fn write_feature_rows(&self, table: &TableDef, rows: &[FeatureRow]) -> StoreResult<u64> {
+        let n = self.0.write_feature_rows(table, rows).await?;
+        self.0.flush_all().await?;
+        Ok(n)
+    }
+    async fn latest_feature_rows(&self, group: &str, entities: &[EntityKey]) -> StoreResult<Vec<Option<FeatureRow>>> {
+        self.0.latest_feature_rows(group, entities).await
+    }
+    async fn delete_feature_rows(&self, group: &str) -> StoreResult<()> {
+        self.0.delete_feature_rows(group).await
+    }
+    async fn feature_rows_as_of(
+        &self,
+        group: &str,
+        points: &[(EntityKey, Timestamp)],
+        rules: AsOfRules,
+    ) -> StoreResult<Vec<Option<FeatureRow>>> {
+        self.0.feature_rows_as_of(group, points, rules).await
+    }
+    async fn freshness(
+        &self,
+        group: &str,
+        stale_before: Option<Timestamp>,
+        expired_before: Option<Timestamp>,
+    ) -> StoreResult<FreshnessCounts> {
+        self.0.freshness(group, stale_before, expired_before).await
+    }
+    async fn feature_statistics(
+        &self,
+        group: &str,
+        features: &[(String, bool)],
+    ) -> StoreResult<Vec<FeatureStatistics>> {
+        self.0.feature_statistics(group, features).await
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        self.0.ping().await
+    }
+}
+
+macro_rules! both_ways {
+    ($($name:ident),* $(,)?) => {
+        mod logged {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let f = super::fixture().await;
+                    crate::store::conformance::$name(&*f.store).await;
+                }
+            )*
+        }
+        mod flushed {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let f = super::fixture().await;
+                    crate::store::conformance::$name(&super::Flushed(f.store.clone())).await;
+                }
+            )*
+        }
+    };
+}
+
+both_ways!(
+    provenance_round_trips_through_every_read,
+    freshness_counts_each_entity_by_its_newest_row,
+    statistics_match_hand_computed_values,
+    source_changes_are_found_by_ingest_time_not_event_time,
+    as_of_lookups_pick_the_row_known_at_each_point,
+    as_of_lookups_match_a_brute_force_reference,
+    writing_the_same_rows_twice_keeps_one_copy_of_each,
+    source_reads_honour_last_and_until_and_come_oldest_first,
+    latest_feature_row_is_the_newest_event_and_on_ties_the_newest_created,
+    values_of_every_type_round_trip,
+);
+
+fn key(k: &str) -> EntityKey {
+    EntityKey(k.to_string())
+}
+
+fn feature_row(entity: &str, event: i64, x: f64) -> FeatureRow {
+    FeatureRow {
+        entity: key(entity),
+        event_ts: Timestamp::from_secs(event),
+        created: Timestamp::from_secs(event),
+        created_given: false,
+        values: [("x".to_string(), Value::Float64(x))].into_iter().collect(),
+        provenance: None,
+    }
+}
+
+async fn waiting_rows(log: &SqliteStore) -> u64 {
+    WriteLog::pending(log).await.unwrap().iter().map(|p| p.rows).sum()
+}
+
+#[tokio::test]
+async fn flushing_moves_logged_rows_into_a_delta_table_and_reads_do_not_change() {
+    let f = fixture().await;
+    let rows: Vec<FeatureRow> = (0..40).map(|i| feature_row(&format!("E{}", i % 4), i, i as f64)).collect();
+    for chunk in rows.chunks(7) {
+        f.store.write_feature_rows(&table("g"), chunk).await.unwrap();
+    }
+    assert_eq!(waiting_rows(&f.log).await, 40);
+    assert!(!f.root.join("features/g/_delta_log").exists(), "small writes wait in the log");
+    let keys: Vec<EntityKey> = (0..5).map(|i| key(&format!("E{i}"))).collect();
+    let before = f.store.latest_feature_rows("g", &keys).await.unwrap();
+    assert_eq!(before[0], Some(feature_row("E0", 36, 36.0)));
+    assert_eq!(before[4], None);
+
+    assert_eq!(f.store.flush_all().await.unwrap(), 40);
+    assert_eq!(waiting_rows(&f.log).await, 0);
+    assert!(f.root.join("features/g/_delta_log").exists());
+    assert_eq!(f.store.latest_feature_rows("g", &keys).await.unwrap(), before);
+    let stats = f.store.feature_statistics("g", &[("x".into(), true)]).await.unwrap();
+    assert_eq!(stats[0].count, 40);
+}
+
+/// A flusher that dies after its commit but before trimming the log leaves
+/// the rows in both; they are flushed again, and every read still sees
+/// each row once.
+#[tokio::test]
+async fn rows_committed_twice_by_an_interrupted_flush_are_read_once() {
+    let f = fixture().await;
+    let rows: Vec<FeatureRow> = (0..10).map(|i| feature_row("A", i, i as f64)).collect();
+    f.store.write_feature_rows(&table("g"), &rows).await.unwrap();
+    // The commit of a flush, without its trim.
+    let path = Kind::Features.path("g");
+    let batches = flush::logged_batches(Kind::Features, &*f.log, &path).await.unwrap();
+    f.store.tables.append(&path, batches).await.unwrap();
+    let stats = |s: Arc<DeltaOffline>| async move { s.feature_statistics("g", &[("x".into(), true)]).await.unwrap() };
+    assert_eq!(stats(f.store.clone()).await[0].count, 10);
+    f.store.flush_all().await.unwrap();
+    assert_eq!(stats(f.store.clone()).await[0].count, 10);
+    let points: Vec<(EntityKey, Timestamp)> = (0..10).map(|i| (key("A"), Timestamp::from_secs(i))).collect();
+    let found = f.store.feature_rows_as_of("g", &points, AsOfRules::default()).await.unwrap();
+    assert_eq!(found, rows.into_iter().map(Some).collect::<Vec<_>>());
+}
+
+/// Two hosts on one registry database and one table root, writing the same
+/// group at once and both flushing: one table, every row once, the newest
+/// write of a key winning.
+#[tokio::test]
+async fn two_hosts_writing_one_group_make_one_consistent_table() {
+    let f = fixture().await;
+    let other = DeltaOffline::open(f.root.to_str().unwrap(), HashMap::new(), f.log.clone(), "host-b", quiet()).unwrap();
+    let hosts = [f.store.clone(), other.clone()];
+    let mut writers = Vec::new();
+    for (h, host) in hosts.iter().enumerate() {
+        let host = host.clone();
+        writers.push(tokio::spawn(async move {
+            for round in 0..10 {
+                let rows: Vec<FeatureRow> = (0..20)
+                    .map(|i| feature_row(&format!("H{h}-{i}"), round, (h * 1000 + round as usize) as f64))
+                    .collect();
+                host.write_feature_rows(&table("g"), &rows).await.unwrap();
+                host.flush_all().await.unwrap();
+            }
+            // Both rewrite one shared key; the later write wins.
+            host.write_feature_rows(&table("g"), &[feature_row("shared", 1, h as f64)]).await.unwrap();
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    f.store.flush_all().await.unwrap();
+    other.flush_all().await.unwrap();
+    for host in &hosts {
+        let stats = host.feature_statistics("g", &[("x".into(), true)]).await.unwrap();
+        assert_eq!(stats[0].count, 2 * 20 * 10 + 1, "every row once, seen by both hosts");
+        let latest = host.latest_feature_rows("g", &[key("H0-3"), key("H1-3")]).await.unwrap();
+        assert_eq!(latest, vec![Some(feature_row("H0-3", 9, 9.0)), Some(feature_row("H1-3", 9, 1009.0))]);
+    }
+    let shared = f.store.latest_feature_rows("g", &[key("shared")]).await.unwrap().remove(0).unwrap();
+    let newest = WriteLog::next_seq(&*f.log).await.unwrap();
+    assert!(newest > 0);
+    assert!(shared.values["x"] == Value::Float64(0.0) || shared.values["x"] == Value::Float64(1.0));
+    assert_eq!(other.latest_feature_rows("g", &[key("shared")]).await.unwrap()[0].as_ref(), Some(&shared));
+}
+
+/// Large writes commit to the table directly; a small rewrite of one of
+/// their rows, still in the log, wins over it, and keeps winning once
+/// flushed.
+#[tokio::test]
+async fn a_logged_rewrite_wins_over_a_direct_write_of_the_same_row() {
+    let f = fixture().await;
+    let rows: Vec<FeatureRow> = (0..DIRECT_ROWS as i64).map(|i| feature_row(&format!("E{}", i % 50), i, 1.0)).collect();
+    f.store.write_feature_rows(&table("g"), &rows).await.unwrap();
+    assert_eq!(waiting_rows(&f.log).await, 0, "a large write skips the log");
+    let last = rows.last().unwrap().clone();
+    let rewrite = FeatureRow { values: [("x".to_string(), Value::Float64(2.0))].into_iter().collect(), ..last };
+    f.store.write_feature_rows(&table("g"), std::slice::from_ref(&rewrite)).await.unwrap();
+    let read = || async { f.store.latest_feature_rows("g", std::slice::from_ref(&rewrite.entity)).await.unwrap() };
+    assert_eq!(read().await, vec![Some(rewrite.clone())]);
+    f.store.flush_all().await.unwrap();
+    assert_eq!(read().await, vec![Some(rewrite.clone())]);
+}
+
+/// Tables have a column per join key and per declared value, typed, and
+/// take columns a definition gains later; composite keys read back whole.
+#[tokio::test]
+async fn tables_have_typed_columns_and_gain_the_columns_a_definition_adds() {
+    let f = fixture().await;
+    let mut def = TableDef {
+        name: "visits".into(),
+        join_keys: vec!["hcp_id".into(), "drug".into()],
+        columns: vec![("calls".into(), crate::model::ValueType::Int64)],
+    };
+    let row = |hcp: &str, drug: &str, t: i64, values: &[(&str, Value)]| FeatureRow {
+        entity: EntityKey::from_parts(&[hcp, drug]),
+        values: values.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        ..feature_row("unused", t, 0.0)
+    };
+    let first = row("h1", "d1", 1, &[("calls", Value::Int64(3))]);
+    f.store.write_feature_rows(&def, std::slice::from_ref(&first)).await.unwrap();
+    f.store.flush_all().await.unwrap();
+    def.columns.push(("share".into(), crate::model::ValueType::Float64));
+    let second = row("h1", "d2", 2, &[("calls", Value::Int64(4)), ("share", Value::Float64(0.5))]);
+    f.store.write_feature_rows(&def, std::slice::from_ref(&second)).await.unwrap();
+    f.store.flush_all().await.unwrap();
+
+    let table = f.store.tables.latest("features/visits").await.unwrap().unwrap();
+    let provider = table.table_provider().await.unwrap();
+    let columns: Vec<(String, String)> =
+        provider.schema().fields().iter().map(|c| (c.name().clone(), c.data_type().to_string())).collect();
+    let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "hcp_id",
+            "drug",
+            "event_timestamp",
+            "created_timestamp",
+            "created_given",
+            "calls",
+            "provenance",
+            "write_seq",
+            "event_month",
+            "share"
+        ]
+    );
+    assert!(columns[2].1.starts_with("Timestamp(µs"), "{columns:?}");
+    assert_eq!(columns[5].1, "Int64");
+    let keys = [EntityKey::from_parts(&["h1", "d1"]), EntityKey::from_parts(&["h1", "d2"])];
+    let latest = f.store.latest_feature_rows("visits", &keys).await.unwrap();
+    assert_eq!(latest, vec![Some(first), Some(second)]);
+}
+
+#[tokio::test]
+async fn a_value_column_may_not_take_a_bookkeeping_name() {
+    let f = fixture().await;
+    let def = TableDef {
+        name: "g".into(),
+        join_keys: vec!["id".into()],
+        columns: vec![("write_seq".into(), crate::model::ValueType::Int64)],
+    };
+    let err = f.store.write_feature_rows(&def, &[feature_row("A", 1, 1.0)]).await.unwrap_err();
+    assert!(matches!(&err, StoreError::Conflict(m) if m.contains("write_seq")), "{err:?}");
+}
+
+#[tokio::test]
+async fn deleting_a_group_removes_its_table_and_its_waiting_rows() {
+    let f = fixture().await;
+    f.store.write_feature_rows(&table("g"), &[feature_row("A", 1, 1.0)]).await.unwrap();
+    f.store.flush_all().await.unwrap();
+    f.store.write_feature_rows(&table("g"), &[feature_row("A", 2, 2.0)]).await.unwrap();
+    f.store.delete_feature_rows("g").await.unwrap();
+    assert!(!f.root.join("features/g").exists());
+    assert_eq!(waiting_rows(&f.log).await, 0);
+    assert_eq!(f.store.latest_feature_rows("g", &[key("A")]).await.unwrap(), vec![None]);
+}
+
+/// A data dir from before the tables: its SQLite file's offline rows move
+/// into the tables on first open, reading back the same (source rows with
+/// their ingest times, so no incremental run sees a change), and the file
+/// keeps none.
+#[tokio::test]
+async fn offline_rows_of_an_earlier_sqlite_file_are_imported_once() {
+    use crate::model::{Entity, FeatureGroup, Source};
+    let f = fixture().await;
+    let entity: Entity = serde_json::from_value(serde_json::json!({"join_keys": ["ticker"]})).unwrap();
+    let entity = Entity { name: "ticker".into(), ..entity };
+    let source: Source = serde_json::from_value(serde_json::json!({
+        "entity": "ticker", "timestamp_field": "ts", "fields": [{"name": "close", "type": "float64"}]
+    }))
+    .unwrap();
+    let group: FeatureGroup = serde_json::from_value(serde_json::json!({
+        "entity": "ticker", "features": [{"name": "x", "type": "float64"}], "producer": {"kind": "push"}
+    }))
+    .unwrap();
+    f.log.put_entity(&entity).await.unwrap();
+    f.log.put_source(&Source { name: "prices".into(), ..source }).await.unwrap();
+    f.log.put_feature_group(&FeatureGroup { name: "pushed".into(), ..group }).await.unwrap();
+    let close = |v: f64| [("close".to_string(), Value::Float64(v))].into_iter().collect();
+    let sources: Vec<(SourceRow, i64)> = (1..=3)
+        .map(|t| (SourceRow { entity: key("AAPL"), ts: Timestamp::from_secs(t), values: close(t as f64) }, 1_000 + t))
+        .collect();
+    let provenance =
+        crate::model::Provenance { transform: "t".into(), version: "1.0.0".into(), sha256: "ab".repeat(32) };
+    let features = vec![
+        FeatureRow { created_given: true, ..feature_row("AAPL", 5, 1.5) },
+        FeatureRow { provenance: Some(provenance), ..feature_row("MSFT", 6, 2.5) },
+    ];
+    f.log.write_legacy_rows("prices", &sources, "pushed", &features).await.unwrap();
+    f.log.write_legacy_rows("gone", &[sources[0].clone()], "pushed", &[]).await.unwrap();
+
+    let imported = f.store.import_sqlite(&f.log).await.unwrap();
+    assert_eq!(imported, Imported { source_rows: 3, feature_rows: 2, skipped: vec!["source gone".into()] });
+    let read = f.store.read_source("prices", &key("AAPL"), SourceRange::default()).await.unwrap();
+    assert_eq!(read, sources.iter().map(|(r, _)| r.clone()).collect::<Vec<_>>());
+    assert_eq!(f.store.source_ingest_watermark("prices").await.unwrap(), Some(Timestamp(1_003)));
+    assert!(f.store.source_changes("prices", Timestamp(1_003)).await.unwrap().is_empty());
+    let latest = f.store.latest_feature_rows("pushed", &[key("AAPL"), key("MSFT")]).await.unwrap();
+    assert_eq!(latest, features.iter().cloned().map(Some).collect::<Vec<_>>());
+    let (left_sources, left_groups) = f.log.legacy_offline_names().await.unwrap();
+    assert_eq!((left_sources, left_groups), (vec!["gone".to_string()], vec![]));
+    assert_eq!(f.store.import_sqlite(&f.log).await.unwrap().source_rows, 0, "imported once");
+}
