@@ -90,4 +90,10 @@ async fn acknowledged_writes_survive_kill_9_before_and_after_their_flush() {
     let server = start_server(dir.path(), &[]).await;
     assert_eq!(training_rows(&client, &server).await, expected);
     assert_eq!(stored_count(&client, &server).await, json!(3), "each row stored once");
+
+    // Admins compact the tables; reads stay the same.
+    let out = support::run(vec!["offline".into(), "compact".into(), "--server".into(), server.base.clone()]).await;
+    assert!(out.status.success(), "{}", support::text(&out));
+    assert!(support::text(&out).contains("features/pushed: "), "{}", support::text(&out));
+    assert_eq!(training_rows(&client, &server).await, expected);
 }

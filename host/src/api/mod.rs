@@ -14,6 +14,7 @@ mod historical;
 mod ingest;
 mod jobs;
 mod monitoring;
+mod offline;
 mod openapi;
 mod registry;
 mod transforms;
@@ -37,6 +38,7 @@ pub fn router(wafer: Wafer, max_body_bytes: usize, tokens: auth::Tokens) -> Rout
         .merge(transforms::router())
         .merge(jobs::router())
         .merge(monitoring::router())
+        .merge(offline::router())
         .merge(audit::router())
         .merge(enrich::router())
         .merge(feast::router())

@@ -144,6 +144,27 @@ pub(super) fn segment(text: &str) -> String {
     out
 }
 
+/// `wafer offline compact`: one line per table.
+pub async fn compact(args: ServerArgs) -> anyhow::Result<()> {
+    let remote = Remote::new(&args);
+    let answer = remote.post("/v1/offline/compact", &json!({})).await?;
+    let tables = answer["tables"].as_array().context("no tables in answer")?;
+    for t in tables {
+        println!(
+            "{}: {} files, {} rewritten into {}, {} superseded files deleted",
+            t["table"].as_str().unwrap_or("?"),
+            t["files_before"],
+            t["files_removed"],
+            t["files_added"],
+            t["files_deleted"]
+        );
+    }
+    if tables.is_empty() {
+        println!("no offline table to compact");
+    }
+    Ok(())
+}
+
 pub async fn materialize(args: MaterializeArgs) -> anyhow::Result<()> {
     let remote = Remote::new(&args.remote);
     let mut req = json!({"feature_group": args.group, "incremental": args.incremental});

@@ -41,6 +41,9 @@ pub enum Command {
     /// version of transforms. Prints a diff per object and writes only what
     /// changed; objects the file does not mention are left alone.
     Apply(ApplyArgs),
+    /// Offline table maintenance on a running server.
+    #[command(subcommand)]
+    Offline(OfflineCommand),
 }
 
 #[derive(Args, Debug)]
@@ -160,6 +163,13 @@ pub struct ServerArgs {
     /// ingest and materialization, `admin` for the registry and plugins.
     #[arg(long, env = "WAFER_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OfflineCommand {
+    /// Compact every offline table: small files rewritten into large ones,
+    /// files superseded over an hour ago deleted (admin).
+    Compact(ServerArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -389,6 +399,7 @@ pub async fn run_client(command: Command) -> anyhow::Result<()> {
         Command::Materialize(args) => client::materialize(args).await,
         Command::Dataset(args) => dataset::dataset(args).await,
         Command::Apply(args) => apply::apply(args).await,
+        Command::Offline(OfflineCommand::Compact(args)) => client::compact(args).await,
         Command::Serve(_) | Command::Demo(_) => anyhow::bail!("not a client command"),
     }
 }

@@ -35,6 +35,7 @@ pub mod feast;
 pub mod historical;
 pub mod ingest;
 pub mod jobs;
+pub mod maintenance;
 pub mod materialize;
 pub mod monitoring;
 pub mod registry;

@@ -297,6 +297,18 @@ pub trait OfflineStore: Send + Sync {
     async fn feature_statistics(&self, group: &str, features: &[(String, bool)])
     -> StoreResult<Vec<FeatureStatistics>>;
 
+    /// Rewrites the named tables' small files into large ones and deletes
+    /// files superseded more than `retention` ago (after flushing what
+    /// waits). Stores without files to compact answer nothing.
+    async fn compact(
+        &self,
+        _sources: &[String],
+        _groups: &[String],
+        _retention: Duration,
+    ) -> StoreResult<Vec<Compaction>> {
+        Ok(Vec::new())
+    }
+
     /// Puts away what waits for a later write (the lakehouse store's write
     /// log); called once at shutdown.
     async fn close(&self) -> StoreResult<()> {
@@ -365,6 +377,19 @@ pub trait WriteLog: Send + Sync {
     async fn lease(&self, name: &str, owner: &str, lease: Duration) -> StoreResult<bool>;
     /// Gives the lease up, if `owner` holds it.
     async fn release(&self, name: &str, owner: &str) -> StoreResult<()>;
+}
+
+/// What compacting one offline table did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Compaction {
+    /// `sources/<name>` or `features/<name>`.
+    pub table: String,
+    /// Data files before, and how many were rewritten into how many.
+    pub files_before: u64,
+    pub files_removed: u64,
+    pub files_added: u64,
+    /// Superseded files deleted from storage.
+    pub files_deleted: u64,
 }
 
 /// The latest feature row per (group, entity), for low-latency serving.

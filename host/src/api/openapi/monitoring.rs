@@ -23,7 +23,12 @@ pub(super) fn paths() -> Vec<(&'static str, Value)> {
             "example": [{"at": "2026-11-21T12:00:00Z", "actor": "admin:1a2b3c4d", "action": "transform.activate", "target": "indicators",
                          "details": {"status": "active", "active_version": "1.1.0", "previous_version": "1.0.0"}}]}}}))
         .build();
+    let compact = Op::new("compactOffline", "Compacts every source's and group's offline table (admin): small files rewritten into large ones, files superseded over an hour ago deleted")
+        .describe("Flushes the write log first. Delta tables only; with --offline postgres the answer lists no table. The flusher also compacts a table by itself once flushes have left it 64 files.")
+        .respond("200", answer("What was done to each table that has data", "CompactionReport"))
+        .build();
     vec![
+        ("/v1/offline/compact", json!({"post": compact})),
         ("/v1/freshness", json!({"get": freshness})),
         (
             "/v1/feature-groups/{name}/statistics",
@@ -39,7 +44,29 @@ pub(super) fn schemas() -> Vec<(&'static str, Value)> {
     let group_freshness = json!({"feature_group": "technical", "expected_interval_seconds": 3600, "max_age_seconds": 7200,
         "entities": 3, "fresh": 2, "stale": 1, "expired": 0,
         "newest_event_timestamp": "2024-05-01T12:00:00Z", "oldest_event_timestamp": "2024-05-01T10:30:00Z"});
+    let compaction = json!({"table": "features/technical", "files_before": 40, "files_removed": 40, "files_added": 1, "files_deleted": 0});
     vec![
+        (
+            "CompactionReport",
+            object(
+                &["tables"],
+                json!({"tables": {"type": "array", "items": schema_ref("Compaction")}}),
+                Some(json!({"tables": [compaction.clone()]})),
+            ),
+        ),
+        (
+            "Compaction",
+            object(
+                &["table", "files_before", "files_removed", "files_added", "files_deleted"],
+                json!({
+                    "table": {"type": "string", "description": "sources/<name> or features/<name>, under --offline-url"},
+                    "files_before": count("Data files before"),
+                    "files_removed": count("Small files rewritten"),
+                    "files_added": count("Files they were rewritten into"),
+                    "files_deleted": count("Superseded files deleted from storage (those older than the retention)")}),
+                Some(compaction),
+            ),
+        ),
         (
             "FreshnessReport",
             object(

@@ -33,6 +33,11 @@ pub struct FlushPolicy {
     /// How long a flusher's lease on a table lasts; a host that dies
     /// mid-flush holds the table this long at most.
     pub lease: Duration,
+    /// Compact a table after a flush once it has this many data files.
+    pub compact_files: u64,
+    /// Files superseded by a compaction are deleted this long after, so
+    /// reads that started on an older version can still finish.
+    pub retention: Duration,
 }
 
 impl Default for FlushPolicy {
@@ -43,6 +48,8 @@ impl Default for FlushPolicy {
             age: Duration::from_secs(5),
             interval: Duration::from_millis(500),
             lease: Duration::from_secs(60),
+            compact_files: 64,
+            retention: Duration::from_secs(3600),
         }
     }
 }
@@ -107,7 +114,19 @@ impl DeltaOffline {
         if !self.log.lease(&lease, &self.host, self.policy.lease).await? {
             return Ok(0);
         }
-        let moved = self.move_entries(kind, path, &lease).await;
+        let mut moved = self.move_entries(kind, path, &lease).await;
+        if moved.as_ref().is_ok_and(|&rows| rows > 0) {
+            // Flushes add small files; past a few dozen, scans pay for them.
+            let compacted = async {
+                if self.tables.file_count(path).await? >= self.policy.compact_files {
+                    self.tables.compact(path, self.policy.retention).await?;
+                }
+                StoreResult::Ok(())
+            };
+            if let Err(e) = compacted.await {
+                moved = Err(e);
+            }
+        }
         if let Err(e) = self.log.release(&lease, &self.host).await {
             tracing::warn!(table = path, error = %e, "could not release a flush lease");
         }

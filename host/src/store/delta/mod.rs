@@ -32,7 +32,7 @@ pub use import::Imported;
 use self::layout::{EVENT_TIMESTAMP, Kind};
 use self::merge::Merged;
 use self::table::Tables;
-use super::{AsOfRules, OfflineStore, SourceRange, StoreError, StoreResult, TableDef, WriteLog};
+use super::{AsOfRules, Compaction, OfflineStore, SourceRange, StoreError, StoreResult, TableDef, WriteLog};
 use crate::model::{EntityKey, FeatureRow, FeatureStatistics, FreshnessCounts, SourceRow, Timestamp};
 use arrow_array::RecordBatch;
 use async_trait::async_trait;
@@ -268,6 +268,21 @@ impl OfflineStore for DeltaOffline {
         }
         let merged = self.load(Kind::Features, group, Wanted::default(), true).await?;
         reads::statistics(&merged, features)
+    }
+
+    async fn compact(
+        &self,
+        sources: &[String],
+        groups: &[String],
+        retention: std::time::Duration,
+    ) -> StoreResult<Vec<Compaction>> {
+        self.flush_all().await?;
+        let paths = sources.iter().map(|s| Kind::Source.path(s)).chain(groups.iter().map(|g| Kind::Features.path(g)));
+        let mut done = Vec::new();
+        for path in paths {
+            done.extend(self.tables.compact(&path, retention).await?);
+        }
+        Ok(done)
     }
 
     async fn close(&self) -> StoreResult<()> {

@@ -6,7 +6,7 @@
 //! each scan, so commits by other hosts (or flushers) are always seen.
 
 use super::layout::EVENT_MONTH;
-use crate::store::{StoreError, StoreResult};
+use crate::store::{Compaction, StoreError, StoreResult};
 use arrow_array::RecordBatch;
 use deltalake::datafusion::prelude::{Expr, SessionConfig, SessionContext};
 use deltalake::protocol::SaveMode;
@@ -14,6 +14,7 @@ use deltalake::{DeltaTable, DeltaTableError};
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Duration;
 use url::Url;
 
 const BACKEND: &str = "offline tables";
@@ -154,6 +155,40 @@ impl Tables {
             frame = frame.filter(filter).map_err(df_err)?;
         }
         frame.collect().await.map_err(df_err)
+    }
+
+    /// Bin-packs the table's small files into large ones, then deletes the
+    /// files no version newer than `retention` still needs. `None` when the
+    /// table has no commit yet.
+    pub(super) async fn compact(&self, path: &str, retention: Duration) -> StoreResult<Option<Compaction>> {
+        let Some(table) = self.latest(path).await? else {
+            return Ok(None);
+        };
+        let files_before = table.get_file_uris().map_err(delta_err)?.count() as u64;
+        let (table, metrics) = table.optimize().await.map_err(delta_err)?;
+        let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+        let (table, vacuumed) = table
+            .vacuum()
+            .with_retention_period(retention)
+            .with_enforce_retention_duration(false)
+            .await
+            .map_err(delta_err)?;
+        self.open.lock().expect("table handles").insert(path.to_string(), table);
+        Ok(Some(Compaction {
+            table: path.to_string(),
+            files_before,
+            files_removed: metrics.num_files_removed,
+            files_added: metrics.num_files_added,
+            files_deleted: vacuumed.files_deleted.len() as u64,
+        }))
+    }
+
+    /// Data files in the table's newest version.
+    pub(super) async fn file_count(&self, path: &str) -> StoreResult<u64> {
+        match self.latest(path).await? {
+            Some(table) => Ok(table.get_file_uris().map_err(delta_err)?.count() as u64),
+            None => Ok(0),
+        }
     }
 
     /// Deletes every object of the table.

@@ -369,3 +369,44 @@ async fn offline_rows_of_an_earlier_sqlite_file_are_imported_once() {
     assert_eq!((left_sources, left_groups), (vec!["gone".to_string()], vec![]));
     assert_eq!(f.store.import_sqlite(&f.log).await.unwrap().source_rows, 0, "imported once");
 }
+
+/// Each flush adds files; compaction rewrites them into one per partition
+/// and, past the retention, deletes the superseded ones; reads do not
+/// change.
+#[tokio::test]
+async fn compaction_rewrites_small_files_and_vacuums_the_superseded_ones() {
+    let f = fixture().await;
+    let mut written = Vec::new();
+    for i in 0..12 {
+        let row = feature_row(&format!("E{}", i % 3), i, i as f64);
+        f.store.write_feature_rows(&table("g"), std::slice::from_ref(&row)).await.unwrap();
+        f.store.flush_all().await.unwrap();
+        written.push(row);
+    }
+    let path = Kind::Features.path("g");
+    assert_eq!(f.store.tables.file_count(&path).await.unwrap(), 12);
+    let keys = [key("E0"), key("E1"), key("E2")];
+    let before = f.store.latest_feature_rows("g", &keys).await.unwrap();
+    let points: Vec<(EntityKey, Timestamp)> = written.iter().map(|r| (r.entity.clone(), r.event_ts)).collect();
+    let as_of = f.store.feature_rows_as_of("g", &points, AsOfRules::default()).await.unwrap();
+
+    let done = f.store.compact(&[], &["g".to_string()], std::time::Duration::ZERO).await.unwrap();
+    assert_eq!(
+        done,
+        vec![Compaction {
+            table: path.clone(),
+            files_before: 12,
+            files_removed: 12,
+            files_added: 1,
+            files_deleted: 12
+        }]
+    );
+    assert_eq!(f.store.tables.file_count(&path).await.unwrap(), 1);
+    let parquet_files = std::fs::read_dir(f.root.join("features/g/event_month=1970-01-01")).unwrap().count();
+    assert_eq!(parquet_files, 1, "superseded files are gone from storage");
+    assert_eq!(f.store.latest_feature_rows("g", &keys).await.unwrap(), before);
+    assert_eq!(f.store.feature_rows_as_of("g", &points, AsOfRules::default()).await.unwrap(), as_of);
+    assert_eq!(as_of, written.into_iter().map(Some).collect::<Vec<_>>());
+    // A table never written has nothing to compact.
+    assert!(f.store.compact(&["none".into()], &[], std::time::Duration::ZERO).await.unwrap().is_empty());
+}
