@@ -367,6 +367,10 @@ pub trait WriteLog: Send + Sync {
     async fn clear(&self, table: &str) -> StoreResult<()>;
     /// Tables with waiting entries.
     async fn pending(&self) -> StoreResult<Vec<PendingTable>>;
+    /// The table's waiting entries as `(count, newest seq)`: different after
+    /// any append or removal, and never the same again once changed (seqs
+    /// only grow), so a reader can tell that nothing changed.
+    async fn stamp(&self, table: &str) -> StoreResult<(i64, i64)>;
     /// When the newest waiting entry of the table was appended. It waits
     /// for appends in flight, so no entry stamped earlier can appear after
     /// it returns.

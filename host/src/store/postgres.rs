@@ -1058,6 +1058,10 @@ impl WriteLog for PostgresStore {
         Ok(rows.into_iter().map(pending_table).collect())
     }
 
+    async fn stamp(&self, table: &str) -> StoreResult<(i64, i64)> {
+        sqlx::query_as(super::sql::LOG_STAMP_SQL).bind(table).fetch_one(&self.pool).await.map_err(db_err)
+    }
+
     async fn newest_written(&self, table: &str) -> StoreResult<Option<Timestamp>> {
         // As in `source_ingest_watermark`: SHARE mode waits for every append
         // in flight and holds new ones back for this one index lookup.

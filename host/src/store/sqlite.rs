@@ -797,6 +797,14 @@ impl WriteLog for SqliteStore {
         Ok(rows.into_iter().map(pending_table).collect())
     }
 
+    async fn stamp(&self, table: &str) -> StoreResult<(i64, i64)> {
+        sqlx::query_as(&sqlite_placeholders(super::sql::LOG_STAMP_SQL))
+            .bind(table)
+            .fetch_one(&self.readers)
+            .await
+            .map_err(db_err)
+    }
+
     async fn newest_written(&self, table: &str) -> StoreResult<Option<Timestamp>> {
         // On the writer connection: it waits for any append in flight.
         let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(written_at) FROM offline_log WHERE table_name = ?1")

@@ -39,7 +39,7 @@ use async_trait::async_trait;
 use deltalake::datafusion::prelude::{Expr, col, lit};
 use deltalake::datafusion::scalar::ScalarValue;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 /// Feature writes of at least this many rows commit to their table
@@ -59,7 +59,20 @@ pub struct DeltaOffline {
     policy: FlushPolicy,
     /// Woken when a write leaves enough rows waiting to be worth a flush.
     wake: Notify,
+    /// Source tables merged once and kept while they do not change, for
+    /// the per-entity reads of materialization and compute-on-miss.
+    sources: Mutex<HashMap<String, CachedSource>>,
 }
+
+/// A source table's merged rows, and the state they were read at.
+struct CachedSource {
+    version: Option<u64>,
+    stamp: (i64, i64),
+    merged: Arc<Merged>,
+}
+
+/// Source tables of up to this many rows are kept merged in memory.
+const CACHED_SOURCE_ROWS: usize = 4_000_000;
 
 /// Which rows a read needs; the bounds only narrow the scan, so a read
 /// still checks what it finds.
@@ -113,6 +126,7 @@ impl DeltaOffline {
             host: host.to_string(),
             policy,
             wake: Notify::new(),
+            sources: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -141,6 +155,30 @@ impl DeltaOffline {
         Ok(merged)
     }
 
+    /// A source table's merged rows, from memory while neither its table
+    /// nor its waiting writes changed. The state is read before the rows,
+    /// and a changed state never comes back, so a cached copy whose state
+    /// still matches is exactly current.
+    async fn source(&self, name: &str) -> StoreResult<Arc<Merged>> {
+        let path = Kind::Source.path(name);
+        let stamp = self.log.stamp(&path).await?;
+        let version = self.tables.latest(&path).await?.and_then(|t| t.version()).map(|v| v as u64);
+        if let Some(cached) = self.sources.lock().expect("source cache").get(&path)
+            && cached.stamp == stamp
+            && cached.version == version
+        {
+            return Ok(cached.merged.clone());
+        }
+        let merged = Arc::new(self.load(Kind::Source, name, Wanted::default(), true).await?);
+        let mut cache = self.sources.lock().expect("source cache");
+        if merged.len() <= CACHED_SOURCE_ROWS {
+            cache.insert(path, CachedSource { version, stamp, merged: merged.clone() });
+        } else {
+            cache.remove(&path);
+        }
+        Ok(merged)
+    }
+
     /// Moves every waiting write into its table (at shutdown).
     pub async fn flush_all(&self) -> StoreResult<u64> {
         let mut moved = 0;
@@ -165,24 +203,21 @@ impl OfflineStore for DeltaOffline {
     }
 
     async fn read_source(&self, source: &str, entity: &EntityKey, range: SourceRange) -> StoreResult<Vec<SourceRow>> {
-        let wanted = Wanted {
-            entities: Some(std::slice::from_ref(entity)),
-            event_max: range.until.map(|t| t.0),
-            ..Wanted::default()
-        };
-        let merged = self.load(Kind::Source, source, wanted, true).await?;
+        let merged = self.source(source).await?;
         reads::source_rows(&merged, entity, range)
     }
 
     async fn source_entities(&self, source: &str) -> StoreResult<Vec<(EntityKey, Timestamp)>> {
-        let merged = self.load(Kind::Source, source, Wanted::default(), true).await?;
+        let merged = self.source(source).await?;
         Ok(reads::newest_per_entity(&merged))
     }
 
     async fn delete_source_rows(&self, source: &str) -> StoreResult<()> {
         let path = Kind::Source.path(source);
         self.log.clear(&path).await?;
-        self.tables.delete(&path).await
+        self.tables.delete(&path).await?;
+        self.sources.lock().expect("source cache").remove(&path);
+        Ok(())
     }
 
     async fn source_ingest_watermark(&self, source: &str) -> StoreResult<Option<Timestamp>> {
