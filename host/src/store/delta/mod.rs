@@ -162,7 +162,7 @@ impl DeltaOffline {
     async fn source(&self, name: &str) -> StoreResult<Arc<Merged>> {
         let path = Kind::Source.path(name);
         let stamp = self.log.stamp(&path).await?;
-        let version = self.tables.latest(&path).await?.and_then(|t| t.version()).map(|v| v as u64);
+        let version = self.tables.latest(&path).await?.and_then(|t| t.version());
         if let Some(cached) = self.sources.lock().expect("source cache").get(&path)
             && cached.stamp == stamp
             && cached.version == version
