@@ -35,6 +35,8 @@ pub(super) struct Merged {
     ingested: Option<TimestampMicrosecondArray>,
     provenance: Option<StringArray>,
     values: Vec<(String, ArrayRef)>,
+    /// Each entity's rows, built on first use.
+    index: std::sync::OnceLock<std::collections::HashMap<String, (usize, usize)>>,
 }
 
 fn normalized(t: &DataType) -> DataType {
@@ -102,6 +104,7 @@ impl Merged {
             ingested: None,
             provenance: None,
             values: Vec::new(),
+            index: std::sync::OnceLock::new(),
         }
     }
 
@@ -174,6 +177,7 @@ impl Merged {
             ingested: column(&sorted, INGESTED_AT)?,
             provenance: column(&sorted, PROVENANCE)?,
             values,
+            index: std::sync::OnceLock::new(),
         })
     }
 
@@ -220,6 +224,14 @@ impl Merged {
             runs.clear();
         }
         runs
+    }
+
+    /// The rows of `entity` as an index range.
+    pub(super) fn rows_of(&self, entity: &str) -> Option<(usize, usize)> {
+        let index = self.index.get_or_init(|| {
+            self.runs().into_iter().map(|(start, end)| (self.entity(start).to_string(), (start, end))).collect()
+        });
+        index.get(entity).copied()
     }
 
     /// Whether two rows hold the same values (the value columns only).

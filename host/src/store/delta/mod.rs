@@ -47,6 +47,10 @@ use tokio::sync::Notify;
 /// the log would only copy them.
 const DIRECT_ROWS: usize = 5_000;
 
+/// Reads of at most this many entities (or points) load only those
+/// entities' rows when the table's merge is not kept in memory.
+const SMALL_READ: usize = 100;
+
 /// Entity filters with more keys than this are applied after the scan
 /// rather than handed to DataFusion as an IN list.
 const MAX_IN_LIST: usize = 2_000;
@@ -59,20 +63,22 @@ pub struct DeltaOffline {
     policy: FlushPolicy,
     /// Woken when a write leaves enough rows waiting to be worth a flush.
     wake: Notify,
-    /// Source tables merged once and kept while they do not change, for
-    /// the per-entity reads of materialization and compute-on-miss.
-    sources: Mutex<HashMap<String, CachedSource>>,
+    /// Tables merged once and kept while they do not change: the
+    /// per-entity reads of materialization and compute-on-miss, and the
+    /// slices of a point-in-time join, each slice one merge instead of
+    /// a scan.
+    merged: Mutex<HashMap<String, CachedTable>>,
 }
 
-/// A source table's merged rows, and the state they were read at.
-struct CachedSource {
+/// A table's merged rows, and the state they were read at.
+struct CachedTable {
     version: Option<u64>,
     stamp: (i64, i64),
     merged: Arc<Merged>,
 }
 
-/// Source tables of up to this many rows are kept merged in memory.
-const CACHED_SOURCE_ROWS: usize = 4_000_000;
+/// Tables of up to this many rows are kept merged in memory.
+const CACHED_ROWS: usize = 4_000_000;
 
 /// Which rows a read needs; the bounds only narrow the scan, so a read
 /// still checks what it finds.
@@ -126,7 +132,7 @@ impl DeltaOffline {
             host: host.to_string(),
             policy,
             wake: Notify::new(),
-            sources: Mutex::new(HashMap::new()),
+            merged: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -155,24 +161,29 @@ impl DeltaOffline {
         Ok(merged)
     }
 
-    /// A source table's merged rows, from memory while neither its table
-    /// nor its waiting writes changed. The state is read before the rows,
-    /// and a changed state never comes back, so a cached copy whose state
-    /// still matches is exactly current.
-    async fn source(&self, name: &str) -> StoreResult<Arc<Merged>> {
-        let path = Kind::Source.path(name);
+    /// A table's merged rows, from memory while neither the table nor its
+    /// waiting writes changed. The state is read before the rows, and a
+    /// changed state never comes back, so a cached copy whose state still
+    /// matches is exactly current. When it does not match, a `small` read
+    /// (a few entities) loads only what `wanted` names; any other read
+    /// merges the whole table and keeps it.
+    async fn merged(&self, kind: Kind, name: &str, wanted: Wanted<'_>, small: bool) -> StoreResult<Arc<Merged>> {
+        let path = kind.path(name);
         let stamp = self.log.stamp(&path).await?;
         let version = self.tables.latest(&path).await?.and_then(|t| t.version());
-        if let Some(cached) = self.sources.lock().expect("source cache").get(&path)
+        if let Some(cached) = self.merged.lock().expect("table cache").get(&path)
             && cached.stamp == stamp
             && cached.version == version
         {
             return Ok(cached.merged.clone());
         }
-        let merged = Arc::new(self.load(Kind::Source, name, Wanted::default(), true).await?);
-        let mut cache = self.sources.lock().expect("source cache");
-        if merged.len() <= CACHED_SOURCE_ROWS {
-            cache.insert(path, CachedSource { version, stamp, merged: merged.clone() });
+        if small {
+            return Ok(Arc::new(self.load(kind, name, wanted, true).await?));
+        }
+        let merged = Arc::new(self.load(kind, name, Wanted::default(), true).await?);
+        let mut cache = self.merged.lock().expect("table cache");
+        if merged.len() <= CACHED_ROWS {
+            cache.insert(path, CachedTable { version, stamp, merged: merged.clone() });
         } else {
             cache.remove(&path);
         }
@@ -203,12 +214,12 @@ impl OfflineStore for DeltaOffline {
     }
 
     async fn read_source(&self, source: &str, entity: &EntityKey, range: SourceRange) -> StoreResult<Vec<SourceRow>> {
-        let merged = self.source(source).await?;
+        let merged = self.merged(Kind::Source, source, Wanted::default(), false).await?;
         reads::source_rows(&merged, entity, range)
     }
 
     async fn source_entities(&self, source: &str) -> StoreResult<Vec<(EntityKey, Timestamp)>> {
-        let merged = self.source(source).await?;
+        let merged = self.merged(Kind::Source, source, Wanted::default(), false).await?;
         Ok(reads::newest_per_entity(&merged))
     }
 
@@ -216,7 +227,7 @@ impl OfflineStore for DeltaOffline {
         let path = Kind::Source.path(source);
         self.log.clear(&path).await?;
         self.tables.delete(&path).await?;
-        self.sources.lock().expect("source cache").remove(&path);
+        self.merged.lock().expect("table cache").remove(&path);
         Ok(())
     }
 
@@ -255,14 +266,16 @@ impl OfflineStore for DeltaOffline {
             return Ok(Vec::new());
         }
         let wanted = Wanted { entities: Some(entities), ..Wanted::default() };
-        let merged = self.load(Kind::Features, group, wanted, true).await?;
+        let merged = self.merged(Kind::Features, group, wanted, entities.len() <= SMALL_READ).await?;
         reads::latest(&merged, entities)
     }
 
     async fn delete_feature_rows(&self, group: &str) -> StoreResult<()> {
         let path = Kind::Features.path(group);
         self.log.clear(&path).await?;
-        self.tables.delete(&path).await
+        self.tables.delete(&path).await?;
+        self.merged.lock().expect("table cache").remove(&path);
+        Ok(())
     }
 
     async fn feature_rows_as_of(
@@ -279,7 +292,7 @@ impl OfflineStore for DeltaOffline {
         let keys: Vec<EntityKey> =
             if points.len() <= MAX_IN_LIST { points.iter().map(|(k, _)| k.clone()).collect() } else { Vec::new() };
         let wanted = Wanted { entities: (!keys.is_empty()).then_some(keys.as_slice()), event_max, event_min };
-        let merged = self.load(Kind::Features, group, wanted, true).await?;
+        let merged = self.merged(Kind::Features, group, wanted, points.len() <= SMALL_READ).await?;
         reads::as_of(&merged, points, rules)
     }
 
@@ -289,7 +302,7 @@ impl OfflineStore for DeltaOffline {
         stale_before: Option<Timestamp>,
         expired_before: Option<Timestamp>,
     ) -> StoreResult<FreshnessCounts> {
-        let merged = self.load(Kind::Features, group, Wanted::default(), true).await?;
+        let merged = self.merged(Kind::Features, group, Wanted::default(), false).await?;
         Ok(reads::freshness(&merged, stale_before, expired_before))
     }
 
@@ -301,7 +314,7 @@ impl OfflineStore for DeltaOffline {
         if features.is_empty() {
             return Ok(Vec::new());
         }
-        let merged = self.load(Kind::Features, group, Wanted::default(), true).await?;
+        let merged = self.merged(Kind::Features, group, Wanted::default(), false).await?;
         reads::statistics(&merged, features)
     }
 

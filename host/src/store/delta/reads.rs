@@ -7,15 +7,9 @@ use crate::model::{EntityKey, FeatureRow, FeatureStatistics, FreshnessCounts, So
 use crate::store::sql::{interpolate, percentile_ranks};
 use crate::store::{AsOfRules, SourceRange, StoreResult};
 use arrow_array::{Array, Float64Array, Int64Array};
-use std::collections::HashMap;
-
-/// Each entity's rows as an index range.
-fn runs_by_entity(merged: &Merged) -> HashMap<&str, (usize, usize)> {
-    merged.runs().into_iter().map(|(start, end)| (merged.entity(start), (start, end))).collect()
-}
 
 pub(super) fn source_rows(merged: &Merged, entity: &EntityKey, range: SourceRange) -> StoreResult<Vec<SourceRow>> {
-    let Some(&(start, end)) = runs_by_entity(merged).get(entity.as_str()) else {
+    let Some((start, end)) = merged.rows_of(entity.as_str()) else {
         return Ok(Vec::new());
     };
     let until = range.until.map_or(i64::MAX, |t| t.0);
@@ -73,8 +67,10 @@ pub(super) fn changes_after(merged: &Merged, after: Timestamp) -> StoreResult<Ve
 
 /// The newest row of each entity, aligned with `entities`.
 pub(super) fn latest(merged: &Merged, entities: &[EntityKey]) -> StoreResult<Vec<Option<FeatureRow>>> {
-    let runs = runs_by_entity(merged);
-    entities.iter().map(|e| runs.get(e.as_str()).map(|&(_, end)| merged.feature_row(end - 1)).transpose()).collect()
+    entities
+        .iter()
+        .map(|e| merged.rows_of(e.as_str()).map(|(_, end)| merged.feature_row(end - 1)).transpose())
+        .collect()
 }
 
 /// The row known at each point, aligned with `points`: within the entity's
@@ -85,10 +81,9 @@ pub(super) fn as_of(
     points: &[(EntityKey, Timestamp)],
     rules: AsOfRules,
 ) -> StoreResult<Vec<Option<FeatureRow>>> {
-    let runs = runs_by_entity(merged);
     let mut out = Vec::with_capacity(points.len());
     for (entity, at) in points {
-        let Some(&(start, end)) = runs.get(entity.as_str()) else {
+        let Some((start, end)) = merged.rows_of(entity.as_str()) else {
             out.push(None);
             continue;
         };
