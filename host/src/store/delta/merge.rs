@@ -220,9 +220,6 @@ impl Merged {
                 start = i;
             }
         }
-        if self.rows == 0 {
-            runs.clear();
-        }
         runs
     }
 

@@ -51,10 +51,6 @@ const DIRECT_ROWS: usize = 5_000;
 /// entities' rows when the table's merge is not kept in memory.
 const SMALL_READ: usize = 100;
 
-/// Entity filters with more keys than this are applied after the scan
-/// rather than handed to DataFusion as an IN list.
-const MAX_IN_LIST: usize = 2_000;
-
 pub struct DeltaOffline {
     tables: Tables,
     log: Arc<dyn WriteLog>,
@@ -94,7 +90,7 @@ fn micros_lit(v: i64) -> Expr {
 }
 
 /// The scan predicate for `wanted`: time bounds, and the entities when they
-/// are few and have one join key (composite keys are matched after the
+/// have one join key (composite keys are matched after the
 /// scan, by the reads).
 fn filter(wanted: &Wanted<'_>, join_keys: &[String]) -> Option<Expr> {
     let mut terms = Vec::new();
@@ -104,9 +100,7 @@ fn filter(wanted: &Wanted<'_>, join_keys: &[String]) -> Option<Expr> {
     if let Some(min) = wanted.event_min.filter(|&m| m > i64::MIN) {
         terms.push(col(EVENT_TIMESTAMP).gt_eq(micros_lit(min)));
     }
-    if let (Some(entities), [key]) = (wanted.entities, join_keys)
-        && entities.len() <= MAX_IN_LIST
-    {
+    if let (Some(entities), [key]) = (wanted.entities, join_keys) {
         let mut names: Vec<&str> = entities.iter().map(EntityKey::as_str).collect();
         names.sort_unstable();
         names.dedup();
@@ -157,8 +151,7 @@ impl DeltaOffline {
         // The log first: see the module docs.
         let mut batches = flush::logged_batches(kind, &*self.log, &path).await?;
         batches.extend(self.tables.scan(&path, |keys| filter(&wanted, keys)).await?);
-        let merged = Merged::new(kind, &batches, dedup)?;
-        Ok(merged)
+        Merged::new(kind, &batches, dedup)
     }
 
     /// A table's merged rows, from memory while neither the table nor its
@@ -235,7 +228,9 @@ impl OfflineStore for DeltaOffline {
         let path = Kind::Source.path(source);
         // The log first: an entry flushed meanwhile is then in the table.
         let logged = self.log.newest_written(&path).await?;
-        let merged = Merged::new(Kind::Source, &self.tables.scan(&path, |_| None).await?, false)?;
+        // The newest write of each key is the last ingested, so the merge
+        // (kept in memory, as every source read uses it) has the newest time.
+        let merged = self.merged(Kind::Source, source, Wanted::default(), false).await?;
         let stored = (0..merged.len()).map(|i| merged.ingested(i)).max().map(Timestamp);
         Ok(logged.max(stored))
     }
@@ -289,10 +284,11 @@ impl OfflineStore for DeltaOffline {
         }
         let event_max = points.iter().map(|(_, at)| at.0).max();
         let event_min = points.iter().map(|(_, at)| rules.bounds(*at).0).min();
-        let keys: Vec<EntityKey> =
-            if points.len() <= MAX_IN_LIST { points.iter().map(|(k, _)| k.clone()).collect() } else { Vec::new() };
-        let wanted = Wanted { entities: (!keys.is_empty()).then_some(keys.as_slice()), event_max, event_min };
-        let merged = self.merged(Kind::Features, group, wanted, points.len() <= SMALL_READ).await?;
+        // The bounds narrow only a small read's scan; others use the whole merge.
+        let small = points.len() <= SMALL_READ;
+        let keys: Vec<EntityKey> = if small { points.iter().map(|(k, _)| k.clone()).collect() } else { Vec::new() };
+        let wanted = Wanted { entities: small.then_some(keys.as_slice()), event_max, event_min };
+        let merged = self.merged(Kind::Features, group, wanted, small).await?;
         reads::as_of(&merged, points, rules)
     }
 
