@@ -4,6 +4,7 @@
 
 mod audit;
 pub mod auth;
+mod body_drain;
 mod columnar;
 mod enrich;
 pub mod error;
@@ -49,6 +50,7 @@ pub fn router(wafer: Wafer, max_body_bytes: usize, tokens: auth::Tokens) -> Rout
         })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(tokens, auth::require_token))
+        .layer(axum::middleware::from_fn(body_drain::drain_unread_bodies))
         // Outside every route and the auth check: no answer leaves without
         // the envelope, whatever produced it.
         .layer(axum::middleware::from_fn(error::envelope_other_errors))
