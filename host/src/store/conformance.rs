@@ -657,6 +657,27 @@ pub async fn write_log_pending_totals_each_table_with_waiting_entries(log: &dyn 
     assert!(log.pending().await.unwrap().is_empty());
 }
 
+/// `seqs` lists a table's waiting entries and nothing else; `entries_in`
+/// returns those of the named entries that still wait, oldest first.
+pub async fn write_log_lists_seqs_and_reads_the_named_entries(log: &dyn WriteLog) {
+    assert!(log.seqs("features/a").await.unwrap().is_empty());
+    let mut a = Vec::new();
+    for rows in 1..=4 {
+        a.push(append(log, "features/a", rows).await);
+    }
+    let b = append(log, "features/b", 9).await;
+    let seqs: Vec<i64> = a.iter().map(|e| e.seq).collect();
+    assert_eq!(log.seqs("features/a").await.unwrap(), seqs);
+    assert_eq!(log.seqs("features/b").await.unwrap(), vec![b.seq]);
+
+    let named = [a[3].seq, a[1].seq, b.seq, b.seq + 1_000];
+    assert_eq!(log.entries_in("features/a", &named).await.unwrap(), vec![a[1].clone(), a[3].clone()]);
+    assert!(log.entries_in("features/a", &[]).await.unwrap().is_empty());
+    log.remove("features/a", &[a[1].seq]).await.unwrap();
+    assert_eq!(log.entries_in("features/a", &named).await.unwrap(), vec![a[3].clone()], "a removed entry is gone");
+    assert_eq!(log.seqs("features/a").await.unwrap(), vec![a[0].seq, a[2].seq, a[3].seq]);
+}
+
 /// Appends and `next_seq` draw from one sequence: every number is larger
 /// than every one before it, whichever call and table took it.
 pub async fn write_log_appends_and_next_seq_share_one_increasing_sequence(log: &dyn WriteLog) {

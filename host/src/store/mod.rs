@@ -367,10 +367,12 @@ pub trait WriteLog: Send + Sync {
     async fn clear(&self, table: &str) -> StoreResult<()>;
     /// Tables with waiting entries.
     async fn pending(&self) -> StoreResult<Vec<PendingTable>>;
-    /// The table's waiting entries as `(count, newest seq)`: different after
-    /// any append or removal, and never the same again once changed (seqs
-    /// only grow), so a reader can tell that nothing changed.
-    async fn stamp(&self, table: &str) -> StoreResult<(i64, i64)>;
+    /// The seqs of the table's waiting entries, ascending: what a reader
+    /// that keeps rows in memory compares with the entries it holds (seqs
+    /// only grow, so a seq it has not seen is a new entry).
+    async fn seqs(&self, table: &str) -> StoreResult<Vec<i64>>;
+    /// Those of the named entries that still wait, oldest first.
+    async fn entries_in(&self, table: &str, seqs: &[i64]) -> StoreResult<Vec<LogEntry>>;
     /// When the newest waiting entry of the table was appended. It waits
     /// for appends in flight, so no entry stamped earlier can appear after
     /// it returns.

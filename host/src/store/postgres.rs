@@ -20,10 +20,10 @@
 
 use super::sql::{
     AUDIT_INSERT_SQL, AUDIT_LIST_SQL, AuditRow, CLAIM_SCHEDULE_SQL, DELETE_UNUSED_MODULE_SQL, DELETE_VERSION_SQL,
-    FRESHNESS_SQL, LOG_CLEAR_SQL, LOG_ENTRIES_SQL, LOG_PENDING_SQL, LeasedRow, LogRow, Named, REGISTER_SCHEDULE_SQL,
-    RELEASE_LOG_LEASE_SQL, TRANSFORM_COLUMNS, TransformRow, VersionRow, freshness_counts, from_spec, job_from_spec,
-    job_spec, job_state_name, pending_table, settings_from_json, settings_to_json, spec_json, take_log_lease_sql,
-    task_columns, values_from_json, values_json, version_in_use,
+    FRESHNESS_SQL, LOG_CLEAR_SQL, LOG_ENTRIES_SQL, LOG_PENDING_SQL, LOG_SEQS_SQL, LeasedRow, LogRow, Named,
+    REGISTER_SCHEDULE_SQL, RELEASE_LOG_LEASE_SQL, TRANSFORM_COLUMNS, TransformRow, VersionRow, freshness_counts,
+    from_spec, job_from_spec, job_spec, job_state_name, pending_table, settings_from_json, settings_to_json, spec_json,
+    take_log_lease_sql, task_columns, values_from_json, values_json, version_in_use,
 };
 use super::{
     AsOfRules, LogEntry, OfflineStore, PendingTable, Registry, RegistryChange, SettingsChange, SourceRange, StoreError,
@@ -1058,8 +1058,24 @@ impl WriteLog for PostgresStore {
         Ok(rows.into_iter().map(pending_table).collect())
     }
 
-    async fn stamp(&self, table: &str) -> StoreResult<(i64, i64)> {
-        sqlx::query_as(super::sql::LOG_STAMP_SQL).bind(table).fetch_one(&self.pool).await.map_err(db_err)
+    async fn seqs(&self, table: &str) -> StoreResult<Vec<i64>> {
+        sqlx::query_scalar(LOG_SEQS_SQL).bind(table).fetch_all(&self.pool).await.map_err(db_err)
+    }
+
+    async fn entries_in(&self, table: &str, seqs: &[i64]) -> StoreResult<Vec<LogEntry>> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<LogRow> = sqlx::query_as(
+            "SELECT seq, payload, row_count, written_at FROM offline_log \
+             WHERE table_name = $1 AND seq = ANY($2) ORDER BY seq",
+        )
+        .bind(table)
+        .bind(seqs)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.into_iter().map(LogRow::into_entry).collect())
     }
 
     async fn newest_written(&self, table: &str) -> StoreResult<Option<Timestamp>> {
@@ -1427,6 +1443,12 @@ mod tests {
     async fn write_log_appends_and_next_seq_share_one_increasing_sequence() {
         let Some(db) = store().await else { return };
         crate::store::conformance::write_log_appends_and_next_seq_share_one_increasing_sequence(&db.store).await;
+    }
+
+    #[tokio::test]
+    async fn write_log_lists_seqs_and_reads_the_named_entries() {
+        let Some(db) = store().await else { return };
+        crate::store::conformance::write_log_lists_seqs_and_reads_the_named_entries(&db.store).await;
     }
 
     #[tokio::test]

@@ -336,9 +336,7 @@ pub(super) const LOG_ENTRIES_SQL: &str = "SELECT l.seq, l.payload, l.row_count, 
      WHERE t.n = 1 OR t.upto <= $2 \
      ORDER BY l.seq";
 
-/// What waits for a table, as a stamp that changes with every append and
-/// every removal: the number of entries and the newest `seq`.
-pub(super) const LOG_STAMP_SQL: &str = "SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM offline_log WHERE table_name = $1";
+pub(super) const LOG_SEQS_SQL: &str = "SELECT seq FROM offline_log WHERE table_name = $1 ORDER BY seq";
 
 pub(super) const LOG_CLEAR_SQL: &str = "DELETE FROM offline_log WHERE table_name = $1";
 

@@ -797,12 +797,29 @@ impl WriteLog for SqliteStore {
         Ok(rows.into_iter().map(pending_table).collect())
     }
 
-    async fn stamp(&self, table: &str) -> StoreResult<(i64, i64)> {
-        sqlx::query_as(&sqlite_placeholders(super::sql::LOG_STAMP_SQL))
+    async fn seqs(&self, table: &str) -> StoreResult<Vec<i64>> {
+        sqlx::query_scalar(&sqlite_placeholders(super::sql::LOG_SEQS_SQL))
             .bind(table)
-            .fetch_one(&self.readers)
+            .fetch_all(&self.readers)
             .await
             .map_err(db_err)
+    }
+
+    async fn entries_in(&self, table: &str, seqs: &[i64]) -> StoreResult<Vec<LogEntry>> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let seqs = serde_json::to_string(seqs).map_err(|e| StoreError::Corrupt(format!("encoding seqs: {e}")))?;
+        let rows: Vec<LogRow> = sqlx::query_as(
+            "SELECT seq, payload, row_count, written_at FROM offline_log \
+             WHERE table_name = ?1 AND seq IN (SELECT value FROM json_each(?2)) ORDER BY seq",
+        )
+        .bind(table)
+        .bind(seqs)
+        .fetch_all(&self.readers)
+        .await
+        .map_err(db_err)?;
+        Ok(rows.into_iter().map(LogRow::into_entry).collect())
     }
 
     async fn newest_written(&self, table: &str) -> StoreResult<Option<Timestamp>> {
@@ -1085,6 +1102,12 @@ mod tests {
     async fn write_log_appends_and_next_seq_share_one_increasing_sequence() {
         let (_dir, store) = store().await;
         crate::store::conformance::write_log_appends_and_next_seq_share_one_increasing_sequence(&store).await;
+    }
+
+    #[tokio::test]
+    async fn write_log_lists_seqs_and_reads_the_named_entries() {
+        let (_dir, store) = store().await;
+        crate::store::conformance::write_log_lists_seqs_and_reads_the_named_entries(&store).await;
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@
 use super::DeltaOffline;
 use super::layout::{self, Kind};
 use crate::model::Timestamp;
-use crate::store::{PendingTable, StoreError, StoreResult, WriteLog};
+use crate::store::{LogEntry, PendingTable, StoreError, StoreResult, WriteLog};
 use arrow_array::RecordBatch;
 use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
@@ -79,6 +79,14 @@ fn decode_payload(payload: &[u8]) -> StoreResult<Vec<RecordBatch>> {
     reader.collect::<Result<Vec<_>, _>>().map_err(|e| StoreError::Corrupt(format!("unreadable write log entry: {e}")))
 }
 
+/// One log entry's rows as table rows, stamped with its seq.
+pub(super) fn entry_rows(kind: Kind, entry: &LogEntry) -> StoreResult<Vec<RecordBatch>> {
+    decode_payload(&entry.payload)?
+        .iter()
+        .map(|payload| layout::complete(kind, payload, entry.seq, entry.written_at.0))
+        .collect()
+}
+
 /// Every waiting entry of `path` as table rows, with their sequence numbers.
 async fn entries_as_rows(
     kind: Kind,
@@ -90,17 +98,20 @@ async fn entries_as_rows(
     let mut batches = Vec::with_capacity(entries.len());
     let mut seqs = Vec::with_capacity(entries.len());
     for entry in entries {
-        for payload in decode_payload(&entry.payload)? {
-            batches.push(layout::complete(kind, &payload, entry.seq, entry.written_at.0)?);
-        }
+        batches.extend(entry_rows(kind, &entry)?);
         seqs.push(entry.seq);
     }
     Ok((batches, seqs))
 }
 
-/// The table's waiting rows, for a read to merge with the table's.
-pub(super) async fn logged_batches(kind: Kind, log: &dyn WriteLog, path: &str) -> StoreResult<Vec<RecordBatch>> {
-    Ok(entries_as_rows(kind, log, path, u64::MAX).await?.0)
+/// The table's waiting rows, for a read to merge with the table's, and the
+/// entries they came from.
+pub(super) async fn logged_batches(
+    kind: Kind,
+    log: &dyn WriteLog,
+    path: &str,
+) -> StoreResult<(Vec<RecordBatch>, Vec<i64>)> {
+    entries_as_rows(kind, log, path, u64::MAX).await
 }
 
 impl DeltaOffline {
@@ -118,8 +129,10 @@ impl DeltaOffline {
         if moved.as_ref().is_ok_and(|&rows| rows > 0) {
             // Flushes add small files; past a few dozen, scans pay for them.
             let compacted = async {
-                if self.tables.file_count(path).await? >= self.policy.compact_files {
-                    self.tables.compact(path, self.policy.retention).await?;
+                if self.tables.file_count(path).await? >= self.policy.compact_files
+                    && let Some((_, commit)) = self.tables.compact(path, self.policy.retention).await?
+                {
+                    self.kept.compacted(path, commit);
                 }
                 StoreResult::Ok(())
             };
@@ -141,7 +154,9 @@ impl DeltaOffline {
                 return Ok(moved);
             }
             let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-            self.tables.append(path, batches).await?;
+            if let Some(commit) = self.tables.append(path, batches.clone()).await? {
+                self.kept.committed(kind, path, commit, &batches)?;
+            }
             self.log.remove(path, &seqs).await?;
             moved += rows;
             tracing::debug!(table = path, rows, entries = seqs.len(), "flushed the write log");

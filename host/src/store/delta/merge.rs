@@ -35,6 +35,9 @@ pub(super) struct Merged {
     ingested: Option<TimestampMicrosecondArray>,
     provenance: Option<StringArray>,
     values: Vec<(String, ArrayRef)>,
+    /// Every column in merged order (sharing the arrays above), so a part
+    /// can be merged again with newer rows.
+    batch: Option<RecordBatch>,
     /// Each entity's rows, built on first use.
     index: std::sync::OnceLock<std::collections::HashMap<String, (usize, usize)>>,
 }
@@ -104,6 +107,7 @@ impl Merged {
             ingested: None,
             provenance: None,
             values: Vec::new(),
+            batch: None,
             index: std::sync::OnceLock::new(),
         }
     }
@@ -177,6 +181,7 @@ impl Merged {
             ingested: column(&sorted, INGESTED_AT)?,
             provenance: column(&sorted, PROVENANCE)?,
             values,
+            batch: Some(sorted),
             index: std::sync::OnceLock::new(),
         })
     }
@@ -229,6 +234,17 @@ impl Merged {
             self.runs().into_iter().map(|(start, end)| (self.entity(start).to_string(), (start, end))).collect()
         });
         index.get(entity).copied()
+    }
+
+    /// Every row, as merged (none for an empty merge).
+    pub(super) fn batch(&self) -> Option<&RecordBatch> {
+        self.batch.as_ref()
+    }
+
+    /// The rows of `entity`, sharing this merge's arrays.
+    pub(super) fn batch_of(&self, entity: &str) -> Option<RecordBatch> {
+        let (start, end) = self.rows_of(entity)?;
+        self.batch.as_ref().map(|b| b.slice(start, end - start))
     }
 
     /// Whether two rows hold the same values (the value columns only).

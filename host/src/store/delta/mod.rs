@@ -13,10 +13,12 @@
 //! - `layout.rs`: the columns of a table and of a log payload.
 //! - `table.rs`: Delta tables (open, append, scan, delete).
 //! - `merge.rs`: table and log rows as one sorted, deduplicated batch.
+//! - `cache.rs`: merges kept in memory and caught up as writes arrive.
 //! - `flush.rs`: the leased flusher.
 //! - `reads.rs`: the answers each read computes from merged rows.
 //! - `import.rs`: offline rows of earlier versions' SQLite file, moved in.
 
+mod cache;
 mod flush;
 mod import;
 mod layout;
@@ -29,6 +31,7 @@ mod tests;
 pub use flush::FlushPolicy;
 pub use import::Imported;
 
+use self::cache::{KeptTables, Lookup, View};
 use self::layout::{EVENT_TIMESTAMP, Kind};
 use self::merge::Merged;
 use self::table::Tables;
@@ -38,8 +41,8 @@ use arrow_array::RecordBatch;
 use async_trait::async_trait;
 use deltalake::datafusion::prelude::{Expr, col, lit};
 use deltalake::datafusion::scalar::ScalarValue;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
 use tokio::sync::Notify;
 
 /// Feature writes of at least this many rows commit to their table
@@ -59,22 +62,15 @@ pub struct DeltaOffline {
     policy: FlushPolicy,
     /// Woken when a write leaves enough rows waiting to be worth a flush.
     wake: Notify,
-    /// Tables merged once and kept while they do not change: the
+    /// Tables merged once and kept exact as writes arrive: the
     /// per-entity reads of materialization and compute-on-miss, and the
-    /// slices of a point-in-time join, each slice one merge instead of
-    /// a scan.
-    merged: Mutex<HashMap<String, CachedTable>>,
+    /// slices of a point-in-time join, each one lookup instead of a scan.
+    kept: KeptTables,
+    /// Tables being read whole in the background, to be kept.
+    refilling: Mutex<HashSet<String>>,
+    /// This store, for the background reads.
+    me: Weak<DeltaOffline>,
 }
-
-/// A table's merged rows, and the state they were read at.
-struct CachedTable {
-    version: Option<u64>,
-    stamp: (i64, i64),
-    merged: Arc<Merged>,
-}
-
-/// Tables of up to this many rows are kept merged in memory.
-const CACHED_ROWS: usize = 4_000_000;
 
 /// Which rows a read needs; the bounds only narrow the scan, so a read
 /// still checks what it finds.
@@ -120,13 +116,16 @@ impl DeltaOffline {
         host: &str,
         policy: FlushPolicy,
     ) -> StoreResult<Arc<Self>> {
-        Ok(Arc::new(DeltaOffline {
-            tables: Tables::new(root, options)?,
+        let tables = Tables::new(root, options)?;
+        Ok(Arc::new_cyclic(|me| DeltaOffline {
+            tables,
             log,
             host: host.to_string(),
             policy,
             wake: Notify::new(),
-            merged: Mutex::new(HashMap::new()),
+            kept: KeptTables::default(),
+            refilling: Mutex::new(HashSet::new()),
+            me: me.clone(),
         }))
     }
 
@@ -145,42 +144,95 @@ impl DeltaOffline {
         Ok(())
     }
 
-    /// The table's rows `wanted` asks for, log and table merged.
-    async fn load(&self, kind: Kind, name: &str, wanted: Wanted<'_>, dedup: bool) -> StoreResult<Merged> {
+    /// The table's rows `wanted` asks for, log and table merged, with the
+    /// log entries they hold.
+    async fn load(
+        &self,
+        kind: Kind,
+        name: &str,
+        wanted: Wanted<'_>,
+        dedup: bool,
+    ) -> StoreResult<(Merged, HashSet<i64>)> {
         let path = kind.path(name);
         // The log first: see the module docs.
-        let mut batches = flush::logged_batches(kind, &*self.log, &path).await?;
+        let (mut batches, seqs) = flush::logged_batches(kind, &*self.log, &path).await?;
         batches.extend(self.tables.scan(&path, |keys| filter(&wanted, keys)).await?);
-        Merged::new(kind, &batches, dedup)
+        Ok((Merged::new(kind, &batches, dedup)?, seqs.into_iter().collect()))
     }
 
-    /// A table's merged rows, from memory while neither the table nor its
-    /// waiting writes changed. The state is read before the rows, and a
-    /// changed state never comes back, so a cached copy whose state still
-    /// matches is exactly current. When it does not match, a `small` read
-    /// (a few entities) loads only what `wanted` names; any other read
-    /// merges the whole table and keeps it.
+    /// A table's merged rows, from the kept merge when it is exact for
+    /// the table's state or can be caught up from the log (`cache.rs`).
+    /// Otherwise a `small` read (a few entities, named in `wanted`) loads
+    /// only what `wanted` names and has the whole table read in the
+    /// background; any other read merges the whole table and keeps it.
     async fn merged(&self, kind: Kind, name: &str, wanted: Wanted<'_>, small: bool) -> StoreResult<Arc<Merged>> {
         let path = kind.path(name);
-        let stamp = self.log.stamp(&path).await?;
+        // The log before the version: an entry flushed in between is in
+        // the version read.
+        let seqs = self.log.seqs(&path).await?;
         let version = self.tables.latest(&path).await?.and_then(|t| t.version());
-        if let Some(cached) = self.merged.lock().expect("table cache").get(&path)
-            && cached.stamp == stamp
-            && cached.version == version
-        {
-            return Ok(cached.merged.clone());
+        if let Some(view) = self.caught_up(kind, &path, version, &seqs).await? {
+            return match wanted.entities {
+                _ if view.layers.is_empty() => Ok(view.base),
+                Some(entities) if small => Ok(Arc::new(view.select(kind, entities)?)),
+                _ => self.kept.fold(kind, &path, version, &view),
+            };
         }
-        if small {
-            return Ok(Arc::new(self.load(kind, name, wanted, true).await?));
+        if small && wanted.entities.is_some() {
+            self.refill(kind, name);
+            return Ok(Arc::new(self.load(kind, name, wanted, true).await?.0));
         }
-        let merged = Arc::new(self.load(kind, name, Wanted::default(), true).await?);
-        let mut cache = self.merged.lock().expect("table cache");
-        if merged.len() <= CACHED_ROWS {
-            cache.insert(path, CachedTable { version, stamp, merged: merged.clone() });
-        } else {
-            cache.remove(&path);
-        }
+        let (merged, logged) = self.load(kind, name, Wanted::default(), true).await?;
+        let merged = Arc::new(merged);
+        self.kept.keep(&path, version, logged, merged.clone());
         Ok(merged)
+    }
+
+    /// The kept merge, caught up with the log entries it lacks; `None`
+    /// when there is none for this state.
+    async fn caught_up(&self, kind: Kind, path: &str, version: Option<u64>, seqs: &[i64]) -> StoreResult<Option<View>> {
+        let missing = match self.kept.lookup(path, version, seqs) {
+            Lookup::Current(view) => return Ok(Some(view)),
+            Lookup::Stale => return Ok(None),
+            Lookup::Behind(missing) => missing,
+        };
+        let entries = self.log.entries_in(path, &missing).await?;
+        if entries.len() != missing.len() {
+            // Flushed meanwhile: the table has moved on.
+            return Ok(None);
+        }
+        let mut layers = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let batches = flush::entry_rows(kind, entry)?;
+            layers.push((entry.seq, Merged::new(kind, &batches, true)?));
+        }
+        self.kept.add(kind, path, version, layers)
+    }
+
+    /// Reads the whole table in the background and keeps it, unless a
+    /// read is already under way or the table is too large to keep.
+    fn refill(&self, kind: Kind, name: &str) {
+        let path = kind.path(name);
+        if self.kept.is_too_big(&path) || !self.refilling.lock().expect("refills").insert(path.clone()) {
+            return;
+        }
+        let (me, name) = (self.me.clone(), name.to_string());
+        tokio::spawn(async move {
+            let Some(this) = me.upgrade() else { return };
+            let read = async {
+                let seqs = this.log.seqs(&path).await?;
+                let version = this.tables.latest(&path).await?.and_then(|t| t.version());
+                if matches!(this.kept.lookup(&path, version, &seqs), Lookup::Stale) {
+                    let (merged, logged) = this.load(kind, &name, Wanted::default(), true).await?;
+                    this.kept.keep(&path, version, logged, Arc::new(merged));
+                }
+                StoreResult::Ok(())
+            };
+            if let Err(e) = read.await {
+                tracing::debug!(table = %path, error = %e, "reading a table to keep in memory failed");
+            }
+            this.refilling.lock().expect("refills").remove(&path);
+        });
     }
 
     /// Moves every waiting write into its table (at shutdown).
@@ -207,7 +259,9 @@ impl OfflineStore for DeltaOffline {
     }
 
     async fn read_source(&self, source: &str, entity: &EntityKey, range: SourceRange) -> StoreResult<Vec<SourceRow>> {
-        let merged = self.merged(Kind::Source, source, Wanted::default(), false).await?;
+        let entities = std::slice::from_ref(entity);
+        let wanted = Wanted { entities: Some(entities), ..Wanted::default() };
+        let merged = self.merged(Kind::Source, source, wanted, true).await?;
         reads::source_rows(&merged, entity, range)
     }
 
@@ -220,7 +274,7 @@ impl OfflineStore for DeltaOffline {
         let path = Kind::Source.path(source);
         self.log.clear(&path).await?;
         self.tables.delete(&path).await?;
-        self.merged.lock().expect("table cache").remove(&path);
+        self.kept.forget(&path);
         Ok(())
     }
 
@@ -236,7 +290,7 @@ impl OfflineStore for DeltaOffline {
     }
 
     async fn source_changes(&self, source: &str, after: Timestamp) -> StoreResult<Vec<(EntityKey, Timestamp)>> {
-        let merged = self.load(Kind::Source, source, Wanted::default(), false).await?;
+        let (merged, _) = self.load(Kind::Source, source, Wanted::default(), false).await?;
         reads::changes_after(&merged, after)
     }
 
@@ -249,7 +303,9 @@ impl OfflineStore for DeltaOffline {
         if rows.len() >= DIRECT_ROWS {
             let seq = self.log.next_seq().await?;
             let complete = layout::complete(Kind::Features, &batch, seq, 0)?;
-            self.tables.append(&path, vec![complete]).await?;
+            if let Some(commit) = self.tables.append(&path, vec![complete.clone()]).await? {
+                self.kept.committed(Kind::Features, &path, commit, &[complete])?;
+            }
         } else {
             self.log_batch(&path, &batch).await?;
         }
@@ -269,7 +325,7 @@ impl OfflineStore for DeltaOffline {
         let path = Kind::Features.path(group);
         self.log.clear(&path).await?;
         self.tables.delete(&path).await?;
-        self.merged.lock().expect("table cache").remove(&path);
+        self.kept.forget(&path);
         Ok(())
     }
 
@@ -324,7 +380,10 @@ impl OfflineStore for DeltaOffline {
         let paths = sources.iter().map(|s| Kind::Source.path(s)).chain(groups.iter().map(|g| Kind::Features.path(g)));
         let mut done = Vec::new();
         for path in paths {
-            done.extend(self.tables.compact(&path, retention).await?);
+            if let Some((compaction, commit)) = self.tables.compact(&path, retention).await? {
+                self.kept.compacted(&path, commit);
+                done.push(compaction);
+            }
         }
         Ok(done)
     }

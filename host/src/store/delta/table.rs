@@ -19,6 +19,18 @@ use url::Url;
 
 const BACKEND: &str = "offline tables";
 
+/// What a write to a table did to its versions.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Commit {
+    /// The version the write started from (`None`: the table was new).
+    pub read: Option<u64>,
+    /// The version it left.
+    pub version: u64,
+    /// Whether every version from `read` to `version` is this write's own:
+    /// no other writer committed in between.
+    pub only_change: bool,
+}
+
 pub(super) struct Tables {
     root: Url,
     options: HashMap<String, String>,
@@ -101,11 +113,14 @@ impl Tables {
 
     /// Appends `batches` in one commit, creating the table (partitioned by
     /// event month) on first write and adding columns a definition gained.
-    pub(super) async fn append(&self, path: &str, batches: Vec<RecordBatch>) -> StoreResult<()> {
+    /// Returns the commit, or `None` when there was nothing to write.
+    pub(super) async fn append(&self, path: &str, batches: Vec<RecordBatch>) -> StoreResult<Option<Commit>> {
         if batches.iter().all(|b| b.num_rows() == 0) {
-            return Ok(());
+            return Ok(None);
         }
-        let table = match self.latest(path).await? {
+        let latest = self.latest(path).await?;
+        let read = latest.as_ref().and_then(DeltaTable::version);
+        let table = match latest {
             Some(t) => t,
             None => {
                 let url = self.url(path)?;
@@ -126,8 +141,10 @@ impl Tables {
             .with_partition_columns([EVENT_MONTH])
             .await
             .map_err(delta_err)?;
+        let version = written.version().unwrap_or(0);
+        let commit = Commit { read, version, only_change: version == read.map_or(0, |r| r + 1) };
         self.open.lock().expect("table handles").insert(path.to_string(), written);
-        Ok(())
+        Ok(Some(commit))
     }
 
     /// The table's rows matching the predicate `filter` makes from the
@@ -160,12 +177,14 @@ impl Tables {
     /// Bin-packs the table's small files into large ones, then deletes the
     /// files no version newer than `retention` still needs. `None` when the
     /// table has no commit yet.
-    pub(super) async fn compact(&self, path: &str, retention: Duration) -> StoreResult<Option<Compaction>> {
+    pub(super) async fn compact(&self, path: &str, retention: Duration) -> StoreResult<Option<(Compaction, Commit)>> {
         let Some(table) = self.latest(path).await? else {
             return Ok(None);
         };
         let files_before = table.get_file_uris().map_err(delta_err)?.count() as u64;
+        let read = table.version();
         let (table, metrics) = table.optimize().await.map_err(delta_err)?;
+        let optimized = table.version();
         let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
         let (table, vacuumed) = table
             .vacuum()
@@ -173,14 +192,26 @@ impl Tables {
             .with_enforce_retention_duration(false)
             .await
             .map_err(delta_err)?;
+        let version = table.version();
         self.open.lock().expect("table handles").insert(path.to_string(), table);
-        Ok(Some(Compaction {
-            table: path.to_string(),
-            files_before,
-            files_removed: metrics.num_files_removed,
-            files_added: metrics.num_files_added,
-            files_deleted: vacuumed.files_deleted.len() as u64,
-        }))
+        // Each commit lands on the version it read unless another writer
+        // came first: optimize adds at most one, vacuum two (start, end)
+        // when it deletes anything.
+        let optimize_commits = u64::from(optimized != read);
+        let vacuum_commits = if vacuumed.files_deleted.is_empty() { 0 } else { 2 };
+        let only_change =
+            version.zip(read).is_some_and(|(v, r)| v == r + optimize_commits + vacuum_commits) || version == read;
+        let commit = Commit { read, version: version.unwrap_or(0), only_change };
+        Ok(Some((
+            Compaction {
+                table: path.to_string(),
+                files_before,
+                files_removed: metrics.num_files_removed,
+                files_added: metrics.num_files_added,
+                files_deleted: vacuumed.files_deleted.len() as u64,
+            },
+            commit,
+        )))
     }
 
     /// Data files in the table's newest version.
