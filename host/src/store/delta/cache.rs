@@ -27,6 +27,10 @@ use std::sync::{Arc, Mutex};
 /// Tables of up to this many rows are kept merged in memory.
 pub(super) const CACHED_ROWS: usize = 4_000_000;
 
+/// All kept merges together hold at most this many bytes of Arrow arrays;
+/// past it, the least recently read are dropped.
+pub(super) const KEPT_BYTES: usize = 2 << 30;
+
 /// Past this many layers, they are merged into one.
 const MAX_LAYERS: usize = 32;
 
@@ -42,6 +46,8 @@ struct Kept {
     base: Arc<Merged>,
     /// Rows newer than `base`, oldest first.
     layers: Vec<Arc<Merged>>,
+    /// When it was last read, on the cache's own clock.
+    used: u64,
 }
 
 impl Kept {
@@ -51,6 +57,10 @@ impl Kept {
 
     fn too_layered(&self, adding: usize) -> bool {
         self.layer_rows() + adding > self.base.len() / 2 + LAYER_SLACK
+    }
+
+    fn bytes(&self) -> usize {
+        std::iter::once(&self.base).chain(&self.layers).map(|m| m.bytes()).sum()
     }
 
     fn view(&self) -> View {
@@ -90,11 +100,20 @@ pub(super) enum Lookup {
     Stale,
 }
 
-#[derive(Default)]
 pub(super) struct KeptTables {
     tables: Mutex<HashMap<String, Kept>>,
     /// Tables found too large to keep: not read whole in the background.
     too_big: Mutex<HashSet<String>>,
+    /// Bytes all kept merges may hold.
+    budget: std::sync::atomic::AtomicUsize,
+    /// Ticks at every read, for dropping the least recently read.
+    clock: std::sync::atomic::AtomicU64,
+}
+
+impl Default for KeptTables {
+    fn default() -> Self {
+        KeptTables::with_budget(KEPT_BYTES)
+    }
 }
 
 /// The seqs of the log entries behind `batches` (each batch holds one
@@ -105,15 +124,65 @@ pub(super) fn seq_of(batch: &RecordBatch) -> Option<i64> {
 }
 
 impl KeptTables {
+    pub(super) fn with_budget(budget: usize) -> Self {
+        KeptTables {
+            tables: Mutex::default(),
+            too_big: Mutex::default(),
+            budget: std::sync::atomic::AtomicUsize::new(budget),
+            clock: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn budget(&self) -> usize {
+        self.budget.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[cfg(test)]
+    pub(super) fn set_budget(&self, bytes: usize) {
+        self.budget.store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Drops the least recently read merges, other than `path`'s, until
+    /// all fit the budget.
+    fn evict(&self, tables: &mut HashMap<String, Kept>, path: &str) {
+        let mut total: usize = tables.values().map(Kept::bytes).sum();
+        while total > self.budget() {
+            let oldest = tables.iter().filter(|(p, _)| p.as_str() != path).min_by_key(|(_, k)| k.used);
+            let Some(victim) = oldest.map(|(p, _)| p.clone()) else { break };
+            if let Some(dropped) = tables.remove(&victim) {
+                total -= dropped.bytes();
+                tracing::debug!(table = %victim, bytes = dropped.bytes(), "dropped a kept merge to stay within memory");
+            }
+        }
+    }
+
+    /// Whether a merge of the table is kept (for tests of the budget).
+    #[cfg(test)]
+    pub(super) fn holds(&self, path: &str) -> bool {
+        self.tables().contains_key(path)
+    }
+
+    /// The bytes a table's kept merge holds (for tests of the budget).
+    #[cfg(test)]
+    pub(super) fn bytes_of(&self, path: &str) -> Option<usize> {
+        self.tables().get(path).map(Kept::bytes)
+    }
+
     fn tables(&self) -> std::sync::MutexGuard<'_, HashMap<String, Kept>> {
         self.tables.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(super) fn lookup(&self, path: &str, version: Option<u64>, seqs: &[i64]) -> Lookup {
-        let tables = self.tables();
-        let Some(kept) = tables.get(path).filter(|k| k.version == version) else {
+        let used = self.tick();
+        let mut tables = self.tables();
+        let Some(kept) = tables.get_mut(path).filter(|k| k.version == version) else {
             return Lookup::Stale;
         };
+        kept.used = used;
         let missing: Vec<i64> = seqs.iter().copied().filter(|s| !kept.logged.contains(s)).collect();
         if missing.is_empty() { Lookup::Current(kept.view()) } else { Lookup::Behind(missing) }
     }
@@ -140,6 +209,7 @@ impl KeptTables {
         kept.logged.extend(fresh.iter().map(|(seq, _)| *seq));
         kept.push(fresh.into_iter().map(|(_, m)| Arc::new(m)));
         let view = kept.view();
+        self.evict(&mut tables, path);
         drop(tables);
         self.settle(kind, path, version, &view)?;
         Ok(Some(view))
@@ -167,12 +237,15 @@ impl KeptTables {
     /// Keeps a merge read whole at `version` with the entries `logged`;
     /// false when it is too large to keep.
     pub(super) fn keep(&self, path: &str, version: Option<u64>, logged: HashSet<i64>, merged: Arc<Merged>) -> bool {
-        if merged.len() > CACHED_ROWS {
+        if merged.len() > CACHED_ROWS || merged.bytes() > self.budget() {
             self.tables().remove(path);
             self.too_big.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_string());
             return false;
         }
-        self.tables().insert(path.to_string(), Kept { version, logged, base: merged, layers: Vec::new() });
+        let used = self.tick();
+        let mut tables = self.tables();
+        tables.insert(path.to_string(), Kept { version, logged, base: merged, layers: Vec::new(), used });
+        self.evict(&mut tables, path);
         true
     }
 
@@ -229,6 +302,7 @@ impl KeptTables {
         kept.push([layer]);
         kept.version = Some(commit.version);
         let view = kept.view();
+        self.evict(&mut tables, path);
         drop(tables);
         self.settle(kind, path, Some(commit.version), &view)
     }

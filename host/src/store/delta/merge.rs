@@ -241,6 +241,11 @@ impl Merged {
         self.batch.as_ref()
     }
 
+    /// The memory its arrays hold.
+    pub(super) fn bytes(&self) -> usize {
+        self.batch.as_ref().map_or(0, RecordBatch::get_array_memory_size)
+    }
+
     /// The rows of `entity`, sharing this merge's arrays.
     pub(super) fn batch_of(&self, entity: &str) -> Option<RecordBatch> {
         let (start, end) = self.rows_of(entity)?;

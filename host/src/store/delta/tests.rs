@@ -498,3 +498,33 @@ async fn kept_merges_stay_exact_through_writes_flushes_and_compactions_on_two_ho
     }
     assert!(direct_writes > 0 && compactions > 0, "the sequence exercised direct writes and compactions");
 }
+
+/// Kept merges share one memory budget: reading a second table whole
+/// drops the least recently read one, and reads stay exact either way.
+#[tokio::test]
+async fn kept_merges_stay_within_one_memory_budget() {
+    let f = fixture().await;
+    let rows: Vec<FeatureRow> = (0..2_000).map(|i| feature_row(&format!("E{}", i % 20), i, i as f64)).collect();
+    for g in ["g1", "g2", "g3"] {
+        f.store.write_feature_rows(&table(g), &rows).await.unwrap();
+    }
+    let count = |g: &'static str| {
+        let store = f.store.clone();
+        async move { store.feature_statistics(g, &[("x".into(), true)]).await.unwrap()[0].count }
+    };
+    assert_eq!(count("g1").await, 2_000);
+    let one = f.store.kept.bytes_of("features/g1").unwrap();
+    // Room for two tables, not three.
+    f.store.kept.set_budget(one * 5 / 2);
+    assert_eq!(count("g2").await, 2_000);
+    assert!(f.store.kept.holds("features/g1") && f.store.kept.holds("features/g2"));
+    // g1 read again: g2 is now the least recently read.
+    assert_eq!(count("g1").await, 2_000);
+    assert_eq!(count("g3").await, 2_000);
+    assert!(f.store.kept.holds("features/g1"), "read most recently but one");
+    assert!(!f.store.kept.holds("features/g2"), "the least recently read was dropped");
+    assert!(f.store.kept.holds("features/g3"));
+    assert_eq!(count("g2").await, 2_000, "a dropped table is read again");
+    let latest = f.store.latest_feature_rows("g2", &[key("E7")]).await.unwrap();
+    assert_eq!(latest, vec![Some(feature_row("E7", 1_987, 1_987.0))]);
+}
