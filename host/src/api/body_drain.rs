@@ -29,6 +29,10 @@ const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 /// The layer's function.
 pub async fn drain_unread_bodies(req: Request, next: Next) -> Response {
+    if req.body().is_end_stream() {
+        // No body (a GET): nothing can be left unread.
+        return next.run(req).await;
+    }
     let (parts, body) = req.into_parts();
     let slot = Arc::new(Mutex::new(Some(body)));
     let req = Request::from_parts(parts, Body::new(Shared(slot.clone())));

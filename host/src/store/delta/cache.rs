@@ -104,6 +104,8 @@ pub(super) struct KeptTables {
     tables: Mutex<HashMap<String, Kept>>,
     /// Tables found too large to keep: not read whole in the background.
     too_big: Mutex<HashSet<String>>,
+    /// Tables being read whole in the background, to be kept.
+    refilling: Mutex<HashSet<String>>,
     /// Bytes all kept merges may hold.
     budget: std::sync::atomic::AtomicUsize,
     /// Ticks at every read, for dropping the least recently read.
@@ -118,7 +120,7 @@ impl Default for KeptTables {
 
 /// The seqs of the log entries behind `batches` (each batch holds one
 /// entry's rows, stamped with its seq).
-pub(super) fn seq_of(batch: &RecordBatch) -> Option<i64> {
+fn seq_of(batch: &RecordBatch) -> Option<i64> {
     let seqs = batch.column_by_name(WRITE_SEQ)?.as_any().downcast_ref::<Int64Array>()?;
     (!seqs.is_empty() && !seqs.is_null(0)).then(|| seqs.value(0))
 }
@@ -128,6 +130,7 @@ impl KeptTables {
         KeptTables {
             tables: Mutex::default(),
             too_big: Mutex::default(),
+            refilling: Mutex::default(),
             budget: std::sync::atomic::AtomicUsize::new(budget),
             clock: std::sync::atomic::AtomicU64::new(0),
         }
@@ -249,8 +252,15 @@ impl KeptTables {
         true
     }
 
-    pub(super) fn is_too_big(&self, path: &str) -> bool {
-        self.too_big.lock().unwrap_or_else(|p| p.into_inner()).contains(path)
+    /// Claims the background read of a whole table: false while one is
+    /// under way, or when the table is too large to keep anyway.
+    pub(super) fn start_refill(&self, path: &str) -> bool {
+        !self.too_big.lock().unwrap_or_else(|p| p.into_inner()).contains(path)
+            && self.refilling.lock().unwrap_or_else(|p| p.into_inner()).insert(path.to_string())
+    }
+
+    pub(super) fn end_refill(&self, path: &str) {
+        self.refilling.lock().unwrap_or_else(|p| p.into_inner()).remove(path);
     }
 
     /// The view's layers folded into its merge, kept in its place when

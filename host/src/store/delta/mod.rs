@@ -42,7 +42,7 @@ use async_trait::async_trait;
 use deltalake::datafusion::prelude::{Expr, col, lit};
 use deltalake::datafusion::scalar::ScalarValue;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use tokio::sync::Notify;
 
 /// Feature writes of at least this many rows commit to their table
@@ -66,8 +66,6 @@ pub struct DeltaOffline {
     /// per-entity reads of materialization and compute-on-miss, and the
     /// slices of a point-in-time join, each one lookup instead of a scan.
     kept: KeptTables,
-    /// Tables being read whole in the background, to be kept.
-    refilling: Mutex<HashSet<String>>,
     /// This store, for the background reads.
     me: Weak<DeltaOffline>,
 }
@@ -124,7 +122,6 @@ impl DeltaOffline {
             policy,
             wake: Notify::new(),
             kept: KeptTables::default(),
-            refilling: Mutex::new(HashSet::new()),
             me: me.clone(),
         }))
     }
@@ -182,9 +179,15 @@ impl DeltaOffline {
             self.refill(kind, name);
             return Ok(Arc::new(self.load(kind, name, wanted, true).await?.0));
         }
+        self.load_and_keep(kind, name, version).await
+    }
+
+    /// The whole table merged, kept as exact for `version` (read before
+    /// the rows: see [`DeltaOffline::merged`]).
+    async fn load_and_keep(&self, kind: Kind, name: &str, version: Option<u64>) -> StoreResult<Arc<Merged>> {
         let (merged, logged) = self.load(kind, name, Wanted::default(), true).await?;
         let merged = Arc::new(merged);
-        self.kept.keep(&path, version, logged, merged.clone());
+        self.kept.keep(&kind.path(name), version, logged, merged.clone());
         Ok(merged)
     }
 
@@ -213,7 +216,7 @@ impl DeltaOffline {
     /// read is already under way or the table is too large to keep.
     fn refill(&self, kind: Kind, name: &str) {
         let path = kind.path(name);
-        if self.kept.is_too_big(&path) || !self.refilling.lock().expect("refills").insert(path.clone()) {
+        if !self.kept.start_refill(&path) {
             return;
         }
         let (me, name) = (self.me.clone(), name.to_string());
@@ -223,15 +226,14 @@ impl DeltaOffline {
                 let seqs = this.log.seqs(&path).await?;
                 let version = this.tables.latest(&path).await?.and_then(|t| t.version());
                 if matches!(this.kept.lookup(&path, version, &seqs), Lookup::Stale) {
-                    let (merged, logged) = this.load(kind, &name, Wanted::default(), true).await?;
-                    this.kept.keep(&path, version, logged, Arc::new(merged));
+                    this.load_and_keep(kind, &name, version).await?;
                 }
                 StoreResult::Ok(())
             };
             if let Err(e) = read.await {
                 tracing::debug!(table = %path, error = %e, "reading a table to keep in memory failed");
             }
-            this.refilling.lock().expect("refills").remove(&path);
+            this.kept.end_refill(&path);
         });
     }
 
