@@ -32,6 +32,9 @@ pub struct Config {
     /// Object-storage settings for the tables (delta-rs / object_store
     /// keys, e.g. `AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ALLOW_HTTP`).
     pub offline_options: BTreeMap<String, String>,
+    /// How long a small write waits in the write log at most before its
+    /// table's flusher moves it (`--offline-flush-age`). Default 5 s.
+    pub offline_flush_age: std::time::Duration,
     /// `redis://...` for the production online store; `None` or `memory` =
     /// in-process.
     pub online: Option<String>,
@@ -69,6 +72,7 @@ impl Config {
             offline: None,
             offline_url: None,
             offline_options: BTreeMap::new(),
+            offline_flush_age: crate::store::delta::FlushPolicy::default().age,
             online: None,
             online_key_prefix: "wafer:".into(),
             tokens: Vec::new(),

@@ -113,7 +113,8 @@ fn open_tables(config: &Config, log: Arc<dyn WriteLog>) -> anyhow::Result<Arc<De
         None => config.data_dir.join("offline").to_string_lossy().into_owned(),
     };
     let options = config.offline_options.clone().into_iter().collect();
-    let delta = DeltaOffline::open(&root, options, log, &config.cluster.host_id, FlushPolicy::default())
+    let policy = FlushPolicy { age: config.offline_flush_age, ..FlushPolicy::default() };
+    let delta = DeltaOffline::open(&root, options, log, &config.cluster.host_id, policy)
         .with_context(|| format!("opening the offline tables at {}", redact(&root)))?;
     delta.spawn_flusher();
     Ok(delta)

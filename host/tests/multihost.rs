@@ -356,3 +356,113 @@ async fn a_change_whose_announcement_is_lost_arrives_with_the_periodic_resync() 
     })
     .await;
 }
+
+/// Rows of `scores:y` for one write: (user, event seconds, y); each created
+/// one second after its event, so the same key written twice differs only
+/// in which write came last.
+async fn write_scores(client: &reqwest::Client, host: &Server, rows: &[(String, i64, i64)]) {
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|(user, event, y)| {
+            json!({"entity": {"user_id": user}, "event_timestamp": Timestamp::from_secs(*event).to_rfc3339(),
+                   "created_timestamp": Timestamp::from_secs(event + 1).to_rfc3339(), "values": {"y": y}})
+        })
+        .collect();
+    let body = json!({"feature_group": "scores", "rows": rows});
+    assert_eq!(send(client.post(host.url("/v1/features/write")).json(&body)).await["written"], json!(rows.len()));
+}
+
+/// `scores:y` as of each key's own event time, on `host`, in key order.
+async fn scores_as_of(client: &reqwest::Client, host: &Server, keys: &[(String, i64)]) -> Vec<Value> {
+    let entity_rows: Vec<Value> = keys
+        .iter()
+        .map(|(user, event)| json!({"user_id": user, "event_timestamp": Timestamp::from_secs(*event).to_rfc3339()}))
+        .collect();
+    let body = json!({"entity_rows": entity_rows, "features": ["scores:y"]});
+    let answer = send(client.post(host.url("/v1/features/historical")).json(&body)).await;
+    answer["rows"].as_array().expect("rows").iter().map(|r| r["scores:y"].clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_on_one_table_root_keep_one_history_and_a_host_killed_before_its_flush_loses_nothing() {
+    let Some(shared) = Shared::new("the shared-tables test") else { return };
+    let root = shared.dirs.path().join("tables");
+    let root_arg = root.to_str().expect("utf-8 path").to_string();
+    let tables = ["--offline", "delta", "--offline-url", root_arg.as_str()];
+    // No flush by age while the test writes: the small writes wait in the
+    // log until B shuts down.
+    let waiting_long = [&tables[..], &["--offline-flush-age", "1h"]].concat();
+    let mut a = shared.host("a", &waiting_long).await;
+    let mut b = shared.host("b", &waiting_long).await;
+    let client = reqwest::Client::new();
+    send(client.put(a.url("/v1/entities/user")).json(&json!({"join_keys": ["user_id"]}))).await;
+    let group = json!({"entity": "user", "features": [{"name": "y", "type": "int64"}], "producer": {"kind": "push"}});
+    send(client.put(a.url("/v1/feature-groups/scores")).json(&group)).await;
+    within(Duration::from_secs(5), "B sees the group", async || {
+        client.get(b.url("/v1/feature-groups/scores")).send().await.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+
+    // What each key should read: the last acknowledged write of it, on
+    // whichever host. Small writes wait in the log; B's large one commits
+    // to the table directly.
+    const T0: i64 = 1_700_000_000;
+    let mut expected: BTreeMap<(String, i64), i64> = BTreeMap::new();
+    let mut record = |rows: &[(String, i64, i64)]| {
+        for (user, event, y) in rows {
+            expected.insert((user.clone(), *event), *y);
+        }
+    };
+    for u in 0..10i64 {
+        let user = format!("u{u}");
+        let from_a: Vec<_> = (0..20).map(|k| (user.clone(), T0 + k * 60, 1000 * u + k)).collect();
+        write_scores(&client, &a, &from_a).await;
+        record(&from_a);
+        // B overwrites the odd events A just wrote.
+        let from_b: Vec<_> =
+            (0..20).filter(|k| k % 2 == 1).map(|k| (user.clone(), T0 + k * 60, -(1000 * u + k))).collect();
+        write_scores(&client, &b, &from_b).await;
+        record(&from_b);
+    }
+    let bulk: Vec<_> = (0..6).flat_map(|w| (0..1000).map(move |k| (format!("w{w}"), T0 + k * 60, k))).collect();
+    write_scores(&client, &b, &bulk).await;
+    record(&bulk);
+    // A small write over a row of B's direct commit, and over one of B's
+    // logged rows; then A dies at once, with its writes unflushed.
+    let last = vec![("w0".to_string(), T0 + 5 * 60, 99_999), ("u0".to_string(), T0 + 60, 7)];
+    write_scores(&client, &a, &last).await;
+    record(&last);
+    a.child.kill().expect("killing A");
+    a.child.wait().expect("reaping A");
+
+    let db = shared.db().await;
+    let log = shared.table("offline_log");
+    let waiting = async || -> i64 {
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {log} WHERE table_name = 'features/scores'"))
+            .fetch_one(&db)
+            .await
+            .expect("counting waiting writes")
+    };
+    assert_eq!(waiting().await, 21, "every small write still waits in the log");
+    let keys: Vec<(String, i64)> = expected.keys().cloned().collect();
+    let want: Vec<Value> = expected.values().map(|y| json!(y)).collect();
+    assert_eq!(want.len(), 6_200);
+    assert_eq!(scores_as_of(&client, &b, &keys).await, want, "B, with the log and the table merged");
+    let stats = send(client.get(b.url("/v1/feature-groups/scores/statistics"))).await;
+    assert_eq!((&stats["rows"], &stats["features"]["y"]["count"]), (&json!(6_200), &json!(6_200)), "B: {stats}");
+
+    // B shuts down cleanly and flushes every waiting write, A's too, into
+    // the one table.
+    signal(&b, "TERM");
+    let exit = b.child.wait().expect("waiting for B");
+    assert!(exit.success(), "B exits cleanly: {exit}");
+    assert_eq!(waiting().await, 0, "B's shutdown flushed the log");
+    assert!(root.join("features/scores/_delta_log").is_dir(), "one Delta table under the shared root");
+
+    // A new host reads the table alone and answers the same history, with
+    // one stored row per key.
+    let c = shared.host("c", &tables).await;
+    assert_eq!(scores_as_of(&client, &c, &keys).await, want, "C, from the table alone");
+    let stats = send(client.get(c.url("/v1/feature-groups/scores/statistics"))).await;
+    assert_eq!((&stats["rows"], &stats["features"]["y"]["count"]), (&json!(6_200), &json!(6_200)), "C: {stats}");
+}

@@ -81,6 +81,14 @@ fn parse_skew(text: &str) -> Result<std::time::Duration, String> {
     crate::config::parse_duration(text).map_err(|e| e.to_string())
 }
 
+fn parse_flush_age(text: &str) -> Result<std::time::Duration, String> {
+    let age = crate::config::parse_duration(text).map_err(|e| e.to_string())?;
+    if age.is_zero() {
+        return Err("must be more than 0 (e.g. 1s)".into());
+    }
+    Ok(age)
+}
+
 fn parse_options(text: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
     text.split(',')
         .map(str::trim)
@@ -114,6 +122,11 @@ pub struct StoreArgs {
     /// commas (e.g. AWS_ENDPOINT_URL=http://127.0.0.1:9000,AWS_ALLOW_HTTP=true).
     #[arg(long, env = "WAFER_OFFLINE_OPTIONS", value_parser = parse_options)]
     pub offline_options: Option<std::collections::BTreeMap<String, String>>,
+    /// How long a small write may wait in the write log before it is
+    /// flushed into its table (e.g. 5s, 2m); larger waits mean fewer,
+    /// larger Parquet files. Writes are durable either way.
+    #[arg(long, env = "WAFER_OFFLINE_FLUSH_AGE", default_value = "5s", value_parser = parse_flush_age)]
+    pub offline_flush_age: std::time::Duration,
     /// `memory` (default) or redis://...
     #[arg(long, env = "WAFER_ONLINE")]
     pub online: Option<String>,
@@ -381,6 +394,7 @@ impl StoreArgs {
         config.offline = self.offline;
         config.offline_url = self.offline_url;
         config.offline_options = self.offline_options.unwrap_or_default();
+        config.offline_flush_age = self.offline_flush_age;
         config.online = self.online;
         config.online_key_prefix = self.online_key_prefix;
     }
@@ -409,3 +423,27 @@ pub use apply::apply;
 pub use client::materialize;
 pub use dataset::dataset;
 pub use transform::publish;
+
+#[cfg(test)]
+mod tests {
+    use super::{Cli, Command};
+    use clap::Parser;
+    use std::time::Duration;
+
+    fn flush_age(args: &[&str]) -> Result<Duration, String> {
+        let cli = Cli::try_parse_from([&["wafer", "serve"], args].concat()).map_err(|e| e.to_string())?;
+        let Command::Serve(serve) = cli.command else { unreachable!("parsed as serve") };
+        Ok(serve.into_config().map_err(|e| e.to_string())?.offline_flush_age)
+    }
+
+    #[test]
+    fn the_flush_age_defaults_to_five_seconds_and_takes_units_but_not_zero() {
+        assert_eq!(flush_age(&[]), Ok(Duration::from_secs(5)));
+        assert_eq!(flush_age(&["--offline-flush-age", "2m"]), Ok(Duration::from_secs(120)));
+        assert_eq!(flush_age(&["--offline-flush-age", "500ms"]), Ok(Duration::from_millis(500)));
+        let zero = flush_age(&["--offline-flush-age", "0s"]).unwrap_err();
+        assert!(zero.contains("must be more than 0"), "{zero}");
+        let bad = flush_age(&["--offline-flush-age", "soon"]).unwrap_err();
+        assert!(bad.contains("is not a duration"), "{bad}");
+    }
+}
