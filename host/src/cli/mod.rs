@@ -124,9 +124,9 @@ pub struct StoreArgs {
     pub offline_options: Option<std::collections::BTreeMap<String, String>>,
     /// How long a small write may wait in the write log before it is
     /// flushed into its table (e.g. 5s, 2m); larger waits mean fewer,
-    /// larger Parquet files. Writes are durable either way.
-    #[arg(long, env = "WAFER_OFFLINE_FLUSH_AGE", default_value = "5s", value_parser = parse_flush_age)]
-    pub offline_flush_age: std::time::Duration,
+    /// larger Parquet files. Writes are durable either way. [default: 5s]
+    #[arg(long, env = "WAFER_OFFLINE_FLUSH_AGE", value_parser = parse_flush_age)]
+    pub offline_flush_age: Option<std::time::Duration>,
     /// `memory` (default) or redis://...
     #[arg(long, env = "WAFER_ONLINE")]
     pub online: Option<String>,
@@ -394,7 +394,9 @@ impl StoreArgs {
         config.offline = self.offline;
         config.offline_url = self.offline_url;
         config.offline_options = self.offline_options.unwrap_or_default();
-        config.offline_flush_age = self.offline_flush_age;
+        if let Some(age) = self.offline_flush_age {
+            config.offline_flush_age = age;
+        }
         config.online = self.online;
         config.online_key_prefix = self.online_key_prefix;
     }
