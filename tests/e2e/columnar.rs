@@ -20,6 +20,7 @@ backend_tests!(
     parquet_and_arrow_source_rows_feed_materialization_like_csv_rows,
     parquet_feature_writes_read_back_exactly_with_nulls_lists_and_created_times,
     bad_columnar_bodies_are_refused_naming_the_row_and_column_and_nothing_is_written,
+    a_columnar_bulk_write_serves_each_entitys_newest_row_online_and_keeps_every_row_offline,
     training_data_answered_as_parquet_holds_the_json_answer_in_typed_columns,
 );
 
@@ -237,6 +238,24 @@ async fn bad_columnar_bodies_are_refused_naming_the_row_and_column_and_nothing_i
         write_scores(&app, batch(vec![("user_id", users()), ("event_timestamp", times(now)), ("score", nan)])).await;
     assert_refused(status, &body, "invalid_request", "row 1, column 'score': NaN is not a finite number");
 
+    // Of several faults the one a row-by-row reading meets first is
+    // named, with its row counted across the body's batches: the second
+    // batch's first row has a time past the window, its second a NaN.
+    let nan: ArrayRef = Arc::new(Float64Array::from(vec![1.0, f64::NAN, 3.0]));
+    let faulty = batch(vec![("user_id", users()), ("event_timestamp", times(far)), ("score", nan)]);
+    let good = batch(vec![("user_id", users()), ("event_timestamp", times(now)), ("score", scores())]);
+    let stream = arrow_stream(&[good.clone(), faulty.slice(2, 1), faulty.slice(1, 1)]);
+    let (status, body) = app.post_bytes("/v1/features/write?feature_group=scores", ARROW_STREAM, stream).await;
+    assert_refused(status, &body, "invalid_timestamp", "row 3, column 'event_timestamp': event time 9999-12-31");
+    // On one row a cell's fault comes before the row's time.
+    let nan_only: ArrayRef = Arc::new(Float64Array::from(vec![f64::NAN]));
+    let both = batch(vec![("user_id", text(&["u1"])), ("event_timestamp", micros(&[far])), ("score", nan_only)]);
+    let (status, body) = write_scores(&app, both).await;
+    assert_refused(status, &body, "invalid_request", "row 0, column 'score': NaN is not a finite number");
+    let empty_key = batch(vec![("user_id", text(&["u1", ""])), ("event_timestamp", micros(&[now, now]))]);
+    let (status, body) = write_scores(&app, empty_key).await;
+    assert_refused(status, &body, "invalid_request", "row 1, column 'user_id': empty join key");
+
     let words = text(&["1.0", "2.0", "3.0"]);
     let (status, body) =
         write_scores(&app, batch(vec![("user_id", users()), ("event_timestamp", times(now)), ("score", words)])).await;
@@ -266,6 +285,58 @@ async fn bad_columnar_bodies_are_refused_naming_the_row_and_column_and_nothing_i
     // The good body is accepted.
     let (status, body) = app.post_bytes("/v1/features/write?feature_group=scores", PARQUET, parquet(&good)).await;
     assert_eq!((status, &body["written"]), (StatusCode::OK, &json!(3)), "{body}");
+}
+
+/// A body of many rows per entity, out of time order, over two batches and
+/// large enough to go to the table directly: online serves the row a
+/// row-by-row write would leave (newest event, then newest created, the
+/// later of equals), and every row is in the history.
+async fn a_columnar_bulk_write_serves_each_entitys_newest_row_online_and_keeps_every_row_offline(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
+    register_scores(&app).await;
+    let now = wafer_tests::harness::whole_second(app.clock.now());
+    const DAYS: i64 = 2_000;
+    let day = |d: i64| now.plus_secs((d - DAYS) * 86_400);
+    // Entity e's value on day d is e * 10,000 + d; newest days first.
+    let mut rows: Vec<(String, Timestamp, Option<Timestamp>, f64)> = Vec::new();
+    for d in (0..DAYS).rev() {
+        for e in 0..3 {
+            rows.push((format!("u{e}"), day(d), None, (e * 10_000 + d) as f64));
+        }
+    }
+    // u1's newest day corrected by its writer a minute from now; u2's
+    // written again as it is, server-stamped alike: the later row wins.
+    rows.push(("u1".into(), day(DAYS - 1), Some(now.plus_secs(60)), -1.0));
+    rows.push(("u2".into(), day(DAYS - 1), None, -2.0));
+    let part = |rows: &[(String, Timestamp, Option<Timestamp>, f64)]| {
+        let created: Vec<Option<i64>> = rows.iter().map(|r| r.2.map(|t| t.micros())).collect();
+        batch(vec![
+            ("user_id", Arc::new(rows.iter().map(|r| Some(r.0.as_str())).collect::<StringArray>()) as ArrayRef),
+            ("event_timestamp", micros(&rows.iter().map(|r| r.1).collect::<Vec<_>>())),
+            ("created_timestamp", Arc::new(TimestampMicrosecondArray::from(created).with_timezone("UTC"))),
+            ("score", Arc::new(Float64Array::from(rows.iter().map(|r| r.3).collect::<Vec<_>>()))),
+        ])
+    };
+    let (first, second) = rows.split_at(3_000);
+    let stream = arrow_stream(&[part(first), part(second)]);
+    let (status, body) = app.post_bytes("/v1/features/write?feature_group=scores", ARROW_STREAM, stream).await;
+    assert_eq!((status, &body["written"]), (StatusCode::OK, &json!(rows.len())), "{body}");
+
+    let users = json!([{"user_id": "u0"}, {"user_id": "u1"}, {"user_id": "u2"}]);
+    let read = json!({"entities": users, "features": ["scores:score"], "fallback": "none"});
+    let (status, body) = app.post_json("/v1/features/online", &read).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let online: Vec<Value> = (0..3).map(|i| body["results"][i]["features"]["scores:score"]["value"].clone()).collect();
+    assert_eq!(online, [json!((DAYS - 1) as f64), json!(-1.0), json!(-2.0)], "{body}");
+
+    let points: Vec<Value> = [(0, 0), (0, 777), (1, 1_500), (2, 1_998), (1, DAYS - 1), (2, DAYS - 1)]
+        .iter()
+        .map(|(e, d)| json!({"user_id": format!("u{e}"), "event_timestamp": day(*d).to_rfc3339()}))
+        .collect();
+    let got = historical(&app, json!(points), false).await;
+    let scores: Vec<Value> = got.iter().map(|r| r["scores:score"].clone()).collect();
+    let expected = [0.0, 777.0, 11_500.0, 21_998.0, -1.0, -2.0].map(|x| json!(x));
+    assert_eq!(scores, expected, "{got:?}");
 }
 
 /// Reads a Parquet answer back into JSON rows keyed by column name, in the

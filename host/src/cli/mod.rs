@@ -142,7 +142,7 @@ pub struct ClusterArgs {
     #[arg(long, env = "WAFER_HOST_ID")]
     pub host_id: Option<String>,
     /// Entities per job task, the unit a host leases.
-    #[arg(long, env = "WAFER_JOB_CHUNK_ENTITIES", default_value_t = 32)]
+    #[arg(long, env = "WAFER_JOB_CHUNK_ENTITIES", default_value_t = 128)]
     pub job_chunk_entities: usize,
     /// Seconds a job task lease lasts without renewal.
     #[arg(long, env = "WAFER_JOB_LEASE_SECONDS", default_value_t = 30.0)]

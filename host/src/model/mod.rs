@@ -61,3 +61,32 @@ pub struct FeatureRow {
     pub values: BTreeMap<String, Value>,
     pub provenance: Option<Provenance>,
 }
+
+/// Of `n` rows of one group, written in order, the indices of those an
+/// online store keeps: per entity the latest event, then the latest
+/// created, the later row among equals (the online stores' newest-wins
+/// rule, row by row), in order of each entity's first row. `at(i)` is row
+/// `i`'s entity, event time and created time. Writing only these leaves
+/// the online store as writing every row would.
+pub fn newest_per_entity<K: std::hash::Hash + Eq>(n: usize, at: impl Fn(usize) -> (K, i64, i64)) -> Vec<usize> {
+    use std::collections::hash_map::{Entry, HashMap};
+    // Per entity (by its first row's place) the row winning so far.
+    let mut slots: HashMap<K, usize> = HashMap::new();
+    let mut winners: Vec<(usize, (i64, i64))> = Vec::new();
+    for i in 0..n {
+        let (key, event, created) = at(i);
+        match slots.entry(key) {
+            Entry::Occupied(slot) => {
+                let winner = &mut winners[*slot.get()];
+                if (event, created) >= winner.1 {
+                    *winner = (i, (event, created));
+                }
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(winners.len());
+                winners.push((i, (event, created)));
+            }
+        }
+    }
+    winners.into_iter().map(|(i, _)| i).collect()
+}

@@ -132,6 +132,21 @@ pub struct Table {
 }
 
 impl Table {
+    /// Source rows as a table with one typed column per field (`fields`:
+    /// name and type, in order); a value a row lacks is null.
+    pub fn of_source_rows(fields: &[(String, ValueType)], rows: &[super::SourceRow]) -> Table {
+        let null = Value::Null;
+        Table {
+            timestamps: rows.iter().map(|r| r.ts.micros()).collect(),
+            columns: fields
+                .iter()
+                .map(|(name, t)| {
+                    Column::from_values(name, *t, rows.iter().map(|r| r.values.get(name).unwrap_or(&null)))
+                })
+                .collect(),
+        }
+    }
+
     pub fn rows(&self) -> usize {
         self.timestamps.len()
     }

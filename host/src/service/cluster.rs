@@ -20,8 +20,11 @@ pub struct ClusterSettings {
     /// `<hostname>:<pid>`, unique among live hosts.
     pub host_id: String,
     /// Entities per job task: the unit one host leases, computes and
-    /// commits. Default 32: big enough that a task's rows go to the store in
-    /// one large write, small enough to spread a job over many hosts.
+    /// commits. Default 128: a task reads each source once for all its
+    /// entities and writes their rows in one commit, and each commit of a
+    /// Delta table costs about as much as computing a few dozen entities
+    /// (1,000 tickers x 24 features: 2.45 s at 32, 1.04 s at 128); small
+    /// enough to spread a job of thousands of entities over many hosts.
     pub job_chunk_entities: usize,
     /// How long a task lease lasts without renewal; a host that dies holding
     /// a task delays it by at most this. Renewed every third of it. Default 30 s.
@@ -40,7 +43,7 @@ impl Default for ClusterSettings {
     fn default() -> Self {
         ClusterSettings {
             host_id: default_host_id(),
-            job_chunk_entities: 32,
+            job_chunk_entities: 128,
             job_lease: Duration::from_secs(30),
             job_slots: 2,
             job_poll: Duration::from_secs(1),

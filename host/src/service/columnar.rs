@@ -20,16 +20,20 @@
 use super::ingest::time_error;
 use super::{ServiceError, ServiceResult, Wafer};
 use crate::model::time::number_hint;
-use crate::model::{EntityKey, FeatureGroup, FeatureRow, SourceRow, TimeWindow, Timestamp, Value, ValueType};
+use crate::model::{EntityKey, FeatureGroup, SourceRow, TimeWindow, Timestamp, Value, ValueType};
+use crate::store::{FeatureBatch, TableDef};
+use arrow_array::builder::StringBuilder;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{
     Date32Type, Date64Type, Float16Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
     TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type,
     UInt16Type, UInt32Type, UInt64Type,
 };
-use arrow_array::{Array, ArrayRef, RecordBatch};
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_schema::{DataType, TimeUnit};
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The group's column holding each row's event time.
 pub const EVENT_TIMESTAMP: &str = "event_timestamp";
@@ -64,43 +68,228 @@ impl Wafer {
     }
 
     /// Validates and writes pushed feature rows from record batches, as
-    /// [`Wafer::write_features`] does JSON rows.
+    /// [`Wafer::write_features`] does JSON rows. The columns are checked
+    /// and converted as columns, and reach the offline store as one
+    /// [`FeatureBatch`]: no row map per row.
     pub async fn write_feature_batches(&self, group_name: &str, batches: &[RecordBatch]) -> ServiceResult<u64> {
         let group = self.feature_group(group_name)?;
         Self::check_writable(&group)?;
-        let rows = self.feature_rows_from_batches(&group, batches)?;
-        self.store_feature_rows(&group, rows).await
+        let def = self.group_def(&group)?;
+        let batch = self.feature_batch(&group, &def, batches)?;
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let written = self.offline().write_feature_batch(&def, &batch).await?;
+        let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
+        self.online().write(&group.name, &batch.newest_per_entity()?, ttl).await?;
+        Ok(written)
     }
 
-    fn feature_rows_from_batches(
+    /// The body's rows as the table's columns, checked as a whole: the
+    /// error is the one a row-by-row reading meets first.
+    fn feature_batch(
         &self,
         group: &FeatureGroup,
+        def: &TableDef,
         batches: &[RecordBatch],
-    ) -> ServiceResult<Vec<FeatureRow>> {
-        let join_keys = self.entity(&group.entity)?.join_keys.clone();
-        let roles = roles(batches, &join_keys, EVENT_TIMESTAMP, Some(CREATED_TIMESTAMP), |name| {
+    ) -> ServiceResult<FeatureBatch> {
+        let join_keys = &def.join_keys;
+        let roles = roles(batches, join_keys, EVENT_TIMESTAMP, Some(CREATED_TIMESTAMP), |name| {
             group.feature(name).map(|f| f.value_type)
         })
         .map_err(|e| ServiceError::Invalid(format!("feature group '{}': {e}", group.name)))?;
         let (now, window) = (self.clock().now(), self.time_window());
-        let mut rows = Vec::new();
-        for_each_row(batches, &roles, join_keys.len(), now, |cells| {
-            let event_ts = cells.time(EVENT_TIMESTAMP, "event time", &window)?;
-            let created = cells.created.take().map(|t| cells.check(CREATED_TIMESTAMP, "created time", t, &window));
-            let created = created.transpose()?;
-            rows.push(FeatureRow {
-                entity: cells.entity(),
-                event_ts,
-                created: created.unwrap_or(now),
-                created_given: created.is_some(),
-                values: std::mem::take(&mut cells.values),
-                // Pushed by a client: no transform of ours computed it.
-                provenance: None,
-            });
-            Ok(())
-        })?;
-        Ok(rows)
+        let mut parts = Vec::with_capacity(batches.len());
+        let mut base = 0;
+        for batch in batches {
+            if batch.num_columns() != roles.len() {
+                return Err(ServiceError::Invalid("the body's batches do not share one schema".into()));
+            }
+            let columns = FeatureColumns { batch, roles: &roles, def, now, window: &window, base };
+            parts.push(columns.convert().map_err(|failure| failure.error)?);
+            base += batch.num_rows();
+        }
+        Ok(FeatureBatch::new(def, parts)?)
     }
+}
+
+/// Where a check fails, ordered as a row-by-row reading meets it: by row,
+/// then the cells in column order, then the row's event time, then its
+/// created time against the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct At {
+    row: usize,
+    phase: Phase,
+    column: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    Cell,
+    EventTime,
+    CreatedWindow,
+}
+
+struct Failure {
+    at: At,
+    error: ServiceError,
+}
+
+/// One body batch, converted column by column to the table's columns.
+struct FeatureColumns<'a> {
+    batch: &'a RecordBatch,
+    roles: &'a [Role],
+    def: &'a TableDef,
+    now: Timestamp,
+    window: &'a TimeWindow,
+    /// The batch's first row number in the body.
+    base: usize,
+}
+
+impl FeatureColumns<'_> {
+    /// The payload columns (join keys, event and created time, created
+    /// given, the features in the definition's order, provenance), or the
+    /// first failure of all columns.
+    fn convert(&self) -> Result<Vec<ArrayRef>, Failure> {
+        let n = self.batch.num_rows();
+        let k = self.def.join_keys.len();
+        let mut failures: Vec<Failure> = Vec::new();
+        let mut keys: Vec<Option<ArrayRef>> = vec![None; k];
+        let mut event: Option<ArrayRef> = None;
+        let mut created: Option<(ArrayRef, ArrayRef)> = None;
+        let mut values: Vec<Option<ArrayRef>> = vec![None; self.def.columns.len()];
+        let fields = self.batch.schema_ref().fields().clone();
+        for (column, ((array, role), field)) in
+            self.batch.columns().iter().zip(self.roles).zip(fields.iter()).enumerate()
+        {
+            let name = field.name().as_str();
+            let converted = match role {
+                Role::Key(i) => self.key_column(array, name).map(|a| keys[*i] = Some(a)),
+                Role::Event => self.event_column(array, name).map(|a| event = Some(a)),
+                Role::Created => self.created_column(array, name).map(|a| created = Some(a)),
+                Role::Value(feature, ty) => {
+                    let slot = self.def.columns.iter().position(|(c, _)| c == feature).expect("a declared feature");
+                    self.value_column(array, name, *ty).map(|a| values[slot] = Some(a))
+                }
+            };
+            if let Err((row, phase, error)) = converted {
+                failures.push(Failure { at: At { row, phase, column }, error });
+            }
+        }
+        if let Some(first) = failures.into_iter().min_by_key(|f| f.at) {
+            return Err(first);
+        }
+        let mut columns: Vec<ArrayRef> = keys.into_iter().map(|c| c.expect("every join key is a column")).collect();
+        columns.push(event.expect("the event time is a column"));
+        let (created, given) = created.unwrap_or_else(|| {
+            (timestamps(vec![self.now.0; n]), Arc::new(BooleanArray::from(vec![false; n])) as ArrayRef)
+        });
+        columns.extend([created, given]);
+        for (slot, (_, ty)) in values.into_iter().zip(&self.def.columns) {
+            // A feature the body lacks is null in every row.
+            columns.push(slot.unwrap_or_else(|| FeatureBatch::nulls(*ty, n)));
+        }
+        columns.push(Arc::new(StringArray::new_null(n)));
+        Ok(columns)
+    }
+
+    fn invalid(&self, i: usize, name: &str, e: String) -> (usize, Phase, ServiceError) {
+        let row = self.base + i;
+        (row, Phase::Cell, ServiceError::Invalid(format!("row {row}, column '{name}': {e}")))
+    }
+
+    fn bad_time(&self, i: usize, phase: Phase, name: &str, e: impl std::fmt::Display) -> (usize, Phase, ServiceError) {
+        let row = self.base + i;
+        (row, phase, time_error(row, name, format!("row {row}, column '{name}': {e}")))
+    }
+
+    /// A join-key column as text; no cell null or empty.
+    fn key_column(&self, a: &ArrayRef, name: &str) -> Result<ArrayRef, (usize, Phase, ServiceError)> {
+        if let DataType::Utf8 = a.data_type() {
+            let text = a.as_string::<i32>();
+            let offsets = text.value_offsets();
+            let bad = (0..text.len()).find(|&i| text.is_null(i) || offsets[i] == offsets[i + 1]);
+            return match bad {
+                Some(i) if text.is_null(i) => Err(self.invalid(i, name, "null join key".into())),
+                Some(i) => Err(self.invalid(i, name, "empty join key".into())),
+                None => Ok(a.clone()),
+            };
+        }
+        let mut parts = StringBuilder::with_capacity(a.len(), a.len() * 8);
+        for i in 0..a.len() {
+            let part = key_at(a, i).map_err(|e| self.invalid(i, name, e))?;
+            if part.is_empty() {
+                return Err(self.invalid(i, name, "empty join key".into()));
+            }
+            parts.append_value(part);
+        }
+        Ok(Arc::new(parts.finish()))
+    }
+
+    /// Event times in microseconds, each in the window; none null.
+    fn event_column(&self, a: &ArrayRef, name: &str) -> Result<ArrayRef, (usize, Phase, ServiceError)> {
+        let mut micros = Vec::with_capacity(a.len());
+        for i in 0..a.len() {
+            let t = match a.is_null(i) {
+                true => Err("is null".to_string()),
+                false => time_at(a, i, self.now),
+            };
+            let t = t.map_err(|e| self.bad_time(i, Phase::EventTime, name, e))?;
+            self.window.check(t, "event time").map_err(|e| self.bad_time(i, Phase::EventTime, name, e))?;
+            micros.push(t.0);
+        }
+        Ok(timestamps(micros))
+    }
+
+    /// Created times and whether the writer gave them: a null cell is
+    /// stamped with the server's clock, as a JSON row without one. Either
+    /// failure ends the column: nothing after it comes first.
+    fn created_column(&self, a: &ArrayRef, name: &str) -> Result<(ArrayRef, ArrayRef), (usize, Phase, ServiceError)> {
+        let (mut micros, mut given) = (Vec::with_capacity(a.len()), Vec::with_capacity(a.len()));
+        for i in 0..a.len() {
+            if a.is_null(i) {
+                micros.push(self.now.0);
+                given.push(false);
+                continue;
+            }
+            let t = time_at(a, i, self.now).map_err(|e| self.bad_time(i, Phase::Cell, name, e))?;
+            self.window.check(t, "created time").map_err(|e| self.bad_time(i, Phase::CreatedWindow, name, e))?;
+            micros.push(t.0);
+            given.push(true);
+        }
+        Ok((timestamps(micros), Arc::new(BooleanArray::from(given))))
+    }
+
+    /// A feature column in its declared type. Columns already in it are
+    /// kept as they are (floats checked finite); others are read cell by
+    /// cell.
+    fn value_column(&self, a: &ArrayRef, name: &str, ty: ValueType) -> Result<ArrayRef, (usize, Phase, ServiceError)> {
+        match (ty, a.data_type()) {
+            (ValueType::Float64, DataType::Float64) => {
+                let floats = a.as_primitive::<Float64Type>();
+                let bad = (0..floats.len()).find(|&i| !floats.value(i).is_finite() && floats.is_valid(i));
+                match bad {
+                    Some(i) => Err(self.invalid(i, name, finite(floats.value(i)).expect_err("not finite"))),
+                    None => Ok(a.clone()),
+                }
+            }
+            (ValueType::Int64, DataType::Int64)
+            | (ValueType::Bool, DataType::Boolean)
+            | (ValueType::String, DataType::Utf8) => Ok(a.clone()),
+            _ => {
+                let mut values = Vec::with_capacity(a.len());
+                for i in 0..a.len() {
+                    let v = value_at(a, i, ty).map_err(|e| self.invalid(i, name, e))?;
+                    values.push((v != Value::Null).then_some(v));
+                }
+                FeatureBatch::column(self.def, name, ty, &values).map_err(|e| (self.base, Phase::Cell, e.into()))
+            }
+        }
+    }
+}
+
+fn timestamps(micros: Vec<i64>) -> ArrayRef {
+    Arc::new(TimestampMicrosecondArray::from(micros).with_timezone("UTC"))
 }
 
 /// Each column's role, from the first batch's schema (an IPC stream and a
@@ -141,7 +330,6 @@ fn roles(
 struct Cells {
     parts: Vec<String>,
     event: Option<Result<Timestamp, String>>,
-    created: Option<Timestamp>,
     values: BTreeMap<String, Value>,
     row: usize,
 }
@@ -167,7 +355,7 @@ impl Cells {
     }
 }
 
-/// Reads every row of `batches` by `roles` and hands it to `each` (its
+/// Reads every row of a source body's `batches` by `roles` and hands it to `each` (its
 /// cells know their global row number); stops at the first error. `now`
 /// only explains numbers sent as times.
 fn for_each_row(
@@ -191,13 +379,7 @@ fn for_each_row(
             .collect();
         for i in 0..batch.num_rows() {
             let at = |name: &str, e: String| ServiceError::Invalid(format!("row {row}, column '{name}': {e}"));
-            let mut cells = Cells {
-                parts: vec![String::new(); key_count],
-                event: None,
-                created: None,
-                values: BTreeMap::new(),
-                row,
-            };
+            let mut cells = Cells { parts: vec![String::new(); key_count], event: None, values: BTreeMap::new(), row };
             for (array, role, name) in &columns {
                 match role {
                     Role::Key(k) => {
@@ -208,13 +390,7 @@ fn for_each_row(
                         cells.parts[*k] = part;
                     }
                     Role::Event => cells.event = (!array.is_null(i)).then(|| time_at(array, i, now)),
-                    Role::Created => {
-                        if !array.is_null(i) {
-                            let t = time_at(array, i, now)
-                                .map_err(|e| time_error(row, name, format!("row {row}, column '{name}': {e}")))?;
-                            cells.created = Some(t);
-                        }
-                    }
+                    Role::Created => unreachable!("source bodies have no created column"),
                     Role::Value(field, ty) => {
                         let v = value_at(array, i, *ty).map_err(|e| at(name, e))?;
                         cells.values.insert(field.clone(), v);

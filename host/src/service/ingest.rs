@@ -165,7 +165,14 @@ impl Wafer {
         }
         let written = self.offline().write_feature_rows(&self.group_def(group)?, &rows).await?;
         let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
-        self.online().write(&group.name, &rows, ttl).await?;
+        let newest =
+            crate::model::newest_per_entity(rows.len(), |i| (&rows[i].entity, rows[i].event_ts.0, rows[i].created.0));
+        // Every row when each is its entity's only one (the usual push).
+        let newest: std::borrow::Cow<[FeatureRow]> = match newest.len() == rows.len() {
+            true => rows.as_slice().into(),
+            false => newest.into_iter().map(|i| rows[i].clone()).collect::<Vec<_>>().into(),
+        };
+        self.online().write(&group.name, &newest, ttl).await?;
         Ok(written)
     }
 

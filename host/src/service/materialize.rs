@@ -11,12 +11,12 @@
 //! carries the job's start time as its created time, so a task computed
 //! twice (its first host died) upserts the same rows, never duplicates.
 
-use super::{ServiceError, ServiceResult, Wafer};
+use super::{ServiceError, ServiceResult, Wafer, output};
 use crate::model::{
-    BatchInput, Column, EntityKey, FeatureGroup, FeatureRow, Job, JobState, JobTask, NamedTable, Producer, Provenance,
-    SourceRow, Table, TaskOutcome, Timestamp, TransformVersion,
+    BatchInput, EntityKey, FeatureGroup, Job, JobState, JobTask, NamedTable, Producer, Provenance, Table, TaskOutcome,
+    Timestamp, TransformVersion,
 };
-use crate::store::{SourceRange, StoreError};
+use crate::store::{FeatureBatch, SourceRange, StoreError};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -234,18 +234,26 @@ impl Wafer {
             }
         };
         let created = job.started_at.unwrap_or(job.created_at);
+        let inputs = match self.batch_inputs(&plan.0, &plan.1, &task.entities).await {
+            Ok(inputs) => inputs,
+            Err(e) if is_transient(&e) => return Err(e),
+            Err(e) => {
+                outcome.errors.extend(task.entities.iter().map(|entity| format!("{entity}: {e}")));
+                return Ok(outcome);
+            }
+        };
         let permits = Arc::new(Semaphore::new(PARALLEL_ENTITIES));
         let mut running = tokio::task::JoinSet::new();
-        for (i, entity) in task.entities.iter().enumerate() {
+        for (i, (entity, input)) in task.entities.iter().zip(inputs).enumerate() {
             let (this, plan, permits, entity) = (self.clone(), plan.clone(), permits.clone(), entity.clone());
             let after = task.after.get(i).copied().flatten();
             running.spawn(async move {
                 let _permit = permits.acquire_owned().await.expect("semaphore is never closed");
-                let rows = this.compute_entity(&plan.0, &plan.1, &entity, created, after).await;
+                let rows = this.compute_entity(&plan.0, &plan.1, input, &entity, created, after).await;
                 (i, entity, rows)
             });
         }
-        let mut produced: Vec<(usize, Vec<FeatureRow>)> = Vec::with_capacity(task.entities.len());
+        let mut produced: Vec<(usize, FeatureBatch)> = Vec::with_capacity(task.entities.len());
         while let Some(joined) = running.join_next().await {
             let (i, entity, rows) = joined.map_err(|e| ServiceError::Invalid(format!("task panicked: {e}")))?;
             match rows {
@@ -256,13 +264,12 @@ impl Wafer {
         }
         // Input order, so a task's writes are the same whichever finished first.
         produced.sort_by_key(|(i, _)| *i);
-        let latest: Vec<FeatureRow> =
-            produced.iter().filter_map(|(_, rows)| rows.iter().max_by_key(|r| r.event_ts).cloned()).collect();
-        let rows: Vec<FeatureRow> = produced.into_iter().flat_map(|(_, rows)| rows).collect();
         let group = &plan.0;
-        outcome.rows_written = self.offline().write_feature_rows(&self.group_def(group)?, &rows).await?;
+        let def = self.group_def(group)?;
+        let rows = FeatureBatch::concat(&def, produced.iter().map(|(_, b)| b))?;
+        outcome.rows_written = self.offline().write_feature_batch(&def, &rows).await?;
         let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
-        self.online().write(&group.name, &latest, ttl).await?;
+        self.online().write(&group.name, &rows.newest_per_entity()?, ttl).await?;
         Ok(outcome)
     }
 
@@ -277,37 +284,39 @@ impl Wafer {
         Ok((group, version))
     }
 
-    /// Reads one entity's inputs and runs the transform on them.
+    /// Runs the transform on one entity's inputs.
     async fn compute_entity(
         &self,
         group: &FeatureGroup,
         version: &TransformVersion,
+        input: BatchInput,
         entity: &EntityKey,
         created: Timestamp,
         after: Option<Timestamp>,
-    ) -> ServiceResult<Vec<FeatureRow>> {
-        let input = self.batch_input(group, version, entity).await?;
+    ) -> ServiceResult<FeatureBatch> {
         let output = self.invoke_batch(version, input).await?;
-        Ok(rows_from_output(group, entity, &output, created, after, &Provenance::of(version)))
+        let def = self.group_def(group)?;
+        output::feature_batch(group, &def, entity, &output, created, after, &Provenance::of(version))
     }
 
-    /// Builds a batch transform's input for one entity: the whole history
-    /// of every source of the group, and of the related series the transform
-    /// declared, with the group's params. Every path (full and incremental
-    /// runs, compute-on-miss) passes the same history, so each produces the
-    /// same value for the same row.
-    pub(crate) async fn batch_input(
+    /// Builds a batch transform's input for each of `entities`: the whole
+    /// history of every source of the group, and of the related series the
+    /// transform declared, with the group's params. Every path (full and
+    /// incremental runs, compute-on-miss) passes the same history, so each
+    /// produces the same value for the same row. Each source is read once
+    /// for all the entities, and each related series once.
+    pub(crate) async fn batch_inputs(
         &self,
         group: &FeatureGroup,
         version: &TransformVersion,
-        entity: &EntityKey,
-    ) -> ServiceResult<BatchInput> {
+        entities: &[EntityKey],
+    ) -> ServiceResult<Vec<BatchInput>> {
         let params = params_with_defaults(group, version);
-        let mut sources = Vec::new();
+        let mut sources: Vec<(String, Vec<Table>)> = Vec::new();
         for name in group.producer.source_names() {
-            let range = SourceRange::default();
-            let rows = self.offline().read_source(&name, entity, range).await?;
-            sources.push(NamedTable { table: self.source_table(&name, &rows)?, name });
+            let def = self.source_def(&*self.source(&name)?)?;
+            let tables = self.offline().read_source_tables(&def, entities, SourceRange::default()).await?;
+            sources.push((name, tables));
         }
         let mut related = Vec::new();
         for r in &version.descriptor.related {
@@ -317,68 +326,26 @@ impl Wafer {
                     version.name, version.version, r.entity_param, r.name
                 ))
             })?;
-            let rows = self.offline().read_source(&r.source, &EntityKey(key), SourceRange::default()).await?;
-            related.push(NamedTable { table: self.source_table(&r.source, &rows)?, name: r.name.clone() });
+            let def = self.source_def(&*self.source(&r.source)?)?;
+            let key = [EntityKey(key)];
+            let mut table = self.offline().read_source_tables(&def, &key, SourceRange::default()).await?;
+            related.push(NamedTable { table: table.pop().unwrap_or_default(), name: r.name.clone() });
         }
-        Ok(BatchInput { entity: entity.to_string(), sources, related, params })
-    }
-
-    /// Source rows as a table with one typed column per source field.
-    fn source_table(&self, source_name: &str, rows: &[SourceRow]) -> ServiceResult<Table> {
-        let source = self.source(source_name)?;
-        let timestamps = rows.iter().map(|r| r.ts.micros()).collect();
-        let columns = source
-            .fields
-            .iter()
-            .map(|f| {
-                let null = crate::model::Value::Null;
-                Column::from_values(&f.name, f.value_type, rows.iter().map(|r| r.values.get(&f.name).unwrap_or(&null)))
-            })
-            .collect();
-        Ok(Table { timestamps, columns })
-    }
-}
-
-/// Turns transform output into feature rows of the group's features, each
-/// recording the transform version that computed it (`provenance`). Rows
-/// where every feature is null (warm-up rows) are skipped; so are rows at
-/// or before `after` in incremental runs.
-pub(crate) fn rows_from_output(
-    group: &FeatureGroup,
-    entity: &EntityKey,
-    output: &Table,
-    created: Timestamp,
-    after: Option<Timestamp>,
-    provenance: &Provenance,
-) -> Vec<FeatureRow> {
-    let columns: Vec<(&str, Option<&Column>)> =
-        group.features.iter().map(|f| (f.name.as_str(), output.column(&f.name))).collect();
-    let mut rows = Vec::with_capacity(output.rows());
-    for (i, &ts) in output.timestamps.iter().enumerate() {
-        let event_ts = Timestamp(ts);
-        if after.is_some_and(|a| event_ts <= a) {
-            continue;
-        }
-        let mut values = BTreeMap::new();
-        let mut any = false;
-        for (name, col) in &columns {
-            let v = col.map(|c| c.value(i)).unwrap_or(crate::model::Value::Null);
-            any |= !v.is_null();
-            values.insert(name.to_string(), v);
-        }
-        if any {
-            rows.push(FeatureRow {
-                entity: entity.clone(),
-                event_ts,
-                created,
-                // Materialized rows carry the job's clock, never a writer's.
-                created_given: false,
-                values,
-                provenance: Some(provenance.clone()),
+        let mut inputs = Vec::with_capacity(entities.len());
+        for (i, entity) in entities.iter().enumerate() {
+            let sources = sources
+                .iter_mut()
+                .map(|(name, tables)| NamedTable { name: name.clone(), table: std::mem::take(&mut tables[i]) })
+                .collect();
+            inputs.push(BatchInput {
+                entity: entity.to_string(),
+                sources,
+                related: related.clone(),
+                params: params.clone(),
             });
         }
+        Ok(inputs)
     }
-    rows
 }
 
 /// The group's params plus the transform's declared defaults for the rest.

@@ -10,6 +10,8 @@
 //! - `columnar.rs`: the same from Arrow record batches (Parquet and Arrow
 //!   IPC bodies).
 //! - `materialize.rs`: materialization jobs (batch transforms over sources).
+//! - `output.rs`: a batch transform's output as feature columns, for
+//!   materialization and computing on a miss.
 //! - `serving.rs`: online reads with freshness status.
 //! - `historical.rs`: point-in-time training data.
 //! - `monitoring.rs`: freshness and feature statistics per group.
@@ -38,6 +40,7 @@ pub mod jobs;
 pub mod maintenance;
 pub mod materialize;
 pub mod monitoring;
+mod output;
 pub mod registry;
 mod schedule;
 pub mod serving;

@@ -521,20 +521,23 @@ impl Wafer {
             return Ok(None);
         };
         let version = self.resolve_version(transform, version.as_deref()).await?;
-        let input = self.batch_input(group, &version, entity).await?;
+        let Some(input) = self.batch_inputs(group, &version, std::slice::from_ref(entity)).await?.pop() else {
+            return Ok(None);
+        };
         if input.sources.first().is_none_or(|s| s.table.rows() == 0) {
             return Ok(None);
         }
         let output = self.invoke_batch(&version, input).await?;
         let now = self.clock().now();
-        let rows = super::materialize::rows_from_output(group, entity, &output, now, None, &Provenance::of(&version));
-        let Some(latest) = rows.into_iter().max_by_key(|r| r.event_ts) else {
+        let def = self.group_def(group)?;
+        let rows = super::output::feature_batch(group, &def, entity, &output, now, None, &Provenance::of(&version))?;
+        let Some(latest) = rows.newest_per_entity()?.pop() else {
             return Ok(None);
         };
         // Written back after the answer, offline first, then online: the
         // read never waits for a durable commit, and a value lost to a
         // crash meanwhile is simply computed again.
-        let (this, table, row) = (self.clone(), self.group_def(group)?, latest.clone());
+        let (this, table, row) = (self.clone(), def, latest.clone());
         let name = group.name.clone();
         let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
         tokio::spawn(async move {

@@ -23,10 +23,12 @@ mod sql;
 pub mod sqlite;
 mod stored;
 
+pub use delta::FeatureBatch;
+
 use crate::model::{
     AuditEntry, Entity, EntityKey, FeatureGroup, FeatureRow, FeatureStatistics, FreshnessCounts, Job, JobTask,
-    LeasedTask, Source, SourceRow, TaskOutcome, Timestamp, TransformSettings, TransformSummary, TransformVersion,
-    ValueType,
+    LeasedTask, Source, SourceRow, Table, TaskOutcome, Timestamp, TransformSettings, TransformSummary,
+    TransformVersion, ValueType,
 };
 use async_trait::async_trait;
 use std::time::Duration;
@@ -255,6 +257,22 @@ pub trait OfflineStore: Send + Sync {
     async fn write_source_rows(&self, source: &TableDef, rows: &[SourceRow]) -> StoreResult<u64>;
     /// One entity's rows in ascending ts.
     async fn read_source(&self, source: &str, entity: &EntityKey, range: SourceRange) -> StoreResult<Vec<SourceRow>>;
+    /// [`OfflineStore::read_source`] of each of `entities`, as tables of
+    /// `source`'s columns aligned with them: what batch transforms read. A
+    /// columnar store slices its columns from one read of the table.
+    async fn read_source_tables(
+        &self,
+        source: &TableDef,
+        entities: &[EntityKey],
+        range: SourceRange,
+    ) -> StoreResult<Vec<Table>> {
+        let mut tables = Vec::with_capacity(entities.len());
+        for entity in entities {
+            let rows = self.read_source(&source.name, entity, range).await?;
+            tables.push(Table::of_source_rows(&source.columns, &rows));
+        }
+        Ok(tables)
+    }
     /// Entities with at least one row in the source, with their newest ts.
     async fn source_entities(&self, source: &str) -> StoreResult<Vec<(EntityKey, Timestamp)>>;
     async fn delete_source_rows(&self, source: &str) -> StoreResult<()>;
@@ -268,6 +286,11 @@ pub trait OfflineStore: Send + Sync {
     async fn source_changes(&self, source: &str, after: Timestamp) -> StoreResult<Vec<(EntityKey, Timestamp)>>;
 
     async fn write_feature_rows(&self, group: &TableDef, rows: &[FeatureRow]) -> StoreResult<u64>;
+    /// [`OfflineStore::write_feature_rows`] of rows given as columns (a
+    /// bulk load): a columnar store writes them as they are.
+    async fn write_feature_batch(&self, group: &TableDef, batch: &FeatureBatch) -> StoreResult<u64> {
+        self.write_feature_rows(group, &batch.rows()?).await
+    }
     /// The latest row per entity (max event time, then max created), `None`
     /// where the entity has none. Output is aligned with `entities`.
     async fn latest_feature_rows(&self, group: &str, entities: &[EntityKey]) -> StoreResult<Vec<Option<FeatureRow>>>;

@@ -136,7 +136,7 @@ fn timestamps(values: impl Iterator<Item = i64>) -> ArrayRef {
 }
 
 /// One value column from the rows' maps; an absent value is null.
-fn value_column<'a>(
+pub(super) fn value_column<'a>(
     table: &str,
     name: &str,
     t: ValueType,

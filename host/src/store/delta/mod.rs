@@ -11,6 +11,7 @@
 //! none.
 //!
 //! - `layout.rs`: the columns of a table and of a log payload.
+//! - `batch.rs`: feature rows as payload columns, for columnar writes.
 //! - `table.rs`: Delta tables (open, append, scan, delete).
 //! - `merge.rs`: table and log rows as one sorted, deduplicated batch.
 //! - `cache.rs`: merges kept in memory and caught up as writes arrive.
@@ -18,6 +19,7 @@
 //! - `reads.rs`: the answers each read computes from merged rows.
 //! - `import.rs`: offline rows of earlier versions' SQLite file, moved in.
 
+mod batch;
 mod cache;
 mod flush;
 mod import;
@@ -28,6 +30,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+pub use batch::FeatureBatch;
 pub use flush::FlushPolicy;
 pub use import::Imported;
 
@@ -36,7 +39,7 @@ use self::layout::{EVENT_TIMESTAMP, Kind};
 use self::merge::Merged;
 use self::table::Tables;
 use super::{AsOfRules, Compaction, OfflineStore, SourceRange, StoreError, StoreResult, TableDef, WriteLog};
-use crate::model::{EntityKey, FeatureRow, FeatureStatistics, FreshnessCounts, SourceRow, Timestamp};
+use crate::model::{EntityKey, FeatureRow, FeatureStatistics, FreshnessCounts, SourceRow, Table, Timestamp};
 use arrow_array::RecordBatch;
 use async_trait::async_trait;
 use deltalake::datafusion::prelude::{Expr, col, lit};
@@ -267,6 +270,17 @@ impl OfflineStore for DeltaOffline {
         reads::source_rows(&merged, entity, range)
     }
 
+    async fn read_source_tables(
+        &self,
+        source: &TableDef,
+        entities: &[EntityKey],
+        range: SourceRange,
+    ) -> StoreResult<Vec<Table>> {
+        let wanted = Wanted { entities: Some(entities), ..Wanted::default() };
+        let merged = self.merged(Kind::Source, &source.name, wanted, entities.len() <= SMALL_READ).await?;
+        entities.iter().map(|entity| reads::source_table(&merged, entity, range, &source.columns)).collect()
+    }
+
     async fn source_entities(&self, source: &str) -> StoreResult<Vec<(EntityKey, Timestamp)>> {
         let merged = self.merged(Kind::Source, source, Wanted::default(), false).await?;
         Ok(reads::newest_per_entity(&merged))
@@ -300,18 +314,24 @@ impl OfflineStore for DeltaOffline {
         if rows.is_empty() {
             return Ok(0);
         }
-        let batch = layout::encode_features(table, rows)?;
-        let path = Kind::Features.path(&table.name);
-        if rows.len() >= DIRECT_ROWS {
+        self.write_feature_batch(table, &FeatureBatch::from_rows(table, rows)?).await
+    }
+
+    async fn write_feature_batch(&self, table: &TableDef, batch: &FeatureBatch) -> StoreResult<u64> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let (path, batch) = (Kind::Features.path(&table.name), batch.record_batch());
+        if batch.num_rows() >= DIRECT_ROWS {
             let seq = self.log.next_seq().await?;
-            let complete = layout::complete(Kind::Features, &batch, seq, 0)?;
+            let complete = layout::complete(Kind::Features, batch, seq, 0)?;
             if let Some(commit) = self.tables.append(&path, vec![complete.clone()]).await? {
                 self.kept.committed(Kind::Features, &path, commit, &[complete])?;
             }
         } else {
-            self.log_batch(&path, &batch).await?;
+            self.log_batch(&path, batch).await?;
         }
-        Ok(rows.len() as u64)
+        Ok(batch.num_rows() as u64)
     }
 
     async fn latest_feature_rows(&self, group: &str, entities: &[EntityKey]) -> StoreResult<Vec<Option<FeatureRow>>> {

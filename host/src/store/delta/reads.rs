@@ -2,15 +2,21 @@
 //! (sorted by entity, event time, created time; one row per key unless
 //! the read asked for every write).
 
+use super::layout::{downcast, value_at};
 use super::merge::Merged;
-use crate::model::{EntityKey, FeatureRow, FeatureStatistics, FreshnessCounts, SourceRow, Timestamp};
+use crate::model::{
+    Column, ColumnValues, EntityKey, FeatureRow, FeatureStatistics, FreshnessCounts, SourceRow, Table, Timestamp,
+    Value, ValueType,
+};
 use crate::store::sql::{interpolate, percentile_ranks};
 use crate::store::{AsOfRules, SourceRange, StoreResult};
-use arrow_array::{Array, Float64Array, Int64Array};
+use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
+use arrow_schema::DataType;
 
-pub(super) fn source_rows(merged: &Merged, entity: &EntityKey, range: SourceRange) -> StoreResult<Vec<SourceRow>> {
+/// The index range of `entity`'s rows `range` asks for.
+fn source_range(merged: &Merged, entity: &EntityKey, range: SourceRange) -> (usize, usize) {
     let Some((start, end)) = merged.rows_of(entity.as_str()) else {
-        return Ok(Vec::new());
+        return (0, 0);
     };
     let until = range.until.map_or(i64::MAX, |t| t.0);
     // Sorted by time within the entity: the rows up to `until` end here.
@@ -19,7 +25,63 @@ pub(super) fn source_rows(merged: &Merged, entity: &EntityKey, range: SourceRang
         Some(n) => end.saturating_sub(n as usize).max(start),
         None => start,
     };
+    (start, end)
+}
+
+pub(super) fn source_rows(merged: &Merged, entity: &EntityKey, range: SourceRange) -> StoreResult<Vec<SourceRow>> {
+    let (start, end) = source_range(merged, entity, range);
     (start..end).map(|i| merged.source_row(i)).collect()
+}
+
+/// [`source_rows`] as a table of `fields`, sliced from the merged columns.
+pub(super) fn source_table(
+    merged: &Merged,
+    entity: &EntityKey,
+    range: SourceRange,
+    fields: &[(String, ValueType)],
+) -> StoreResult<Table> {
+    let (start, end) = source_range(merged, entity, range);
+    let columns = fields
+        .iter()
+        .map(|(name, t)| {
+            let array = merged.value_columns().iter().find(|(n, _)| n == name).map(|(_, a)| a);
+            table_column(name, *t, array, start, end)
+        })
+        .collect::<StoreResult<_>>()?;
+    Ok(Table { timestamps: (start..end).map(|i| merged.event(i)).collect(), columns })
+}
+
+/// Rows `start..end` of a merged value column as a transform's column of
+/// type `t`, as [`Column::from_values`] builds it from the rows' values
+/// (null slots hold the type's default).
+fn table_column(name: &str, t: ValueType, array: Option<&ArrayRef>, start: usize, end: usize) -> StoreResult<Column> {
+    let Some(a) = array else {
+        return Ok(Column::from_values(name, t, std::iter::repeat_n(&Value::Null, end - start)));
+    };
+    let nulls = || (start..end).filter(|&i| a.is_null(i)).map(|i| (i - start) as u32).collect();
+    let values = match (t, a.data_type()) {
+        (ValueType::Float64, DataType::Float64) => {
+            let f = downcast::<Float64Array>(a.as_any())?;
+            ColumnValues::Float64((start..end).map(|i| if f.is_null(i) { 0.0 } else { f.value(i) }).collect())
+        }
+        (ValueType::Int64, DataType::Int64) => {
+            let v = downcast::<Int64Array>(a.as_any())?;
+            ColumnValues::Int64((start..end).map(|i| if v.is_null(i) { 0 } else { v.value(i) }).collect())
+        }
+        (ValueType::Bool, DataType::Boolean) => {
+            let v = downcast::<BooleanArray>(a.as_any())?;
+            ColumnValues::Bool((start..end).map(|i| !v.is_null(i) && v.value(i)).collect())
+        }
+        (ValueType::String, DataType::Utf8) => {
+            let v = downcast::<StringArray>(a.as_any())?;
+            ColumnValues::Text((start..end).map(|i| if v.is_null(i) { "" } else { v.value(i) }.to_string()).collect())
+        }
+        _ => {
+            let values = (start..end).map(|i| value_at(a.as_ref(), i)).collect::<StoreResult<Vec<_>>>()?;
+            return Ok(Column::from_values(name, t, values.iter().map(|v| v.as_ref().unwrap_or(&Value::Null))));
+        }
+    };
+    Ok(Column { name: name.to_string(), values, nulls: nulls() })
 }
 
 /// Each entity with its newest event time, in key order.

@@ -7,6 +7,7 @@ use crate::model::Value;
 use crate::store::Registry;
 use crate::store::conformance::table;
 use crate::store::sqlite::SqliteStore;
+use std::collections::BTreeMap;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -57,6 +58,19 @@ impl OfflineStore for Flushed {
         let n = self.0.write_feature_rows(table, rows).await?;
         self.0.flush_all().await?;
         Ok(n)
+    }
+    async fn write_feature_batch(&self, table: &TableDef, batch: &FeatureBatch) -> StoreResult<u64> {
+        let n = self.0.write_feature_batch(table, batch).await?;
+        self.0.flush_all().await?;
+        Ok(n)
+    }
+    async fn read_source_tables(
+        &self,
+        source: &TableDef,
+        entities: &[EntityKey],
+        range: SourceRange,
+    ) -> StoreResult<Vec<Table>> {
+        self.0.read_source_tables(source, entities, range).await
     }
     async fn latest_feature_rows(&self, group: &str, entities: &[EntityKey]) -> StoreResult<Vec<Option<FeatureRow>>> {
         self.0.latest_feature_rows(group, entities).await
@@ -140,6 +154,67 @@ fn feature_row(entity: &str, event: i64, x: f64) -> FeatureRow {
         created_given: false,
         values: [("x".to_string(), Value::Float64(x))].into_iter().collect(),
         provenance: None,
+    }
+}
+
+/// The columns a batch transform reads, sliced from the merged table,
+/// are the tables built from the rows the row read returns, logged and
+/// flushed, for every type, nulls, a column the table does not have yet,
+/// and the `last` and `until` ranges.
+#[tokio::test]
+async fn source_tables_sliced_from_the_columns_equal_the_tables_of_the_rows() {
+    use crate::model::{Column, ColumnValues, ValueType as T};
+    let f = fixture().await;
+    let columns = [("x", T::Float64), ("n", T::Int64), ("b", T::Bool), ("t", T::String), ("l", T::Float64List)];
+    let mut def = TableDef {
+        name: "s".into(),
+        join_keys: vec!["id".into()],
+        columns: columns.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
+    };
+    let mut rows = Vec::new();
+    for (e, entity) in ["a", "b"].iter().enumerate() {
+        for d in 0..4i64 {
+            let mut values = BTreeMap::new();
+            // Row 1 of each entity has no x and no t; odd rows no list.
+            if d != 1 {
+                values.insert("x".to_string(), Value::Float64((e * 10) as f64 + d as f64 + 0.5));
+                values.insert("t".to_string(), Value::String(format!("{entity}{d}")));
+            }
+            values.insert("n".to_string(), Value::Int64(d - 2));
+            values.insert("b".to_string(), Value::Bool(d % 2 == 0));
+            if d % 2 == 0 {
+                values.insert("l".to_string(), Value::Float64List(vec![d as f64, -1.0]));
+            }
+            rows.push(SourceRow { entity: key(entity), ts: Timestamp::from_secs(1_000 + d * 86_400), values });
+        }
+    }
+    f.store.write_source_rows(&def, &rows).await.unwrap();
+    // A field the definition gained after the rows were written.
+    def.columns.push(("y".to_string(), T::Float64));
+    let entities = [key("a"), key("b"), key("nobody")];
+    let ranges = [
+        SourceRange::default(),
+        SourceRange { last: Some(2), until: None },
+        SourceRange { last: None, until: Some(Timestamp::from_secs(1_000 + 2 * 86_400)) },
+    ];
+    for flushed in [false, true] {
+        if flushed {
+            f.store.flush_all().await.unwrap();
+        }
+        for range in ranges {
+            let tables = f.store.read_source_tables(&def, &entities, range).await.unwrap();
+            for (entity, table) in entities.iter().zip(&tables) {
+                let rows = f.store.read_source("s", entity, range).await.unwrap();
+                let expected = Table::of_source_rows(&def.columns, &rows);
+                assert_eq!(table, &expected, "{entity} {range:?} flushed: {flushed}");
+            }
+        }
+        let whole = &f.store.read_source_tables(&def, &entities[..1], SourceRange::default()).await.unwrap()[0];
+        let x = Column { name: "x".into(), values: ColumnValues::Float64(vec![0.5, 0.0, 2.5, 3.5]), nulls: vec![1] };
+        assert_eq!(whole.column("x"), Some(&x));
+        assert_eq!(whole.column("n").map(|c| &c.values), Some(&ColumnValues::Int64(vec![-2, -1, 0, 1])));
+        assert_eq!(whole.column("y").map(|c| c.nulls.clone()), Some(vec![0, 1, 2, 3]));
+        assert_eq!(whole.timestamps[3], Timestamp::from_secs(1_000 + 3 * 86_400).micros());
     }
 }
 
