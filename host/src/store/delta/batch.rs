@@ -103,6 +103,8 @@ struct Columns<'a> {
     given: &'a BooleanArray,
     values: Vec<(String, ArrayRef)>,
     provenance: &'a StringArray,
+    /// The last provenance parsed, by row: a batch's rows mostly share one.
+    parsed: std::cell::RefCell<Option<(usize, Provenance)>>,
 }
 
 impl<'a> Columns<'a> {
@@ -120,6 +122,7 @@ impl<'a> Columns<'a> {
             given: layout::downcast(at(k + 2))?,
             values,
             provenance: layout::downcast(at(last))?,
+            parsed: std::cell::RefCell::new(None),
         })
     }
 
@@ -130,13 +133,24 @@ impl<'a> Columns<'a> {
         }
     }
 
+    fn provenance_at(&self, row: usize) -> StoreResult<Provenance> {
+        let text = self.provenance.value(row);
+        let mut parsed = self.parsed.borrow_mut();
+        if let Some((seen, p)) = parsed.as_ref()
+            && self.provenance.value(*seen) == text
+        {
+            return Ok(p.clone());
+        }
+        let p =
+            Provenance::parse(text).map_err(|e| StoreError::Corrupt(format!("provenance of a feature row: {e}")))?;
+        *parsed = Some((row, p.clone()));
+        Ok(p)
+    }
+
     fn row(&self, row: usize) -> StoreResult<FeatureRow> {
         let provenance = match self.provenance.is_null(row) {
             true => None,
-            false => Some(
-                Provenance::parse(self.provenance.value(row))
-                    .map_err(|e| StoreError::Corrupt(format!("provenance of a feature row: {e}")))?,
-            ),
+            false => Some(self.provenance_at(row)?),
         };
         Ok(FeatureRow {
             entity: self.entity(row),
@@ -171,7 +185,9 @@ mod tests {
 
     #[test]
     fn rows_read_back_as_they_were_written() {
-        let rows = vec![row("a", 1, 5, 1.5), row("b", 2, 6, -2.0)];
+        let by = |v: &str| Some(Provenance::parse(&format!("t@{v}#{}", "ab".repeat(32))).unwrap());
+        let mut rows = vec![row("a", 1, 5, 1.5), row("b", 2, 6, -2.0), row("c", 3, 7, 0.0), row("d", 4, 8, 1.0)];
+        (rows[1].provenance, rows[2].provenance, rows[3].provenance) = (by("1.0.0"), by("1.0.0"), by("2.0.0"));
         assert_eq!(FeatureBatch::from_rows(&def(), &rows).unwrap().rows().unwrap(), rows);
     }
 
