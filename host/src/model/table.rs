@@ -104,10 +104,21 @@ impl Column {
         self.values.is_empty()
     }
 
-    /// The value at `row`, `Value::Null` for null rows. Non-finite floats are
-    /// null too: JSON cannot carry them and no feature means them.
-    pub fn value(&self, row: usize) -> Value {
+    /// Whether `row` has no value: listed in `nulls`, past the end, or a
+    /// non-finite float (JSON cannot carry them and no feature means them).
+    pub fn is_null(&self, row: usize) -> bool {
         if self.nulls.binary_search(&(row as u32)).is_ok() {
+            return true;
+        }
+        match &self.values {
+            ColumnValues::Float64(v) => v.get(row).is_none_or(|x| !x.is_finite()),
+            values => row >= values.len(),
+        }
+    }
+
+    /// The value at `row`, `Value::Null` where [`Column::is_null`].
+    pub fn value(&self, row: usize) -> Value {
+        if self.is_null(row) {
             return Value::Null;
         }
         match &self.values {

@@ -33,7 +33,6 @@ use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray, Times
 use arrow_schema::{DataType, TimeUnit};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The group's column holding each row's event time.
 pub const EVENT_TIMESTAMP: &str = "event_timestamp";
@@ -76,13 +75,7 @@ impl Wafer {
         Self::check_writable(&group)?;
         let def = self.group_def(&group)?;
         let batch = self.feature_batch(&group, &def, batches)?;
-        if batch.is_empty() {
-            return Ok(0);
-        }
-        let written = self.offline().write_feature_batch(&def, &batch).await?;
-        let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
-        self.online().write(&group.name, &batch.newest_per_entity()?, ttl).await?;
-        Ok(written)
+        self.store_feature_batch(&group, &def, &batch).await
     }
 
     /// The body's rows as the table's columns, checked as a whole: the

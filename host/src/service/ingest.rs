@@ -5,6 +5,7 @@
 
 use super::{ServiceError, ServiceResult, Wafer};
 use crate::model::{EntityKey, FeatureGroup, FeatureRow, Producer, Source, SourceRow, Timestamp, Value};
+use crate::store::{FeatureBatch, TableDef};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -173,6 +174,23 @@ impl Wafer {
             false => newest.into_iter().map(|i| rows[i].clone()).collect::<Vec<_>>().into(),
         };
         self.online().write(&group.name, &newest, ttl).await?;
+        Ok(written)
+    }
+
+    /// Writes feature rows given as columns: the whole history offline,
+    /// then each entity's newest row online. Returns the rows written.
+    pub(crate) async fn store_feature_batch(
+        &self,
+        group: &FeatureGroup,
+        def: &TableDef,
+        batch: &FeatureBatch,
+    ) -> ServiceResult<u64> {
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let written = self.offline().write_feature_batch(def, batch).await?;
+        let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
+        self.online().write(&group.name, &batch.newest_per_entity()?, ttl).await?;
         Ok(written)
     }
 

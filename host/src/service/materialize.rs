@@ -16,11 +16,10 @@ use crate::model::{
     BatchInput, EntityKey, FeatureGroup, Job, JobState, JobTask, NamedTable, Producer, Provenance, Table, TaskOutcome,
     Timestamp, TransformVersion,
 };
-use crate::store::{FeatureBatch, SourceRange, StoreError};
+use crate::store::{FeatureBatch, SourceRange, StoreError, TableDef};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// `POST /v1/materialize`.
@@ -37,6 +36,10 @@ pub struct MaterializeRequest {
     #[serde(default)]
     pub incremental: bool,
 }
+
+/// What every entity of a task shares: the group, the transform version
+/// and the group's table.
+type TaskPlan = (Arc<FeatureGroup>, TransformVersion, TableDef);
 
 /// Entities of one task computed at once. Transforms are CPU-bound and run
 /// on blocking threads; a few more than the core count keeps the cores busy
@@ -249,7 +252,7 @@ impl Wafer {
             let after = task.after.get(i).copied().flatten();
             running.spawn(async move {
                 let _permit = permits.acquire_owned().await.expect("semaphore is never closed");
-                let rows = this.compute_entity(&plan.0, &plan.1, input, &entity, created, after).await;
+                let rows = this.compute_entity(&plan, input, &entity, created, after).await;
                 (i, entity, rows)
             });
         }
@@ -264,39 +267,35 @@ impl Wafer {
         }
         // Input order, so a task's writes are the same whichever finished first.
         produced.sort_by_key(|(i, _)| *i);
-        let group = &plan.0;
-        let def = self.group_def(group)?;
-        let rows = FeatureBatch::concat(&def, produced.iter().map(|(_, b)| b))?;
-        outcome.rows_written = self.offline().write_feature_batch(&def, &rows).await?;
-        let ttl = group.freshness.online_ttl_seconds().map(Duration::from_secs);
-        self.online().write(&group.name, &rows.newest_per_entity()?, ttl).await?;
+        let rows = FeatureBatch::concat(&plan.2, produced.iter().map(|(_, b)| b))?;
+        outcome.rows_written = self.store_feature_batch(&plan.0, &plan.2, &rows).await?;
         Ok(outcome)
     }
 
-    /// The group and transform version a job runs.
-    async fn task_plan(&self, job: &Job) -> ServiceResult<(Arc<FeatureGroup>, TransformVersion)> {
+    /// The group, the transform version a job runs, and the group's table.
+    async fn task_plan(&self, job: &Job) -> ServiceResult<TaskPlan> {
         let group = self.feature_group_fresh(&job.feature_group).await?;
         let (name, version) = job
             .transform_version()
             .ok_or_else(|| ServiceError::Invalid(format!("job {} does not name its transform version", job.id)))?;
         let version = self.resolve_version(name, Some(version)).await?;
         self.ensure_loaded(&version).await?;
-        Ok((group, version))
+        let def = self.group_def(&group)?;
+        Ok((group, version, def))
     }
 
     /// Runs the transform on one entity's inputs.
     async fn compute_entity(
         &self,
-        group: &FeatureGroup,
-        version: &TransformVersion,
+        plan: &TaskPlan,
         input: BatchInput,
         entity: &EntityKey,
         created: Timestamp,
         after: Option<Timestamp>,
     ) -> ServiceResult<FeatureBatch> {
+        let (group, version, def) = plan;
         let output = self.invoke_batch(version, input).await?;
-        let def = self.group_def(group)?;
-        output::feature_batch(group, &def, entity, &output, created, after, &Provenance::of(version))
+        output::feature_batch(group, def, entity, &output, created, after, &Provenance::of(version))
     }
 
     /// Builds a batch transform's input for each of `entities`: the whole

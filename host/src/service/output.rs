@@ -27,7 +27,7 @@ pub(crate) fn feature_batch(
     let columns: Vec<Option<&Column>> = group.features.iter().map(|f| output.column(&f.name)).collect();
     let kept: Vec<usize> = (0..output.rows())
         .filter(|&i| after.is_none_or(|a| output.timestamps[i] > a.0))
-        .filter(|&i| columns.iter().flatten().any(|c| !is_null(c, i)))
+        .filter(|&i| columns.iter().flatten().any(|c| !c.is_null(i)))
         .collect();
     let n = kept.len();
     let mut arrays: Vec<ArrayRef> = entity
@@ -52,20 +52,9 @@ fn timestamps(micros: impl Iterator<Item = i64>) -> ArrayRef {
     Arc::new(TimestampMicrosecondArray::from_iter_values(micros).with_timezone("UTC"))
 }
 
-/// Whether row `i` of `c` has no value (see [`Column::value`]).
-fn is_null(c: &Column, i: usize) -> bool {
-    if c.nulls.binary_search(&(i as u32)).is_ok() {
-        return true;
-    }
-    match &c.values {
-        ColumnValues::Float64(v) => v.get(i).is_none_or(|x| !x.is_finite()),
-        values => i >= values.len(),
-    }
-}
-
 /// The `kept` rows of an output column as a feature column of type `t`.
 fn feature_column(def: &TableDef, name: &str, t: ValueType, c: &Column, kept: &[usize]) -> ServiceResult<ArrayRef> {
-    let valid = |i: usize| !is_null(c, i);
+    let valid = |i: usize| !c.is_null(i);
     Ok(match (&c.values, t) {
         (ColumnValues::Float64(v), ValueType::Float64) => {
             Arc::new(kept.iter().map(|&i| valid(i).then(|| v[i])).collect::<Float64Array>())
