@@ -8,7 +8,7 @@
 //! request is validated before anything is written, so it is held at once.
 
 use super::error::ApiError;
-use crate::model::Value;
+use crate::store::delta::array_type;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
 use axum::http::HeaderMap;
@@ -101,8 +101,6 @@ fn decode(format: Format, body: Bytes) -> Result<Vec<RecordBatch>, String> {
 /// each feature in its declared type, provenance as text.
 pub struct ParquetAnswer {
     schema: arrow_schema::SchemaRef,
-    /// The feature columns' declared types, in order.
-    pub feature_types: Vec<crate::model::ValueType>,
     /// The writer and what it has written since bytes were last taken.
     writer: std::sync::Mutex<Option<parquet::arrow::ArrowWriter<SharedBuffer>>>,
     buffer: SharedBuffer,
@@ -148,7 +146,7 @@ impl ParquetAnswer {
                 }
             })
             .collect();
-        fields.extend(features.iter().map(|(name, ty)| Field::new(name, arrow_type(*ty), true)));
+        fields.extend(features.iter().map(|(name, ty)| Field::new(name, array_type(*ty), true)));
         fields.extend(provenance.iter().map(|name| Field::new(name, DataType::Utf8, true)));
         let schema = std::sync::Arc::new(Schema::new(fields));
         let buffer = SharedBuffer::default();
@@ -157,8 +155,7 @@ impl ParquetAnswer {
             .build();
         let writer = parquet::arrow::ArrowWriter::try_new(buffer.clone(), schema.clone(), Some(props))
             .map_err(|e| e.to_string())?;
-        let feature_types = features.iter().map(|(_, ty)| *ty).collect();
-        Ok(ParquetAnswer { schema, feature_types, writer: std::sync::Mutex::new(Some(writer)), buffer })
+        Ok(ParquetAnswer { schema, writer: std::sync::Mutex::new(Some(writer)), buffer })
     }
 
     /// Encodes one slice as a row group; returns the bytes to send.
@@ -181,73 +178,5 @@ impl ParquetAnswer {
     /// The bytes written so far (the magic number, before any slice).
     pub fn start(&self) -> Vec<u8> {
         self.buffer.take()
-    }
-}
-
-/// The Arrow type a feature of `ty` is answered in.
-fn arrow_type(ty: crate::model::ValueType) -> DataType {
-    use crate::model::ValueType as T;
-    let item = |t: DataType| DataType::List(std::sync::Arc::new(arrow_schema::Field::new("item", t, false)));
-    match ty {
-        T::Float64 => DataType::Float64,
-        T::Int64 => DataType::Int64,
-        T::Bool => DataType::Boolean,
-        T::String => DataType::Utf8,
-        T::Float64List => item(DataType::Float64),
-        T::StringList => item(DataType::Utf8),
-    }
-}
-
-/// A feature column of `ty` from its values (a value of another type is
-/// null; the plan only holds values of the declared type).
-pub fn feature_column<'a>(ty: crate::model::ValueType, values: impl Iterator<Item = &'a Value>) -> ArrayRef {
-    use crate::model::ValueType as T;
-    use arrow_array::builder::{BooleanBuilder, Float64Builder, Int64Builder, ListBuilder, StringBuilder};
-    use std::sync::Arc;
-    match ty {
-        T::Float64 => Arc::new(values.map(|v| v.as_f64()).collect::<arrow_array::Float64Array>()),
-        T::Int64 => {
-            let mut b = Int64Builder::new();
-            values.for_each(|v| b.append_option(if let Value::Int64(n) = v { Some(*n) } else { None }));
-            Arc::new(b.finish())
-        }
-        T::Bool => {
-            let mut b = BooleanBuilder::new();
-            values.for_each(|v| b.append_option(if let Value::Bool(x) = v { Some(*x) } else { None }));
-            Arc::new(b.finish())
-        }
-        T::String => {
-            let mut b = StringBuilder::new();
-            values.for_each(|v| b.append_option(if let Value::String(s) = v { Some(s.as_str()) } else { None }));
-            Arc::new(b.finish())
-        }
-        T::Float64List => {
-            let field = arrow_schema::Field::new("item", DataType::Float64, false);
-            let mut b = ListBuilder::new(Float64Builder::new()).with_field(field);
-            for v in values {
-                match v {
-                    Value::Float64List(items) => {
-                        b.values().append_slice(items);
-                        b.append(true);
-                    }
-                    _ => b.append(false),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        T::StringList => {
-            let field = arrow_schema::Field::new("item", DataType::Utf8, false);
-            let mut b = ListBuilder::new(StringBuilder::new()).with_field(field);
-            for v in values {
-                match v {
-                    Value::StringList(items) => {
-                        items.iter().for_each(|s| b.values().append_value(s));
-                        b.append(true);
-                    }
-                    _ => b.append(false),
-                }
-            }
-            Arc::new(b.finish())
-        }
     }
 }

@@ -17,13 +17,17 @@
 //! empty cell. It names the transform version that computed the row the
 //! group's values came from; no row, or a row pushed by a client, has none.
 
-use super::columnar::{PARQUET, ParquetAnswer, feature_column};
+use super::columnar::{PARQUET, ParquetAnswer};
 use super::error::{self, ApiError, ApiResult, Query, json_from_bytes};
-use crate::model::entity_frame::{Cell, EntityFrame};
+use crate::model::entity_frame::EntityFrame;
 use crate::model::{Provenance, Value};
 use crate::service::Wafer;
 use crate::service::historical::{HistoricalPlan, HistoricalSlice};
-use arrow_array::{ArrayRef, StringArray, TimestampMicrosecondArray};
+use crate::store::delta::value_at;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type};
+use arrow_array::{Array, ArrayRef, StringArray, TimestampMicrosecondArray};
+use arrow_schema::DataType;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -120,7 +124,7 @@ async fn historical(
     };
 
     let plan = Arc::new(w.plan_historical(frame, &features, created_cutoff, include_provenance).await?);
-    let encoder = Encoder::new(format, &plan).map_err(|e| ApiError::internal(&e))?;
+    let encoder = Arc::new(Encoder::new(format, &plan).map_err(|e| ApiError::internal(&e))?);
     let total = plan.rows();
     let first = 0..total.min(ROWS_PER_SLICE);
     let slice = w.historical_slice(&plan, first.clone()).await?;
@@ -138,29 +142,33 @@ async fn historical(
         if tx.send(Ok(head.into())).await.is_err() {
             return;
         }
-        // Slices are looked up a few at a time and encoded and sent in
-        // order (a Parquet answer's row groups must be): the store works
-        // on the next slice while this one is encoded and written.
+        // Slices are looked up (and text answers encoded) a few at a time,
+        // each on its own task so they share the cores, and sent in order.
+        // A Parquet answer's row groups are encoded here, in order, as its
+        // writer needs.
         let ranges = (first.end..total).step_by(ROWS_PER_SLICE).map(|start| start..total.min(start + ROWS_PER_SLICE));
         let mut slices = futures_util::stream::iter(ranges)
             .map(|range| {
-                let (w, plan) = (&w, &plan);
-                async move {
-                    let slice = w.historical_slice(plan, range.clone()).await.map_err(|e| {
+                let (w, plan, encoder) = (w.clone(), plan.clone(), encoder.clone());
+                let task = tokio::spawn(async move {
+                    let slice = w.historical_slice(&plan, range.clone()).await.map_err(|e| {
                         tracing::error!(error = %e, at_row = range.start, "historical retrieval failed mid-stream");
                         std::io::Error::other(format!("historical retrieval failed at entity row {}: {e}", range.start))
                     })?;
-                    Ok((range, slice))
-                }
+                    if encoder.in_order() {
+                        return Ok(Ready::Slice(range, slice));
+                    }
+                    encoder.slice(&plan, range, &slice).map(|b| Ready::Encoded(b.into())).map_err(encoding_failed)
+                });
+                async move { task.await.map_err(|e| std::io::Error::other(format!("historical slice task: {e}")))? }
             })
             .buffered(SLICES_IN_FLIGHT);
-        let encoding_failed = |e: String| {
-            tracing::error!(error = %e, "encoding the historical answer failed mid-stream");
-            std::io::Error::other(format!("encoding the answer failed: {e}"))
-        };
-        while let Some(found) = slices.next().await {
-            let chunk = found.and_then(|(range, slice)| {
-                encoder.slice(&plan, range, &slice).map(Bytes::from).map_err(encoding_failed)
+        while let Some(ready) = slices.next().await {
+            let chunk = ready.and_then(|ready| match ready {
+                Ready::Encoded(bytes) => Ok(bytes),
+                Ready::Slice(range, slice) => {
+                    encoder.slice(&plan, range, &slice).map(Bytes::from).map_err(encoding_failed)
+                }
             });
             let failed = chunk.is_err();
             // A closed channel: the client went away; stop working for it.
@@ -172,6 +180,17 @@ async fn historical(
     });
     let stream = futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx));
     Ok(response.body(Body::from_stream(stream)).expect("static headers are valid"))
+}
+
+/// A slice done by its task: encoded, or left for the in-order encoder.
+enum Ready {
+    Encoded(Bytes),
+    Slice(Range<usize>, HistoricalSlice),
+}
+
+fn encoding_failed(e: String) -> std::io::Error {
+    tracing::error!(error = %e, "encoding the historical answer failed mid-stream");
+    std::io::Error::other(format!("encoding the answer failed: {e}"))
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -206,6 +225,12 @@ impl Encoder {
         Ok(Encoder { format, columns, parquet })
     }
 
+    /// Whether slices must be encoded one after the other, in order (the
+    /// Parquet writer's row groups); text slices encode independently.
+    fn in_order(&self) -> bool {
+        matches!(self.format, Format::Parquet)
+    }
+
     fn content_type(&self) -> &'static str {
         match self.format {
             Format::Json => "application/json",
@@ -229,55 +254,39 @@ impl Encoder {
     }
 
     fn slice(&self, plan: &HistoricalPlan, rows: Range<usize>, slice: &HistoricalSlice) -> Result<Vec<u8>, String> {
-        let (frame, values) = (&plan.frame, &slice.values);
-        // Rows without provenance columns when it was not asked for.
-        let provenance = |row: usize| slice.provenance.get(row).map_or(&[][..], Vec::as_slice);
-        Ok(match self.format {
+        match self.format {
             Format::Parquet => {
                 let answer = self.parquet.as_ref().ok_or("no Parquet writer")?;
-                return answer.slice(parquet_columns(plan, &answer.feature_types, rows, slice));
+                answer.slice(parquet_columns(plan, rows, slice))
             }
-            Format::Json => {
-                let mut out = Vec::with_capacity(values.len() * 64 * self.columns.len());
-                for (n, (i, features)) in rows.zip(values).enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    out.push(b'{');
-                    let provenance = provenance(n).iter().map(|p| match p {
-                        Some(p) => serde_json::to_value(p).unwrap_or_default(),
-                        None => serde_json::Value::Null,
-                    });
-                    let cells =
-                        frame.cells(i).map(Cell::to_json).chain(features.iter().map(Value::to_json)).chain(provenance);
-                    for (c, (name, cell)) in self.columns.iter().zip(cells).enumerate() {
-                        if c > 0 {
-                            out.push(b',');
-                        }
-                        // Serializing strings and JSON values to a Vec cannot fail.
-                        let _ = serde_json::to_writer(&mut out, name);
-                        out.push(b':');
-                        let _ = serde_json::to_writer(&mut out, &cell);
-                    }
-                    out.push(b'}');
+            Format::Json => self.json_rows(plan, rows, slice),
+            Format::Csv { .. } => csv_rows(plan, rows, slice),
+        }
+    }
+
+    fn json_rows(&self, plan: &HistoricalPlan, rows: Range<usize>, slice: &HistoricalSlice) -> Result<Vec<u8>, String> {
+        let frame = &plan.frame;
+        let mut out = Vec::with_capacity(rows.len() * 64 * self.columns.len());
+        for (n, i) in rows.enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.push(b'{');
+            let features = slice.columns.iter().map(|c| cell_value(c.as_ref(), n).map(|v| v.to_json()));
+            let provenance = slice.provenance.iter().map(|p| provenance_json(p, n));
+            let cells = frame.cells(i).map(|c| Ok(c.to_json())).chain(features).chain(provenance);
+            for (c, (name, cell)) in self.columns.iter().zip(cells).enumerate() {
+                if c > 0 {
+                    out.push(b',');
                 }
-                out
+                // Serializing strings and JSON values to a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut out, name);
+                out.push(b':');
+                let _ = serde_json::to_writer(&mut out, &cell?);
             }
-            Format::Csv { .. } => {
-                let mut w = csv::Writer::from_writer(Vec::with_capacity(values.len() * 16 * self.columns.len()));
-                let mut record: Vec<String> = Vec::with_capacity(self.columns.len());
-                for (n, (i, features)) in rows.zip(values).enumerate() {
-                    record.clear();
-                    record.extend(frame.cells(i).map(|c| c.text().into_owned()));
-                    record.extend(features.iter().map(Value::to_text));
-                    record.extend(
-                        provenance(n).iter().map(|p| p.as_ref().map(Provenance::to_string).unwrap_or_default()),
-                    );
-                    let _ = w.write_record(&record);
-                }
-                w.into_inner().unwrap_or_default()
-            }
-        })
+            out.push(b'}');
+        }
+        Ok(out)
     }
 
     fn end(&self) -> Result<Vec<u8>, String> {
@@ -289,14 +298,73 @@ impl Encoder {
     }
 }
 
+/// A slice's CSV records: the input cells as sent, then each feature's
+/// text as [`Value::to_text`] writes it, then the provenance text.
+fn csv_rows(plan: &HistoricalPlan, rows: Range<usize>, slice: &HistoricalSlice) -> Result<Vec<u8>, String> {
+    let frame = &plan.frame;
+    let width = frame.columns.len() + slice.columns.len() + slice.provenance.len();
+    let mut w = csv::Writer::from_writer(Vec::with_capacity(rows.len() * 12 * width));
+    let mut text = Vec::with_capacity(64);
+    let failed = |e: csv::Error| format!("writing CSV: {e}");
+    for (n, i) in rows.enumerate() {
+        for cell in frame.cells(i) {
+            w.write_field(cell.text().as_bytes()).map_err(failed)?;
+        }
+        for column in &slice.columns {
+            text.clear();
+            cell_text(&mut text, column.as_ref(), n)?;
+            w.write_field(&text).map_err(failed)?;
+        }
+        for p in &slice.provenance {
+            w.write_field(if p.is_null(n) { "" } else { p.value(n) }).map_err(failed)?;
+        }
+        w.write_record(None::<&[u8]>).map_err(failed)?;
+    }
+    w.into_inner().map_err(|e| format!("writing CSV: {e}"))
+}
+
+/// Appends the text of `column[row]` as [`Value::to_text`] writes the
+/// value: nothing for null or a non-finite float.
+fn cell_text(out: &mut Vec<u8>, column: &dyn Array, row: usize) -> Result<(), String> {
+    use std::io::Write;
+    if column.is_null(row) {
+        return Ok(());
+    }
+    // Writing to a Vec cannot fail.
+    match column.data_type() {
+        DataType::Float64 => {
+            let x = column.as_primitive::<Float64Type>().value(row);
+            if x.is_finite() {
+                let _ = write!(out, "{x}");
+            }
+        }
+        DataType::Int64 => {
+            let _ = write!(out, "{}", column.as_primitive::<Int64Type>().value(row));
+        }
+        DataType::Boolean => out.extend_from_slice(if column.as_boolean().value(row) { b"true" } else { b"false" }),
+        DataType::Utf8 => out.extend_from_slice(column.as_string::<i32>().value(row).as_bytes()),
+        _ => out.extend_from_slice(cell_value(column, row)?.to_text().as_bytes()),
+    }
+    Ok(())
+}
+
+/// `column[row]` as a value (null for null).
+fn cell_value(column: &dyn Array, row: usize) -> Result<Value, String> {
+    Ok(value_at(column, row).map_err(|e| e.to_string())?.unwrap_or(Value::Null))
+}
+
+/// A provenance cell in JSON: the object, or null.
+fn provenance_json(column: &StringArray, row: usize) -> Result<serde_json::Value, String> {
+    if column.is_null(row) {
+        return Ok(serde_json::Value::Null);
+    }
+    let provenance = Provenance::parse(column.value(row)).map_err(|e| format!("stored provenance: {e}"))?;
+    serde_json::to_value(provenance).map_err(|e| e.to_string())
+}
+
 /// One slice of the answer as Arrow columns, in the order of
 /// [`ParquetAnswer::new`]'s schema.
-fn parquet_columns(
-    plan: &HistoricalPlan,
-    types: &[crate::model::ValueType],
-    rows: Range<usize>,
-    slice: &HistoricalSlice,
-) -> Vec<ArrayRef> {
+fn parquet_columns(plan: &HistoricalPlan, rows: Range<usize>, slice: &HistoricalSlice) -> Vec<ArrayRef> {
     let frame = &plan.frame;
     let mut columns: Vec<ArrayRef> = Vec::with_capacity(frame.columns.len() + plan.refs.len());
     for (c, name) in frame.columns.iter().enumerate() {
@@ -308,12 +376,7 @@ fn parquet_columns(
             Arc::new(text.collect::<StringArray>())
         });
     }
-    for (k, ty) in types.iter().enumerate() {
-        columns.push(feature_column(*ty, slice.values.iter().map(|row| &row[k])));
-    }
-    for p in 0..plan.provenance_columns.len() {
-        let text = slice.provenance.iter().map(|row| row[p].as_ref().map(Provenance::to_string));
-        columns.push(Arc::new(text.collect::<StringArray>()));
-    }
+    columns.extend(slice.columns.iter().cloned());
+    columns.extend(slice.provenance.iter().map(|p| Arc::new(p.clone()) as ArrayRef));
     columns
 }

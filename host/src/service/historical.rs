@@ -10,10 +10,11 @@
 //!
 //! A request is planned once (refs, keys, timestamps and transform versions
 //! checked and resolved up front, so bad input fails before any output) and
-//! then answered slice by slice in input order, each slice one indexed
-//! lookup per point and group (`OfflineStore::feature_rows_as_of`). The API
-//! streams slices as they are ready, so only a slice's values are held at a
-//! time.
+//! then answered slice by slice in input order, each slice one lookup per
+//! group (`OfflineStore::feature_columns_as_of`) answered as Arrow columns:
+//! the found rows' values gathered by index, never a row map per point.
+//! The API streams slices as they are ready, so only a slice's values are
+//! held at a time.
 //!
 //! On-demand groups are computed per slice over their inputs' point-in-time
 //! values and request fields read from the entity rows' columns, with the
@@ -33,11 +34,12 @@ use super::{ServiceError, ServiceResult, Wafer};
 use crate::model::entity_frame::EntityFrame;
 use crate::model::registry::SourceField;
 use crate::model::{
-    Column, EntityKey, FeatureGroup, FeatureRef, FeatureRow, OnDemandInput, Producer, Provenance, Timestamp,
-    TransformVersion, Value, ValueType,
+    Column, EntityKey, FeatureGroup, FeatureRef, OnDemandInput, Producer, Provenance, Timestamp, TransformVersion,
+    Value, ValueType,
 };
-use crate::store::AsOfRules;
-use std::collections::HashMap;
+use crate::store::delta::{feature_array, table_column};
+use crate::store::{AsOfColumns, AsOfPoints, AsOfRules};
+use arrow_array::{ArrayRef, StringArray};
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
@@ -88,9 +90,22 @@ impl HistoricalPlan {
 
 struct Lookup {
     group: Arc<FeatureGroup>,
-    /// Per entity row, its key for the group's entity.
-    keys: Vec<EntityKey>,
+    /// Per entity row, its key for the group's entity (shared by the
+    /// groups of one entity).
+    keys: Arc<Vec<EntityKey>>,
     rules: AsOfRules,
+    /// The features read: the requested ones and those on-demand groups
+    /// take as inputs, each once.
+    features: Vec<(String, ValueType)>,
+    /// Whether the answer has this group's provenance column.
+    provenance: bool,
+}
+
+impl Lookup {
+    /// Where `feature` is among the features read.
+    fn position(&self, feature: &str) -> Option<usize> {
+        self.features.iter().position(|(f, _)| f == feature)
+    }
 }
 
 /// Where one requested group's features go in the answer.
@@ -98,12 +113,16 @@ struct GroupOutput {
     group: Arc<FeatureGroup>,
     /// (answer column, feature name)
     features: Vec<(usize, String)>,
+    /// A stored group's lookup (an index into `lookups`).
+    lookup: usize,
     on_demand: Option<OnDemandPlan>,
 }
 
 struct OnDemandPlan {
     version: TransformVersion,
     sources: Vec<OnDemandSource>,
+    /// Per source, its group's lookup.
+    source_lookups: Vec<usize>,
     /// Request fields with the entity-row column each is read from.
     request: Vec<(SourceField, usize)>,
     params: Vec<(String, String)>,
@@ -115,13 +134,15 @@ impl HistoricalPlan {
     }
 }
 
-/// The answer for a range of entity rows.
+/// The answer for a range of entity rows, as columns with one value per
+/// row of the range.
 pub struct HistoricalSlice {
-    /// Per entity row, one value per feature column (`plan.refs`).
-    pub values: Vec<Vec<Value>>,
-    /// Per entity row, one provenance per `plan.provenance_columns`; empty
-    /// (no rows at all) when provenance was not asked for.
-    pub provenance: Vec<Vec<Option<Provenance>>>,
+    /// One column per feature column (`plan.refs`), of the feature's type
+    /// as the offline tables store it; null where nothing was known.
+    pub columns: Vec<ArrayRef>,
+    /// One column per `plan.provenance_columns`: the provenance text
+    /// (`transform@version#sha256`), null where there is none.
+    pub provenance: Vec<StringArray>,
 }
 
 impl Wafer {
@@ -156,29 +177,58 @@ impl Wafer {
                 None => outputs.push(GroupOutput {
                     group: self.feature_group(&r.group)?,
                     features: vec![(pos, r.feature.clone())],
+                    lookup: 0,
                     on_demand: None,
                 }),
             }
         }
         let mut lookups: Vec<Lookup> = Vec::new();
-        let mut add_lookup = |this: &Wafer, group: Arc<FeatureGroup>| -> ServiceResult<()> {
-            if lookups.iter().any(|l| l.group.name == group.name) {
-                return Ok(());
+        let mut keys_of: Vec<(String, Arc<Vec<EntityKey>>)> = Vec::new();
+        // Adds `features` of stored `group` to what is read of it.
+        let mut add_lookup = |this: &Wafer,
+                              group: &Arc<FeatureGroup>,
+                              features: &mut dyn Iterator<Item = &str>,
+                              provenance: bool|
+         -> ServiceResult<usize> {
+            let at = match lookups.iter().position(|l| l.group.name == group.name) {
+                Some(at) => at,
+                None => {
+                    let keys = match keys_of.iter().find(|(entity, _)| *entity == group.entity) {
+                        Some((_, keys)) => keys.clone(),
+                        None => {
+                            let keys = Arc::new(this.frame_keys(&frame, group)?);
+                            keys_of.push((group.entity.clone(), keys.clone()));
+                            keys
+                        }
+                    };
+                    let max_age = group.freshness.max_age_seconds.map(Duration::from_secs);
+                    let rules = AsOfRules { max_age, created_cutoff };
+                    lookups.push(Lookup { group: group.clone(), keys, rules, features: Vec::new(), provenance });
+                    lookups.len() - 1
+                }
+            };
+            let lookup = &mut lookups[at];
+            lookup.provenance |= provenance;
+            for feature in features {
+                if lookup.position(feature).is_none() {
+                    let t = group.feature(feature).map_or(ValueType::Float64, |f| f.value_type);
+                    lookup.features.push((feature.to_string(), t));
+                }
             }
-            let keys = this.frame_keys(&frame, &group)?;
-            let max_age = group.freshness.max_age_seconds.map(Duration::from_secs);
-            lookups.push(Lookup { group, keys, rules: AsOfRules { max_age, created_cutoff } });
-            Ok(())
+            Ok(at)
         };
         for output in &mut outputs {
             let Producer::OnDemand { transform, version, inputs, request_fields, .. } = &output.group.producer else {
-                add_lookup(self, output.group.clone())?;
+                let mut features = output.features.iter().map(|(_, f)| f.as_str());
+                output.lookup = add_lookup(self, &output.group, &mut features, include_provenance)?;
                 continue;
             };
             let version = self.resolve_version(transform, version.as_deref()).await?;
             let sources = self.on_demand_sources(inputs)?;
+            let mut source_lookups = Vec::with_capacity(sources.len());
             for source in &sources {
-                add_lookup(self, source.group.clone())?;
+                let feature = &mut std::iter::once(source.input.feature.as_str());
+                source_lookups.push(add_lookup(self, &source.group, feature, false)?);
             }
             let mut request = Vec::with_capacity(request_fields.len());
             for field in request_fields {
@@ -192,7 +242,7 @@ impl Wafer {
                 request.push((field.clone(), col));
             }
             let params = super::materialize::params_with_defaults(&output.group, &version);
-            output.on_demand = Some(OnDemandPlan { version, sources, request, params });
+            output.on_demand = Some(OnDemandPlan { version, sources, source_lookups, request, params });
         }
         let provenance_columns: Vec<String> = if include_provenance {
             outputs.iter().map(|o| provenance_column(&o.group.name)).collect()
@@ -209,61 +259,58 @@ impl Wafer {
     }
 
     /// The feature values of entity rows `rows` (a range of the plan's
-    /// rows): per row, one value per feature column, and the provenance
-    /// columns if the plan has any.
+    /// rows): one column per feature column, and the provenance columns if
+    /// the plan has any.
     pub async fn historical_slice(&self, plan: &HistoricalPlan, rows: Range<usize>) -> ServiceResult<HistoricalSlice> {
         let found = futures_util::future::join_all(plan.lookups.iter().map(|lookup| {
-            let points: Vec<(EntityKey, Timestamp)> =
-                rows.clone().map(|i| (lookup.keys[i].clone(), plan.times[i])).collect();
-            async move { self.offline().feature_rows_as_of(&lookup.group.name, &points, lookup.rules).await }
+            let points = AsOfPoints {
+                keys: &lookup.keys[rows.clone()],
+                times: &plan.times[rows.clone()],
+                rules: lookup.rules,
+                features: &lookup.features,
+                provenance: lookup.provenance,
+            };
+            self.offline().feature_columns_as_of(&lookup.group.name, points)
         }))
         .await;
-        let mut known: HashMap<&str, Vec<Option<FeatureRow>>> = HashMap::with_capacity(plan.lookups.len());
-        for (lookup, rows_found) in plan.lookups.iter().zip(found) {
-            known.insert(lookup.group.name.as_str(), rows_found?);
-        }
+        let known = found.into_iter().collect::<Result<Vec<AsOfColumns>, _>>()?;
 
-        let mut values = vec![vec![Value::Null; plan.refs.len()]; rows.len()];
-        let with_provenance = !plan.provenance_columns.is_empty();
-        let mut provenance =
-            if with_provenance { vec![vec![None; plan.outputs.len()]; rows.len()] } else { Vec::new() };
-        for (g, output) in plan.outputs.iter().enumerate() {
+        let n = rows.len();
+        let types = plan.ref_types();
+        let mut columns: Vec<Option<ArrayRef>> = vec![None; plan.refs.len()];
+        let mut provenance = Vec::with_capacity(plan.provenance_columns.len());
+        for output in &plan.outputs {
             match &output.on_demand {
                 None => {
-                    let found_rows = &known[output.group.name.as_str()];
-                    if with_provenance {
-                        for (row, found) in provenance.iter_mut().zip(found_rows) {
-                            row[g] = found.as_ref().and_then(|f| f.provenance.clone());
-                        }
+                    let (lookup, found) = (&plan.lookups[output.lookup], &known[output.lookup]);
+                    for (pos, feature) in &output.features {
+                        columns[*pos] = lookup.position(feature).map(|k| found.feature(k).clone());
                     }
-                    for (row, found) in values.iter_mut().zip(found_rows) {
-                        let Some(found) = found else { continue };
-                        for (pos, feature) in &output.features {
-                            if let Some(v) = found.values.get(feature) {
-                                row[*pos] = v.clone();
-                            }
-                        }
+                    if !plan.provenance_columns.is_empty() {
+                        provenance.push(found.provenance().cloned().unwrap_or_else(|| StringArray::new_null(n)));
                     }
                 }
                 Some(od) => {
                     let computed = self.on_demand_slice(plan, &output.group, od, rows.clone(), &known).await?;
-                    if with_provenance {
-                        let by = Provenance::of(&od.version);
-                        for row in &mut provenance {
-                            row[g] = Some(by.clone());
-                        }
+                    for (pos, feature) in &output.features {
+                        let column = computed.column(feature);
+                        let values = (0..n).map(|i| column.filter(|c| i < c.len()).map(|c| c.value(i)));
+                        let values: Vec<Option<Value>> = values.collect();
+                        columns[*pos] = Some(feature_array(types[*pos], values.iter().map(Option::as_ref)));
                     }
-                    for (i, row) in values.iter_mut().enumerate() {
-                        for (pos, feature) in &output.features {
-                            if let Some(column) = computed.column(feature).filter(|c| i < c.len()) {
-                                row[*pos] = column.value(i);
-                            }
-                        }
+                    if !plan.provenance_columns.is_empty() {
+                        let by = Provenance::of(&od.version).to_string();
+                        provenance.push(StringArray::from_iter_values(std::iter::repeat_n(by.as_str(), n)));
                     }
                 }
             }
         }
-        Ok(HistoricalSlice { values, provenance })
+        let columns = columns
+            .into_iter()
+            .zip(&types)
+            .map(|(c, t)| c.unwrap_or_else(|| feature_array(*t, std::iter::repeat_n(None, n))))
+            .collect();
+        Ok(HistoricalSlice { columns, provenance })
     }
 
     /// Runs an on-demand group's transform once over a slice: its inputs'
@@ -274,21 +321,19 @@ impl Wafer {
         group: &FeatureGroup,
         od: &OnDemandPlan,
         rows: Range<usize>,
-        known: &HashMap<&str, Vec<Option<FeatureRow>>>,
+        known: &[AsOfColumns],
     ) -> ServiceResult<crate::model::Table> {
+        let n = rows.len();
         let features = od
             .sources
             .iter()
-            .map(|s| {
-                let values: Vec<Value> = known[s.input.group.as_str()]
-                    .iter()
-                    .map(|found| {
-                        found.as_ref().and_then(|f| f.values.get(&s.input.feature)).cloned().unwrap_or(Value::Null)
-                    })
-                    .collect();
-                Column::from_values(&s.input.to_string(), s.value_type, values.iter())
+            .zip(&od.source_lookups)
+            .map(|(s, &at)| {
+                let (lookup, found) = (&plan.lookups[at], &known[at]);
+                let array = lookup.position(&s.input.feature).map(|k| found.feature(k));
+                Ok(table_column(&s.input.to_string(), s.value_type, array, 0, n)?)
             })
-            .collect();
+            .collect::<ServiceResult<Vec<Column>>>()?;
         let mut request = Vec::with_capacity(od.request.len());
         for (field, col) in &od.request {
             let values = rows

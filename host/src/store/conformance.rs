@@ -11,11 +11,14 @@
 //!   pending totals, one sequence for appends and direct writes, and its
 //!   leases.
 
-use super::{AsOfRules, LogEntry, OfflineStore, PendingTable, Registry, SourceRange, TableDef, WriteLog};
+use super::{AsOfPoints, AsOfRules, LogEntry, OfflineStore, PendingTable, Registry, SourceRange, TableDef, WriteLog};
 use crate::model::{
     Descriptor, EntityKey, FeatureRow, FieldSpec, Job, JobState, JobTask, Provenance, SourceRow, TaskOutcome,
     Timestamp, TransformKind, TransformVersion, Value, ValueType,
 };
+use arrow_array::Array;
+use arrow_array::cast::AsArray;
+use arrow_array::types::Float64Type;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -471,8 +474,17 @@ pub async fn as_of_lookups_match_a_brute_force_reference(store: &dyn OfflineStor
         for created_cutoff in [false, true] {
             let rules = AsOfRules { max_age: max_age.map(Duration::from_secs), created_cutoff };
             let found = store.feature_rows_as_of("g", &points, rules).await.unwrap();
+            // The same points answered as columns: `x`, a feature no row
+            // has, and the provenance.
+            let (keys, times): (Vec<EntityKey>, Vec<Timestamp>) = points.iter().cloned().unzip();
+            let asked = [("x".to_string(), ValueType::Float64), ("absent".to_string(), ValueType::Int64)];
+            let asked = AsOfPoints { keys: &keys, times: &times, rules, features: &asked, provenance: true };
+            let columns = store.feature_columns_as_of("g", asked).await.unwrap();
+            assert_eq!(columns.len(), points.len());
+            let (xs, absent) = (columns.feature(0).as_primitive::<Float64Type>(), columns.feature(1));
+            let provenance = columns.provenance().expect("provenance was asked for");
             let (mut hits, mut stamped_after_point) = (0, 0);
-            for ((entity, at), got) in points.iter().zip(&found) {
+            for (i, ((entity, at), got)) in points.iter().zip(&found).enumerate() {
                 let (earliest, created_max) = rules.bounds(*at);
                 let expected = stored
                     .values()
@@ -484,6 +496,15 @@ pub async fn as_of_lookups_match_a_brute_force_reference(store: &dyn OfflineStor
                     })
                     .max_by_key(|r| (r.event_ts, r.created));
                 assert_eq!(got.as_ref(), expected, "{entity} at {} with {rules:?}", at.0);
+                let x = expected.map(|r| r.values["x"].clone());
+                assert_eq!(xs.is_valid(i).then(|| Value::Float64(xs.value(i))), x, "column x, point {i}");
+                assert!(absent.is_null(i), "a feature no row has is null (point {i})");
+                let by = expected.and_then(|r| r.provenance.as_ref()).map(ToString::to_string);
+                assert_eq!(
+                    provenance.is_valid(i).then(|| provenance.value(i).to_string()),
+                    by,
+                    "provenance, point {i}"
+                );
                 hits += usize::from(expected.is_some());
                 stamped_after_point += usize::from(expected.is_some_and(|r| !r.created_given && r.created > *at));
             }

@@ -23,7 +23,7 @@ mod sql;
 pub mod sqlite;
 mod stored;
 
-pub use delta::FeatureBatch;
+pub use delta::{AsOfColumns, FeatureBatch};
 
 use crate::model::{
     AuditEntry, Entity, EntityKey, FeatureGroup, FeatureRow, FeatureStatistics, FreshnessCounts, Job, JobTask,
@@ -97,6 +97,20 @@ pub struct SourceRange {
     pub last: Option<u32>,
     /// Only rows with ts <= `until`.
     pub until: Option<Timestamp>,
+}
+
+/// A point-in-time lookup answered as columns
+/// ([`OfflineStore::feature_columns_as_of`]): the points `keys[i]` at
+/// `times[i]`, and what to answer of the row known at each.
+#[derive(Debug, Clone, Copy)]
+pub struct AsOfPoints<'a> {
+    pub keys: &'a [EntityKey],
+    pub times: &'a [Timestamp],
+    pub rules: AsOfRules,
+    /// The features to answer, each of its declared type.
+    pub features: &'a [(String, ValueType)],
+    /// Whether to answer the found rows' provenance too.
+    pub provenance: bool,
 }
 
 /// How a point-in-time lookup ([`OfflineStore::feature_rows_as_of`])
@@ -305,6 +319,15 @@ pub trait OfflineStore: Send + Sync {
         points: &[(EntityKey, Timestamp)],
         rules: AsOfRules,
     ) -> StoreResult<Vec<Option<FeatureRow>>>;
+    /// [`OfflineStore::feature_rows_as_of`] answered as columns: the found
+    /// rows' values of the asked features (each of its declared type) and,
+    /// if asked, their provenance. Training data is read this way, so a
+    /// columnar store gathers the values without a row per point.
+    async fn feature_columns_as_of(&self, group: &str, points: AsOfPoints<'_>) -> StoreResult<AsOfColumns> {
+        let rows: Vec<(EntityKey, Timestamp)> = points.keys.iter().cloned().zip(points.times.iter().copied()).collect();
+        let rows = self.feature_rows_as_of(group, &rows, points.rules).await?;
+        AsOfColumns::from_rows(&rows, points.features, points.provenance)
+    }
 
     /// Counts the group's entities by the age of their newest row: expired
     /// when it is before `expired_before`, else stale when before

@@ -125,7 +125,7 @@ pub(super) fn schemas() -> Vec<(&'static str, Value)> {
             "mean": figure("null for non-numeric features or no values"),
             "std": figure("Sample standard deviation (n - 1)"),
             "min": figure("Smallest value"), "max": figure("Largest value"),
-            "p50": figure("Percentile with linear interpolation (numpy's default)"), "p95": figure("As p50")}),
+            "p50": figure("Percentile with linear interpolation (numpy's default); on the Delta tables exact up to 262,144 values of the feature, a t-digest estimate above"), "p95": figure("As p50")}),
                 Some(
                     json!({"count": 466, "nulls": 38, "mean": 181.2, "std": 9.8, "min": 160.1, "max": 199.7, "p50": 180.9, "p95": 196.3}),
                 ),

@@ -247,13 +247,13 @@ async fn full_scan(db: ScanDb) -> anyhow::Result<()> {
 
 /// Samples the process's anonymous resident memory (heap, stacks: not
 /// the mapped database file) every 5 ms while a request runs.
-struct AnonSampler {
+pub struct AnonSampler {
     stop: Arc<std::sync::atomic::AtomicBool>,
     thread: std::thread::JoinHandle<Option<u64>>,
 }
 
 impl AnonSampler {
-    fn start() -> Self {
+    pub fn start() -> Self {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -269,7 +269,7 @@ impl AnonSampler {
     }
 
     /// MiB of the peak above the start; "?" off Linux.
-    fn stop(self) -> String {
+    pub fn stop(self) -> String {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.join().ok().flatten().map_or("?".into(), |m| m.to_string())
     }

@@ -18,8 +18,11 @@
 //!   point-in-time training data over HTTP, streamed as CSV.
 //! - `wafer-bench load [--rows N] [--entities N] [--json true]`: bulk load
 //!   of feature rows over HTTP, one Parquet request (and JSON requests).
+//! - `wafer-bench pit [--feature-rows N] [--entity-rows N] [--rounds N] [--feast-python PATH]`:
+//!   the large point-in-time case (three groups, one with a composite key),
+//!   against Feast's DuckDB offline store on the same files in the same run.
 //!
-//! `http`, `materialize`, `catalog`, `historical` and `load` run on the embedded stores unless given
+//! `http`, `materialize`, `catalog`, `historical`, `load` and `pit` run on the embedded stores unless given
 //! `--database-url postgres://...` and/or `--online redis://...`; every run
 //! on those gets its own schema and key prefix and removes them at the end
 //! (`backends.rs`).
@@ -32,6 +35,7 @@ mod historical;
 mod http;
 mod load;
 mod materialize;
+mod pit;
 mod wasm;
 mod write;
 
@@ -42,6 +46,7 @@ const USAGE: &str = "usage: wafer-bench http [--endpoint online|feast|enrich] [-
        wafer-bench catalog [--hits N] [--misses N] [BACKENDS]
        wafer-bench historical [--feature-rows N] [--entity-rows N] [--entities N] [--json true] [BACKENDS]
        wafer-bench load [--rows N] [--entities N] [--json true] [BACKENDS]
+       wafer-bench pit [--feature-rows N] [--entity-rows N] [--rounds N] [--feast-python PATH] [BACKENDS]
 BACKENDS: [--database-url postgres://...] [--online redis://...] (default: Delta tables with a SQLite registry + in-process)";
 
 #[tokio::main]
@@ -55,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
         Some("catalog") => catalog::run(&args[1..]).await,
         Some("historical") => historical::run(&args[1..]).await,
         Some("load") => load::run(&args[1..]).await,
+        Some("pit") => pit::run(&args[1..]).await,
         _ => {
             eprintln!("{USAGE}");
             std::process::exit(2);

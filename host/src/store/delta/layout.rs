@@ -276,6 +276,26 @@ fn month_start(micros: i64) -> i32 {
     first.num_days_from_ce() - 719_163
 }
 
+/// The event months a batch of table rows (with the partition column)
+/// holds.
+pub(super) fn months_of(batch: &RecordBatch) -> StoreResult<std::collections::BTreeSet<i32>> {
+    Ok(month_column(batch)?.values().iter().copied().collect())
+}
+
+/// The rows of a batch of table rows in event month `month`.
+pub(super) fn rows_in_month(batch: &RecordBatch, month: i32) -> StoreResult<RecordBatch> {
+    let keep: BooleanArray = month_column(batch)?.values().iter().map(|&m| Some(m == month)).collect();
+    deltalake::arrow::compute::filter_record_batch(batch, &keep)
+        .map_err(|e| StoreError::Corrupt(format!("selecting a month of offline rows: {e}")))
+}
+
+fn month_column(batch: &RecordBatch) -> StoreResult<&Date32Array> {
+    let column = batch
+        .column_by_name(EVENT_MONTH)
+        .ok_or_else(|| StoreError::Corrupt(format!("offline rows have no {EVENT_MONTH} column")))?;
+    downcast::<Date32Array>(column.as_any())
+}
+
 /// A payload batch as table rows: adds `write_seq` (and, for sources,
 /// `ingested_at`) from the log entry and the `event_month` partition.
 pub(super) fn complete(kind: Kind, payload: &RecordBatch, seq: i64, written_at: i64) -> StoreResult<RecordBatch> {

@@ -21,7 +21,6 @@ use arrow_array::{
 };
 use arrow_schema::{DataType, Field, Schema};
 use deltalake::arrow::compute::{cast, concat_batches, take};
-use std::cmp::Ordering;
 use std::sync::Arc;
 
 /// A table's rows, sorted by (entity, event time, created time, write).
@@ -133,32 +132,32 @@ impl Merged {
         let created: Option<TimestampMicrosecondArray> = column(&all, CREATED_TIMESTAMP)?;
         let seqs: Int64Array = required(&all, WRITE_SEQ)?;
 
-        let key = |a: usize, b: usize| -> Ordering {
-            entities.value(a).cmp(entities.value(b)).then(events.value(a).cmp(&events.value(b))).then_with(|| {
-                match (&created, kind) {
-                    (Some(c), Kind::Features) => c.value(a).cmp(&c.value(b)),
-                    _ => Ordering::Equal,
-                }
-            })
-        };
-        // Stable: rows of one write keep their order, so of a key written
+        // Sorted as (entity, event time, created time, write) with the row
+        // last, so equal keys keep the order they came in: of a key written
         // twice in one call the later row wins, as a row-by-row upsert.
-        let mut order: Vec<u32> = (0..all.num_rows() as u32).collect();
-        order.sort_by(|&a, &b| {
-            let (a, b) = (a as usize, b as usize);
-            key(a, b).then(seqs.value(a).cmp(&seqs.value(b)))
-        });
-        if dedup {
+        // Entities compare by their rank among the distinct entities, so the
+        // sort compares integers, not strings.
+        let ranks = entity_ranks(&entities);
+        let created_of = |i: usize| match (&created, kind) {
+            (Some(c), Kind::Features) => c.value(i),
+            _ => 0,
+        };
+        let mut keyed: Vec<(u32, i64, i64, i64, u32)> =
+            (0..all.num_rows()).map(|i| (ranks[i], events.value(i), created_of(i), seqs.value(i), i as u32)).collect();
+        keyed.sort_unstable();
+        let same_key =
+            |a: &(u32, i64, i64, i64, u32), b: &(u32, i64, i64, i64, u32)| (a.0, a.1, a.2) == (b.0, b.1, b.2);
+        let order: Vec<u32> = if dedup {
             // Sorted by key then write: the last of each run is the newest.
-            let mut kept: Vec<u32> = Vec::with_capacity(order.len());
-            for (i, &row) in order.iter().enumerate() {
-                let next = order.get(i + 1);
-                if next.is_none_or(|&n| key(row as usize, n as usize) != Ordering::Equal) {
-                    kept.push(row);
-                }
-            }
-            order = kept;
-        }
+            keyed
+                .iter()
+                .enumerate()
+                .filter(|(i, k)| keyed.get(i + 1).is_none_or(|next| !same_key(k, next)))
+                .map(|(_, k)| k.4)
+                .collect()
+        } else {
+            keyed.iter().map(|k| k.4).collect()
+        };
         let indices = UInt32Array::from(order);
         let pick = |c: &ArrayRef| take(c.as_ref(), &indices, None).map_err(corrupt);
         let sorted = RecordBatch::try_new(schema.clone(), all.columns().iter().map(pick).collect::<StoreResult<_>>()?)
@@ -213,6 +212,11 @@ impl Merged {
     /// The value columns, by name.
     pub(super) fn value_columns(&self) -> &[(String, ArrayRef)] {
         &self.values
+    }
+
+    /// Each row's provenance text (feature tables).
+    pub(super) fn provenance(&self) -> Option<&StringArray> {
+        self.provenance.as_ref()
     }
 
     /// The rows of each entity: `(first, end)` index ranges, in key order.
@@ -282,6 +286,24 @@ impl Merged {
             values: values_at(&self.values, row)?,
         })
     }
+}
+
+/// Each row's entity's rank in the sorted order of the distinct entities.
+fn entity_ranks(entities: &StringArray) -> Vec<u32> {
+    let mut ids: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    let row_ids: Vec<u32> = (0..entities.len())
+        .map(|i| {
+            let next = ids.len() as u32;
+            *ids.entry(entities.value(i)).or_insert(next)
+        })
+        .collect();
+    let mut names: Vec<(&str, u32)> = ids.into_iter().collect();
+    names.sort_unstable();
+    let mut rank_of = vec![0u32; names.len()];
+    for (rank, (_, id)) in names.iter().enumerate() {
+        rank_of[*id as usize] = rank as u32;
+    }
+    row_ids.into_iter().map(|id| rank_of[id as usize]).collect()
 }
 
 /// Each row's entity key in wafer's text form: the join key itself, or the

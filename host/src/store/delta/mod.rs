@@ -12,13 +12,16 @@
 //!
 //! - `layout.rs`: the columns of a table and of a log payload.
 //! - `batch.rs`: feature rows as payload columns, for columnar writes.
+//! - `answer.rs`: point-in-time values as columns, for training data.
 //! - `table.rs`: Delta tables (open, append, scan, delete).
 //! - `merge.rs`: table and log rows as one sorted, deduplicated batch.
 //! - `cache.rs`: merges kept in memory and caught up as writes arrive.
 //! - `flush.rs`: the leased flusher.
 //! - `reads.rs`: the answers each read computes from merged rows.
+//! - `stats.rs`: feature statistics accumulated a month of rows at a time.
 //! - `import.rs`: offline rows of earlier versions' SQLite file, moved in.
 
+mod answer;
 mod batch;
 mod cache;
 mod flush;
@@ -26,10 +29,12 @@ mod import;
 mod layout;
 mod merge;
 mod reads;
+mod stats;
 mod table;
 #[cfg(test)]
 mod tests;
 
+pub use answer::{AsOfColumns, array_type, feature_array, table_column, value_at};
 pub use batch::FeatureBatch;
 pub use flush::FlushPolicy;
 pub use import::Imported;
@@ -37,8 +42,11 @@ pub use import::Imported;
 use self::cache::{KeptTables, Lookup, View};
 use self::layout::{EVENT_TIMESTAMP, Kind};
 use self::merge::Merged;
+use self::stats::Statistics;
 use self::table::Tables;
-use super::{AsOfRules, Compaction, OfflineStore, SourceRange, StoreError, StoreResult, TableDef, WriteLog};
+use super::{
+    AsOfPoints, AsOfRules, Compaction, OfflineStore, SourceRange, StoreError, StoreResult, TableDef, WriteLog,
+};
 use crate::model::{EntityKey, FeatureRow, FeatureStatistics, FreshnessCounts, SourceRow, Table, Timestamp};
 use arrow_array::RecordBatch;
 use async_trait::async_trait;
@@ -370,6 +378,16 @@ impl OfflineStore for DeltaOffline {
         reads::as_of(&merged, points, rules)
     }
 
+    async fn feature_columns_as_of(&self, group: &str, points: AsOfPoints<'_>) -> StoreResult<AsOfColumns> {
+        let rules = points.rules;
+        let event_max = points.times.iter().map(|at| at.0).max();
+        let event_min = points.times.iter().map(|at| rules.bounds(*at).0).min();
+        let small = points.keys.len() <= SMALL_READ;
+        let wanted = Wanted { entities: small.then_some(points.keys), event_max, event_min };
+        let merged = self.merged(Kind::Features, group, wanted, small).await?;
+        reads::as_of_columns(&merged, points)
+    }
+
     async fn freshness(
         &self,
         group: &str,
@@ -388,8 +406,37 @@ impl OfflineStore for DeltaOffline {
         if features.is_empty() {
             return Ok(Vec::new());
         }
-        let merged = self.merged(Kind::Features, group, Wanted::default(), false).await?;
-        reads::statistics(&merged, features)
+        let path = Kind::Features.path(group);
+        let mut statistics = Statistics::new(features);
+        // A merge in memory for the table's state answers at once.
+        let seqs = self.log.seqs(&path).await?;
+        let version = self.tables.latest(&path).await?.and_then(|t| t.version());
+        if let Some(view) = self.caught_up(Kind::Features, &path, version, &seqs).await? {
+            let merged = if view.layers.is_empty() {
+                view.base
+            } else {
+                self.kept.fold(Kind::Features, &path, version, &view)?
+            };
+            statistics.add(&merged);
+            return Ok(statistics.finish());
+        }
+        // Otherwise a month at a time, none of it kept: the writes of one
+        // key share its event time, so its month, and the merge of a month
+        // folds them as the whole table's would. The log first, as
+        // `merged` reads it (see the module docs).
+        let (logged, _) = flush::logged_batches(Kind::Features, &*self.log, &path).await?;
+        let mut months: std::collections::BTreeSet<i32> = self.tables.months(&path).await?.into_iter().collect();
+        for batch in &logged {
+            months.extend(layout::months_of(batch)?);
+        }
+        for month in months {
+            let mut batches =
+                logged.iter().map(|b| layout::rows_in_month(b, month)).collect::<StoreResult<Vec<_>>>()?;
+            let in_month = col(layout::EVENT_MONTH).eq(lit(ScalarValue::Date32(Some(month))));
+            batches.extend(self.tables.scan(&path, |_| Some(in_month)).await?);
+            statistics.add(&Merged::new(Kind::Features, &batches, true)?);
+        }
+        Ok(statistics.finish())
     }
 
     async fn compact(

@@ -2,16 +2,11 @@
 //! (sorted by entity, event time, created time; one row per key unless
 //! the read asked for every write).
 
-use super::layout::{downcast, value_at};
+use super::answer::{AsOfColumns, table_column};
 use super::merge::Merged;
-use crate::model::{
-    Column, ColumnValues, EntityKey, FeatureRow, FeatureStatistics, FreshnessCounts, SourceRow, Table, Timestamp,
-    Value, ValueType,
-};
-use crate::store::sql::{interpolate, percentile_ranks};
-use crate::store::{AsOfRules, SourceRange, StoreResult};
-use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
-use arrow_schema::DataType;
+use crate::model::{EntityKey, FeatureRow, FreshnessCounts, SourceRow, Table, Timestamp, ValueType};
+use crate::store::{AsOfPoints, AsOfRules, SourceRange, StoreResult};
+use arrow_array::UInt32Array;
 
 /// The index range of `entity`'s rows `range` asks for.
 fn source_range(merged: &Merged, entity: &EntityKey, range: SourceRange) -> (usize, usize) {
@@ -49,39 +44,6 @@ pub(super) fn source_table(
         })
         .collect::<StoreResult<_>>()?;
     Ok(Table { timestamps: (start..end).map(|i| merged.event(i)).collect(), columns })
-}
-
-/// Rows `start..end` of a merged value column as a transform's column of
-/// type `t`, as [`Column::from_values`] builds it from the rows' values
-/// (null slots hold the type's default).
-fn table_column(name: &str, t: ValueType, array: Option<&ArrayRef>, start: usize, end: usize) -> StoreResult<Column> {
-    let Some(a) = array else {
-        return Ok(Column::from_values(name, t, std::iter::repeat_n(&Value::Null, end - start)));
-    };
-    let nulls = || (start..end).filter(|&i| a.is_null(i)).map(|i| (i - start) as u32).collect();
-    let values = match (t, a.data_type()) {
-        (ValueType::Float64, DataType::Float64) => {
-            let f = downcast::<Float64Array>(a.as_any())?;
-            ColumnValues::Float64((start..end).map(|i| if f.is_null(i) { 0.0 } else { f.value(i) }).collect())
-        }
-        (ValueType::Int64, DataType::Int64) => {
-            let v = downcast::<Int64Array>(a.as_any())?;
-            ColumnValues::Int64((start..end).map(|i| if v.is_null(i) { 0 } else { v.value(i) }).collect())
-        }
-        (ValueType::Bool, DataType::Boolean) => {
-            let v = downcast::<BooleanArray>(a.as_any())?;
-            ColumnValues::Bool((start..end).map(|i| !v.is_null(i) && v.value(i)).collect())
-        }
-        (ValueType::String, DataType::Utf8) => {
-            let v = downcast::<StringArray>(a.as_any())?;
-            ColumnValues::Text((start..end).map(|i| if v.is_null(i) { "" } else { v.value(i) }.to_string()).collect())
-        }
-        _ => {
-            let values = (start..end).map(|i| value_at(a.as_ref(), i)).collect::<StoreResult<Vec<_>>>()?;
-            return Ok(Column::from_values(name, t, values.iter().map(|v| v.as_ref().unwrap_or(&Value::Null))));
-        }
-    };
-    Ok(Column { name: name.to_string(), values, nulls: nulls() })
 }
 
 /// Each entity with its newest event time, in key order.
@@ -143,22 +105,34 @@ pub(super) fn as_of(
     points: &[(EntityKey, Timestamp)],
     rules: AsOfRules,
 ) -> StoreResult<Vec<Option<FeatureRow>>> {
-    let mut out = Vec::with_capacity(points.len());
-    for (entity, at) in points {
-        let Some((start, end)) = merged.rows_of(entity.as_str()) else {
-            out.push(None);
-            continue;
-        };
-        let (earliest, created_max) = rules.bounds(*at);
-        // Rows after `at` start at the partition point of the sorted run.
-        let upper = start + partition_point(start, end, |i| merged.event(i) <= at.0);
-        let found = (start..upper)
-            .rev()
-            .take_while(|&i| merged.event(i) >= earliest)
-            .find(|&i| merged.created(i) <= created_max || !merged.created_given(i));
-        out.push(found.map(|i| merged.feature_row(i)).transpose()?);
-    }
-    Ok(out)
+    points
+        .iter()
+        .map(|(entity, at)| found_at(merged, entity, *at, rules).map(|i| merged.feature_row(i)).transpose())
+        .collect()
+}
+
+/// [`as_of`] as columns of the asked features (and provenance), gathered
+/// from the merged columns by the found rows' indices.
+pub(super) fn as_of_columns(merged: &Merged, points: AsOfPoints<'_>) -> StoreResult<AsOfColumns> {
+    let found: UInt32Array = points
+        .keys
+        .iter()
+        .zip(points.times)
+        .map(|(entity, at)| found_at(merged, entity, *at, points.rules).map(|i| i as u32))
+        .collect();
+    AsOfColumns::gather(merged, &found, points.features, points.provenance)
+}
+
+/// The index of the row known at `at` for `entity`, if any.
+fn found_at(merged: &Merged, entity: &EntityKey, at: Timestamp, rules: AsOfRules) -> Option<usize> {
+    let (start, end) = merged.rows_of(entity.as_str())?;
+    let (earliest, created_max) = rules.bounds(at);
+    // Rows after `at` start at the partition point of the sorted run.
+    let upper = start + partition_point(start, end, |i| merged.event(i) <= at.0);
+    (start..upper)
+        .rev()
+        .take_while(|&i| merged.event(i) >= earliest)
+        .find(|&i| merged.created(i) <= created_max || !merged.created_given(i))
 }
 
 /// How many of `start..end` satisfy `pred`, which holds for a prefix.
@@ -194,48 +168,4 @@ pub(super) fn freshness(
         newest_event_timestamp: newest.iter().max().copied().map(Timestamp),
         oldest_event_timestamp: newest.iter().min().copied().map(Timestamp),
     }
-}
-
-/// Statistics of each named feature over every row; `numeric` features get
-/// mean, sample standard deviation, extremes and interpolated percentiles.
-pub(super) fn statistics(merged: &Merged, features: &[(String, bool)]) -> StoreResult<Vec<FeatureStatistics>> {
-    let total = merged.len() as u64;
-    let mut out = Vec::with_capacity(features.len());
-    for (name, numeric) in features {
-        let Some((_, column)) = merged.value_columns().iter().find(|(n, _)| n == name) else {
-            out.push(FeatureStatistics { count: 0, nulls: total, ..FeatureStatistics::default() });
-            continue;
-        };
-        let count = (column.len() - column.null_count()) as u64;
-        let mut s = FeatureStatistics { count, nulls: total - count, ..FeatureStatistics::default() };
-        let numbers: Option<Vec<f64>> = if let Some(f) = column.as_any().downcast_ref::<Float64Array>() {
-            Some(f.iter().flatten().collect())
-        } else {
-            column.as_any().downcast_ref::<Int64Array>().map(|i| i.iter().flatten().map(|v| v as f64).collect())
-        };
-        if let (true, Some(mut values)) = (*numeric, numbers)
-            && !values.is_empty()
-        {
-            let n = values.len();
-            let mean = values.iter().sum::<f64>() / n as f64;
-            s.mean = Some(mean);
-            if n > 1 {
-                // Deviations from the mean, so large values keep precision.
-                let squares: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
-                s.std = Some((squares / (n - 1) as f64).sqrt());
-            }
-            values.sort_unstable_by(f64::total_cmp);
-            s.min = values.first().copied();
-            s.max = values.last().copied();
-            let ranks = percentile_ranks(n as u64, &[0.5, 0.95]);
-            let p = |k: usize| {
-                let (rank, frac) = ranks[k];
-                interpolate(values.get(rank).copied(), values.get(rank + 1).copied(), frac)
-            };
-            s.p50 = p(0);
-            s.p95 = p(1);
-        }
-        out.push(s);
-    }
-    Ok(out)
 }

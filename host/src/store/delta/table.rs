@@ -214,6 +214,26 @@ impl Tables {
         )))
     }
 
+    /// The event months (days since the epoch of each month's first day,
+    /// as the partition column holds them) that have files in the table's
+    /// newest version, in order.
+    pub(super) async fn months(&self, path: &str) -> StoreResult<Vec<i32>> {
+        let Some(table) = self.latest(path).await? else {
+            return Ok(Vec::new());
+        };
+        let state = table.snapshot().map_err(delta_err)?;
+        let mut months = std::collections::BTreeSet::new();
+        for file in state.log_data().iter() {
+            let text = file.partition_values_map().get(EVENT_MONTH).cloned().flatten();
+            let day = text.as_deref().and_then(|t| chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").ok());
+            let day = day.ok_or_else(|| {
+                StoreError::Corrupt(format!("a data file of table '{path}' has no readable {EVENT_MONTH} partition"))
+            })?;
+            months.insert((day - chrono::NaiveDate::default()).num_days() as i32);
+        }
+        Ok(months.into_iter().collect())
+    }
+
     /// Data files in the table's newest version.
     pub(super) async fn file_count(&self, path: &str) -> StoreResult<u64> {
         match self.latest(path).await? {
