@@ -16,6 +16,19 @@
 //!   timer lag to every sample. The achieved rate shows whether the clients
 //!   kept to the schedule (if they fall behind, requests queue client-side
 //!   and the report says so).
+//!
+//! With `--server-cpu true` each phase also reports the server's CPU time
+//! per request, read from the kernel's per-thread counters
+//! (`/proc/.../task/*/schedstat`), so it does not depend on what the load
+//! client costs: the embedded server then runs on a runtime of its own
+//! whose threads are named `wafer-srv`, and only those are counted. For
+//! `--server`, give `--server-pid PID` and every thread of that process is
+//! counted (a Feast server, say, for the same figure side by side). A
+//! server on its own runtime competes with the client's threads for the
+//! cores rather than sharing one scheduler with them, so its saturation
+//! throughput is lower (about 30k against 50k req/s on a 2-core VM) and
+//! not comparable with a run without the flag; CPU per request is the
+//! figure to compare.
 
 use crate::backends::Backends;
 use std::net::SocketAddr;
@@ -26,6 +39,10 @@ use tokio::net::TcpStream;
 
 pub struct HttpArgs {
     pub server: Option<String>,
+    /// The `--server`'s process, whose CPU time is reported per request.
+    pub server_pid: Option<u32>,
+    /// Run the embedded server on its own runtime and report its CPU time.
+    pub server_cpu: bool,
     pub endpoint: Endpoint,
     pub connections: usize,
     pub seconds: u64,
@@ -37,11 +54,14 @@ pub struct HttpArgs {
 impl HttpArgs {
     pub fn parse(args: &[String]) -> anyhow::Result<HttpArgs> {
         let (mut server, mut connections, mut seconds, mut rate) = (None, 16, 10, 5000);
+        let (mut server_pid, mut server_cpu) = (None, false);
         let mut endpoint = Endpoint::Online;
-        let usage = "--server URL --endpoint online|feast|enrich --connections N --seconds N --rate N";
+        let usage = "--server URL --server-pid PID --server-cpu true --endpoint online|feast|enrich --connections N --seconds N --rate N";
         let backends = Backends::parse_args(args, usage, |flag, value| {
             match flag {
                 "--server" => server = Some(value.to_string()),
+                "--server-pid" => server_pid = Some(value.parse()?),
+                "--server-cpu" => server_cpu = value.parse()?,
                 "--endpoint" => {
                     endpoint = match value {
                         "online" => Endpoint::Online,
@@ -57,7 +77,7 @@ impl HttpArgs {
             }
             Ok(true)
         })?;
-        Ok(HttpArgs { server, endpoint, connections, seconds, rate, backends })
+        Ok(HttpArgs { server, server_pid, server_cpu, endpoint, connections, seconds, rate, backends })
     }
 }
 
@@ -102,18 +122,20 @@ pub async fn run(mut args: HttpArgs) -> anyhow::Result<()> {
             let hostport = url.trim_start_matches("http://").trim_end_matches('/');
             let addr = tokio::net::lookup_host(hostport).await?.next().expect("address");
             println!("server: {url}");
-            measure(addr, &args).await
+            let cpu = args.server_pid.map(ServerCpu::Process);
+            measure(addr, &args, cpu).await
         }
         None => {
             println!("server: embedded demo on {}", args.backends.describe());
-            let server = match EmbeddedDemo::start(&mut args.backends).await {
+            let server = match EmbeddedDemo::start(&mut args.backends, args.server_cpu).await {
                 Ok(server) => server,
                 Err(e) => {
                     args.backends.clean_up().await;
                     return Err(e);
                 }
             };
-            let result = measure(server.addr, &args).await;
+            let cpu = args.server_cpu.then_some(ServerCpu::Threads(SERVER_THREADS));
+            let result = measure(server.addr, &args, cpu).await;
             server.stop().await;
             args.backends.clean_up().await;
             result
@@ -121,7 +143,7 @@ pub async fn run(mut args: HttpArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn measure(addr: SocketAddr, args: &HttpArgs) -> anyhow::Result<()> {
+async fn measure(addr: SocketAddr, args: &HttpArgs, cpu: Option<ServerCpu>) -> anyhow::Result<()> {
     let (path, body, name, answer_ok) = args.endpoint.request();
     let request = Arc::new(
         format!(
@@ -140,11 +162,72 @@ async fn measure(addr: SocketAddr, args: &HttpArgs) -> anyhow::Result<()> {
     println!("{name}, {} connections, {} s per phase", args.connections, args.seconds);
     let warm = phase(addr, &request, args.connections, Duration::from_secs(1), None).await?;
     drop(warm);
+    let used = cpu.as_ref().map(ServerCpu::nanos).transpose()?;
     let sat = phase(addr, &request, args.connections, Duration::from_secs(args.seconds), None).await?;
     report("saturation", &sat, args.seconds);
+    let used = report_cpu(cpu.as_ref(), used, sat.len(), args.seconds)?;
     let fixed = phase(addr, &request, args.connections, Duration::from_secs(args.seconds), Some(args.rate)).await?;
     report(&format!("fixed {} req/s", args.rate), &fixed, args.seconds);
+    report_cpu(cpu.as_ref(), used, fixed.len(), args.seconds)?;
     Ok(())
+}
+
+/// Prints the server CPU time the phase took per request; returns the
+/// counter now, for the next phase.
+fn report_cpu(
+    cpu: Option<&ServerCpu>,
+    before: Option<u64>,
+    requests: usize,
+    seconds: u64,
+) -> anyhow::Result<Option<u64>> {
+    let (Some(cpu), Some(before)) = (cpu, before) else {
+        return Ok(None);
+    };
+    let now = cpu.nanos()?;
+    let spent = now.saturating_sub(before) as f64;
+    println!(
+        "{:>20}  server CPU {:.1} us per request ({:.2} cores busy)",
+        "",
+        spent / 1e3 / requests.max(1) as f64,
+        spent / 1e9 / seconds as f64
+    );
+    Ok(Some(now))
+}
+
+/// The name prefix of the embedded server's threads.
+const SERVER_THREADS: &str = "wafer-srv";
+
+/// Whose CPU time counts as the server's.
+enum ServerCpu {
+    /// Every thread of another process.
+    Process(u32),
+    /// The threads of this process whose name starts so.
+    Threads(&'static str),
+}
+
+impl ServerCpu {
+    /// CPU time so far, in nanoseconds: the sum of the counted threads'
+    /// time on a CPU (the first field of each thread's `schedstat`).
+    fn nanos(&self) -> anyhow::Result<u64> {
+        let (tasks, prefix) = match self {
+            ServerCpu::Process(pid) => (format!("/proc/{pid}/task"), None),
+            ServerCpu::Threads(prefix) => ("/proc/self/task".to_string(), Some(*prefix)),
+        };
+        let mut total = 0;
+        for task in std::fs::read_dir(&tasks).map_err(|e| anyhow::anyhow!("reading {tasks}: {e}"))? {
+            let dir = task?.path();
+            if let Some(prefix) = prefix {
+                let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+                if !name.starts_with(prefix) {
+                    continue;
+                }
+            }
+            // A thread that exited meanwhile has no counters to read.
+            let Ok(stat) = std::fs::read_to_string(dir.join("schedstat")) else { continue };
+            total += stat.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+        }
+        Ok(total)
+    }
 }
 
 fn report(name: &str, latencies: &[Duration], seconds: u64) {
@@ -248,39 +331,65 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// An embedded demo server on an ephemeral port.
+/// An embedded demo server on an ephemeral port; with `own_runtime`, on a
+/// runtime of its own (threads named [`SERVER_THREADS`]) so its CPU time
+/// can be told from the load client's.
 struct EmbeddedDemo {
     addr: SocketAddr,
     shutdown: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
+    runtime: Option<tokio::runtime::Runtime>,
     dir: std::path::PathBuf,
 }
 
 impl EmbeddedDemo {
-    async fn start(backends: &mut Backends) -> anyhow::Result<EmbeddedDemo> {
+    async fn start(backends: &mut Backends, own_runtime: bool) -> anyhow::Result<EmbeddedDemo> {
         let dir = std::env::temp_dir().join(format!("wafer-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut config = wafer_host::config::Config::new(&dir);
         config.serving = wafer_host::demo::serving_config();
         backends.configure(&mut config);
-        let app = wafer_host::App::open(config, Arc::new(wafer_host::clock::SystemClock)).await?;
-        wafer_host::demo::load(&app.wafer).await?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
+        let runtime = match own_runtime {
+            true => Some(tokio::runtime::Builder::new_multi_thread().thread_name(SERVER_THREADS).enable_all().build()?),
+            false => None,
+        };
+        let (ready, started) = tokio::sync::oneshot::channel::<anyhow::Result<SocketAddr>>();
         let (shutdown, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let _ = wafer_host::server::serve(app, listener, async {
-                let _ = rx.await;
-            })
-            .await;
-        });
-        Ok(EmbeddedDemo { addr, shutdown, task, dir })
+        let serving = async move {
+            let opened = async {
+                let app = wafer_host::App::open(config, Arc::new(wafer_host::clock::SystemClock)).await?;
+                wafer_host::demo::load(&app.wafer).await?;
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+                anyhow::Ok((app, listener))
+            };
+            match opened.await {
+                Ok((app, listener)) => {
+                    let _ = ready.send(listener.local_addr().map_err(Into::into));
+                    let _ = wafer_host::server::serve(app, listener, async {
+                        let _ = rx.await;
+                    })
+                    .await;
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                }
+            }
+        };
+        let task = match &runtime {
+            Some(runtime) => runtime.spawn(serving),
+            None => tokio::spawn(serving),
+        };
+        let addr = started.await??;
+        Ok(EmbeddedDemo { addr, shutdown, task, runtime, dir })
     }
 
     /// Graceful shutdown, so no write lands after the clean-up.
     async fn stop(self) {
         let _ = self.shutdown.send(());
         let _ = tokio::time::timeout(Duration::from_secs(30), self.task).await;
+        if let Some(runtime) = self.runtime {
+            runtime.shutdown_background();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -1,9 +1,10 @@
 //! `wafer-bench`: the performance numbers we report, measured on this
 //! machine (never asserted in tests).
 //!
-//! - `wafer-bench http [--endpoint online|feast|enrich] [--connections N] [--seconds N] [--rate N] [--server URL]`:
-//!   serving latency and throughput over HTTP (online read, the same read
-//!   through the Feast endpoint, or prompt enrichment).
+//! - `wafer-bench http [--endpoint online|feast|enrich] [--connections N] [--seconds N] [--rate N] [--server-cpu true | --server URL [--server-pid PID]]`:
+//!   serving latency, throughput and server CPU per request over HTTP
+//!   (online read, the same read through the Feast endpoint, or prompt
+//!   enrichment).
 //! - `wafer-bench wasm [--iterations N]`: per-call overhead of the Wasm
 //!   runtime (fresh store + instantiate + call, against a reused instance),
 //!   load time compiled and from the disk cache, and one indicators batch
@@ -39,7 +40,7 @@ mod pit;
 mod wasm;
 mod write;
 
-const USAGE: &str = "usage: wafer-bench http [--endpoint online|feast|enrich] [--connections N] [--seconds N] [--rate N] [--server URL] [BACKENDS]
+const USAGE: &str = "usage: wafer-bench http [--endpoint online|feast|enrich] [--connections N] [--seconds N] [--rate N] [--server-cpu true | --server URL [--server-pid PID]] [BACKENDS]
        wafer-bench wasm [--iterations N]
        wafer-bench materialize [--tickers N] [--days N] [BACKENDS]
        wafer-bench write --database-url postgres://... [--rows N] [--features N] [--iterations N]
