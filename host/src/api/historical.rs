@@ -217,7 +217,8 @@ impl Encoder {
         columns.extend(plan.provenance_columns.iter().cloned());
         let parquet = match format {
             Format::Parquet => {
-                let features: Vec<_> = plan.refs.iter().map(ToString::to_string).zip(plan.ref_types()).collect();
+                let features: Vec<_> =
+                    plan.refs.iter().map(ToString::to_string).zip(plan.ref_types().iter().copied()).collect();
                 Some(ParquetAnswer::new(&plan.frame.columns, &features, &plan.provenance_columns)?)
             }
             _ => None,

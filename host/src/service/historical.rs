@@ -62,6 +62,8 @@ pub struct HistoricalPlan {
     /// else empty.
     pub provenance_columns: Vec<String>,
     times: Vec<Timestamp>,
+    /// The declared type of each ref.
+    types: Vec<ValueType>,
     /// Stored groups to look up: the requested ones and the inputs of
     /// requested on-demand groups, each once.
     lookups: Vec<Lookup>,
@@ -75,16 +77,8 @@ impl HistoricalPlan {
     }
 
     /// The declared type of each feature column (`refs`), in order.
-    pub fn ref_types(&self) -> Vec<ValueType> {
-        let mut types = vec![ValueType::Float64; self.refs.len()];
-        for output in &self.outputs {
-            for (pos, feature) in &output.features {
-                if let Some(f) = output.group.feature(feature) {
-                    types[*pos] = f.value_type;
-                }
-            }
-        }
-        types
+    pub fn ref_types(&self) -> &[ValueType] {
+        &self.types
     }
 }
 
@@ -255,7 +249,15 @@ impl Wafer {
                  name with include_provenance"
             )));
         }
-        Ok(HistoricalPlan { frame, refs, provenance_columns, times, lookups, outputs })
+        let mut types = vec![ValueType::Float64; refs.len()];
+        for output in &outputs {
+            for (pos, feature) in &output.features {
+                if let Some(f) = output.group.feature(feature) {
+                    types[*pos] = f.value_type;
+                }
+            }
+        }
+        Ok(HistoricalPlan { frame, refs, provenance_columns, times, types, lookups, outputs })
     }
 
     /// The feature values of entity rows `rows` (a range of the plan's
@@ -307,7 +309,7 @@ impl Wafer {
         }
         let columns = columns
             .into_iter()
-            .zip(&types)
+            .zip(types)
             .map(|(c, t)| c.unwrap_or_else(|| feature_array(*t, std::iter::repeat_n(None, n))))
             .collect();
         Ok(HistoricalSlice { columns, provenance })

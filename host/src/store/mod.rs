@@ -326,7 +326,7 @@ pub trait OfflineStore: Send + Sync {
     async fn feature_columns_as_of(&self, group: &str, points: AsOfPoints<'_>) -> StoreResult<AsOfColumns> {
         let rows: Vec<(EntityKey, Timestamp)> = points.keys.iter().cloned().zip(points.times.iter().copied()).collect();
         let rows = self.feature_rows_as_of(group, &rows, points.rules).await?;
-        AsOfColumns::from_rows(&rows, points.features, points.provenance)
+        Ok(AsOfColumns::from_rows(&rows, points.features, points.provenance))
     }
 
     /// Counts the group's entities by the age of their newest row: expired

@@ -14,7 +14,6 @@ use crate::store::{StoreError, StoreResult};
 use arrow_array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, UInt32Array, new_null_array};
 use arrow_schema::DataType;
 use deltalake::arrow::compute::take;
-use std::sync::Arc;
 
 /// Values found for a run of points, aligned with them.
 #[derive(Debug, Clone)]
@@ -34,24 +33,17 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 
 impl AsOfColumns {
     /// The columns of rows found one by one (the row-keeping stores).
-    pub fn from_rows(
-        rows: &[Option<FeatureRow>],
-        features: &[(String, ValueType)],
-        provenance: bool,
-    ) -> StoreResult<Self> {
+    pub fn from_rows(rows: &[Option<FeatureRow>], features: &[(String, ValueType)], provenance: bool) -> Self {
         let features = features
             .iter()
-            .map(|(name, t)| {
-                let values = rows.iter().map(|r| r.as_ref().and_then(|r| r.values.get(name)));
-                Ok(feature_array(*t, values))
-            })
-            .collect::<StoreResult<_>>()?;
+            .map(|(name, t)| feature_array(*t, rows.iter().map(|r| r.as_ref().and_then(|r| r.values.get(name)))))
+            .collect();
         let provenance = provenance.then(|| {
             rows.iter()
                 .map(|r| r.as_ref().and_then(|r| r.provenance.as_ref()).map(Provenance::to_string))
                 .collect::<StringArray>()
         });
-        Ok(AsOfColumns { features, provenance, len: rows.len() })
+        AsOfColumns { features, provenance, len: rows.len() }
     }
 
     /// The rows at `found` (null: none) of a merge's columns.
@@ -109,58 +101,9 @@ impl AsOfColumns {
 }
 
 /// A column of type `t` from values, `None` (or a value of another type)
-/// being null. Built so for transform output and the row-keeping stores.
+/// being null: transform output and the row-keeping stores' rows.
 pub fn feature_array<'a>(t: ValueType, values: impl Iterator<Item = Option<&'a Value>>) -> ArrayRef {
-    use arrow_array::builder::{Float64Builder, ListBuilder, StringBuilder};
-    match t {
-        ValueType::Float64 => Arc::new(values.map(|v| v.and_then(Value::as_f64)).collect::<Float64Array>()),
-        ValueType::Int64 => Arc::new(
-            values.map(|v| if let Some(Value::Int64(n)) = v { Some(*n) } else { None }).collect::<Int64Array>(),
-        ),
-        ValueType::Bool => Arc::new(
-            values.map(|v| if let Some(Value::Bool(b)) = v { Some(*b) } else { None }).collect::<BooleanArray>(),
-        ),
-        ValueType::String => Arc::new(
-            values
-                .map(|v| if let Some(Value::String(s)) = v { Some(s.as_str()) } else { None })
-                .collect::<StringArray>(),
-        ),
-        ValueType::Float64List => {
-            let mut b = ListBuilder::new(Float64Builder::new()).with_field(list_item(DataType::Float64));
-            for v in values {
-                match v {
-                    Some(Value::Float64List(items)) => {
-                        b.values().append_slice(items);
-                        b.append(true);
-                    }
-                    // An empty list read back from JSON text has no item
-                    // type to tell it by.
-                    Some(Value::StringList(items)) if items.is_empty() => b.append(true),
-                    _ => b.append(false),
-                }
-            }
-            Arc::new(b.finish())
-        }
-        ValueType::StringList => {
-            let mut b = ListBuilder::new(StringBuilder::new()).with_field(list_item(DataType::Utf8));
-            for v in values {
-                match v {
-                    Some(Value::StringList(items)) => {
-                        items.iter().for_each(|s| b.values().append_value(s));
-                        b.append(true);
-                    }
-                    Some(Value::Float64List(items)) if items.is_empty() => b.append(true),
-                    _ => b.append(false),
-                }
-            }
-            Arc::new(b.finish())
-        }
-    }
-}
-
-/// The item field of the tables' list types (`layout::arrow_type`).
-fn list_item(t: DataType) -> Arc<arrow_schema::Field> {
-    Arc::new(arrow_schema::Field::new("item", t, true))
+    layout::lenient_column(t, values)
 }
 
 /// The Arrow type the tables store a feature of type `t` in, and training

@@ -135,15 +135,35 @@ fn timestamps(values: impl Iterator<Item = i64>) -> ArrayRef {
     Arc::new(TimestampMicrosecondArray::from_iter_values(values).with_timezone("UTC"))
 }
 
-/// One value column from the rows' maps; an absent value is null.
+/// A value column of type `t` (`None` and null are null; an integer fits
+/// a float column). A value of another type is refused as a conflict
+/// naming `name` and `table`.
 pub(super) fn value_column<'a>(
     table: &str,
     name: &str,
     t: ValueType,
     values: impl Iterator<Item = Option<&'a Value>>,
 ) -> StoreResult<ArrayRef> {
-    let mismatch =
-        |v: &Value| StoreError::Conflict(format!("value {v:?} of '{name}' in offline table '{table}' is not a {t}"));
+    let refuse = |v: &Value| {
+        Err(StoreError::Conflict(format!("value {v:?} of '{name}' in offline table '{table}' is not a {t}")))
+    };
+    typed_column(t, values, &refuse)
+}
+
+/// [`value_column`] where a value of another type is null instead.
+pub(super) fn lenient_column<'a>(t: ValueType, values: impl Iterator<Item = Option<&'a Value>>) -> ArrayRef {
+    typed_column(t, values, &|_| Ok(())).unwrap_or_else(|_| unreachable!("a lenient column refuses nothing"))
+}
+
+/// A column of type `t` from values; `mismatch` decides on a value of
+/// another type: an error refuses the column, `Ok` makes the slot null.
+/// An empty list fits either list type: read back from JSON text it has no
+/// item type to tell it by.
+fn typed_column<'a>(
+    t: ValueType,
+    values: impl Iterator<Item = Option<&'a Value>>,
+    mismatch: &dyn Fn(&Value) -> StoreResult<()>,
+) -> StoreResult<ArrayRef> {
     Ok(match t {
         ValueType::Float64 => {
             let mut b = Float64Builder::new();
@@ -152,7 +172,10 @@ pub(super) fn value_column<'a>(
                     None | Some(Value::Null) => b.append_null(),
                     Some(Value::Float64(x)) => b.append_value(*x),
                     Some(Value::Int64(x)) => b.append_value(*x as f64),
-                    Some(other) => return Err(mismatch(other)),
+                    Some(other) => {
+                        mismatch(other)?;
+                        b.append_null()
+                    }
                 }
             }
             Arc::new(b.finish())
@@ -163,7 +186,10 @@ pub(super) fn value_column<'a>(
                 match v {
                     None | Some(Value::Null) => b.append_null(),
                     Some(Value::Int64(x)) => b.append_value(*x),
-                    Some(other) => return Err(mismatch(other)),
+                    Some(other) => {
+                        mismatch(other)?;
+                        b.append_null()
+                    }
                 }
             }
             Arc::new(b.finish())
@@ -174,7 +200,10 @@ pub(super) fn value_column<'a>(
                 match v {
                     None | Some(Value::Null) => b.append_null(),
                     Some(Value::Bool(x)) => b.append_value(*x),
-                    Some(other) => return Err(mismatch(other)),
+                    Some(other) => {
+                        mismatch(other)?;
+                        b.append_null()
+                    }
                 }
             }
             Arc::new(b.finish())
@@ -185,7 +214,10 @@ pub(super) fn value_column<'a>(
                 match v {
                     None | Some(Value::Null) => b.append_null(),
                     Some(Value::String(x)) => b.append_value(x),
-                    Some(other) => return Err(mismatch(other)),
+                    Some(other) => {
+                        mismatch(other)?;
+                        b.append_null()
+                    }
                 }
             }
             Arc::new(b.finish())
@@ -199,7 +231,11 @@ pub(super) fn value_column<'a>(
                         b.values().append_slice(xs);
                         b.append(true);
                     }
-                    Some(other) => return Err(mismatch(other)),
+                    Some(Value::StringList(xs)) if xs.is_empty() => b.append(true),
+                    Some(other) => {
+                        mismatch(other)?;
+                        b.append_null()
+                    }
                 }
             }
             Arc::new(b.finish())
@@ -215,7 +251,11 @@ pub(super) fn value_column<'a>(
                         }
                         b.append(true);
                     }
-                    Some(other) => return Err(mismatch(other)),
+                    Some(Value::Float64List(xs)) if xs.is_empty() => b.append(true),
+                    Some(other) => {
+                        mismatch(other)?;
+                        b.append_null()
+                    }
                 }
             }
             Arc::new(b.finish())

@@ -175,15 +175,11 @@ impl DeltaOffline {
     /// background; any other read merges the whole table and keeps it.
     async fn merged(&self, kind: Kind, name: &str, wanted: Wanted<'_>, small: bool) -> StoreResult<Arc<Merged>> {
         let path = kind.path(name);
-        // The log before the version: an entry flushed in between is in
-        // the version read.
-        let seqs = self.log.seqs(&path).await?;
-        let version = self.tables.latest(&path).await?.and_then(|t| t.version());
-        if let Some(view) = self.caught_up(kind, &path, version, &seqs).await? {
+        let (version, view) = self.kept_view(kind, &path).await?;
+        if let Some(view) = view {
             return match wanted.entities {
-                _ if view.layers.is_empty() => Ok(view.base),
-                Some(entities) if small => Ok(Arc::new(view.select(kind, entities)?)),
-                _ => self.kept.fold(kind, &path, version, &view),
+                Some(entities) if small && !view.layers.is_empty() => Ok(Arc::new(view.select(kind, entities)?)),
+                _ => self.whole(kind, &path, version, view),
             };
         }
         if small && wanted.entities.is_some() {
@@ -191,6 +187,20 @@ impl DeltaOffline {
             return Ok(Arc::new(self.load(kind, name, wanted, true).await?.0));
         }
         self.load_and_keep(kind, name, version).await
+    }
+
+    /// The table's newest version and, when a kept merge can be brought to
+    /// that state, its view. The log is read before the version: an entry
+    /// flushed in between is in the version read.
+    async fn kept_view(&self, kind: Kind, path: &str) -> StoreResult<(Option<u64>, Option<View>)> {
+        let seqs = self.log.seqs(path).await?;
+        let version = self.tables.latest(path).await?.and_then(|t| t.version());
+        Ok((version, self.caught_up(kind, path, version, &seqs).await?))
+    }
+
+    /// A view's rows as one merge (its layers folded in and kept).
+    fn whole(&self, kind: Kind, path: &str, version: Option<u64>, view: View) -> StoreResult<Arc<Merged>> {
+        if view.layers.is_empty() { Ok(view.base) } else { self.kept.fold(kind, path, version, &view) }
     }
 
     /// The whole table merged, kept as exact for `version` (read before
@@ -409,15 +419,8 @@ impl OfflineStore for DeltaOffline {
         let path = Kind::Features.path(group);
         let mut statistics = Statistics::new(features);
         // A merge in memory for the table's state answers at once.
-        let seqs = self.log.seqs(&path).await?;
-        let version = self.tables.latest(&path).await?.and_then(|t| t.version());
-        if let Some(view) = self.caught_up(Kind::Features, &path, version, &seqs).await? {
-            let merged = if view.layers.is_empty() {
-                view.base
-            } else {
-                self.kept.fold(Kind::Features, &path, version, &view)?
-            };
-            statistics.add(&merged);
+        if let (version, Some(view)) = self.kept_view(Kind::Features, &path).await? {
+            statistics.add(&*self.whole(Kind::Features, &path, version, view)?);
             return Ok(statistics.finish());
         }
         // Otherwise a month at a time, none of it kept: the writes of one
