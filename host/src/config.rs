@@ -60,6 +60,8 @@ pub struct Config {
     /// but a time further ahead is a bug (often milliseconds sent as
     /// seconds) that would otherwise be served as the newest value forever.
     pub max_future_skew: std::time::Duration,
+    /// Bytes of the source-history cache (`--source-cache-mib`).
+    pub source_cache_bytes: usize,
 }
 
 impl Config {
@@ -82,6 +84,7 @@ impl Config {
             cluster: ClusterSettings::default(),
             serving: ServingConfig::default(),
             max_future_skew: crate::model::TimeWindow::DEFAULT_SKEW,
+            source_cache_bytes: crate::service::history::DEFAULT_BYTES,
         }
     }
 }

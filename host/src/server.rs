@@ -40,6 +40,7 @@ impl App {
             cluster: config.cluster.clone(),
             serving: config.serving.clone(),
             max_future_skew: config.max_future_skew,
+            source_cache_bytes: config.source_cache_bytes,
         };
         let wafer = Wafer::new(registry, offline, online, runtime, clock, settings).await?;
         Ok(App { wafer, config })
@@ -89,6 +90,9 @@ async fn open_database(config: &Config) -> anyhow::Result<(Arc<dyn Registry>, Ar
             let sqlite =
                 Arc::new(SqliteStore::open(&path).await.with_context(|| format!("opening {}", path.display()))?);
             let delta = open_tables(config, sqlite.clone())?;
+            // A SQLite registry serves one process: nothing else writes
+            // its log or (as wafer runs) its tables.
+            delta.set_exclusive(true);
             let imported = delta.import_sqlite(&sqlite).await.context("importing offline rows into the tables")?;
             if imported.source_rows + imported.feature_rows > 0 || !imported.skipped.is_empty() {
                 tracing::info!(

@@ -466,3 +466,108 @@ async fn two_hosts_on_one_table_root_keep_one_history_and_a_host_killed_before_i
     let stats = send(client.get(c.url("/v1/feature-groups/scores/statistics"))).await;
     assert_eq!((&stats["rows"], &stats["features"]["y"]["count"]), (&json!(6_200), &json!(6_200)), "C: {stats}");
 }
+
+/// `technical:sma_20` of `ticker` read on `host`, computed on the miss
+/// (the group's rows are all expired, so every read computes): the value
+/// and where it came from.
+async fn sma_computed(client: &reqwest::Client, host: &Server, ticker: &str) -> (Option<f64>, Value) {
+    let body = json!({"entities": [{"ticker": ticker}], "features": ["technical:sma_20"], "fallback": "compute"});
+    let read = send(client.post(host.url("/v1/features/online")).json(&body)).await;
+    let sma = read["results"][0]["features"]["technical:sma_20"].clone();
+    (sma["value"].as_f64(), sma["source"].clone())
+}
+
+/// Bars of `ticker` as CSV rows (no header): `closes[i]` on day `first + i`.
+fn bars_csv(ticker: &str, first_day: i64, closes: &[f64]) -> String {
+    let mut csv = String::from("ticker,ts,open,high,low,close,volume\n");
+    for (i, c) in closes.iter().enumerate() {
+        let ts = Timestamp::from_secs((first_day + i as i64) * 86_400).to_rfc3339();
+        csv.push_str(&format!("{ticker},{ts},{c},{},{},{c},1000\n", c + 1.0, c - 1.0));
+    }
+    csv
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_computed_on_a_miss_follow_every_source_write_made_on_another_host() {
+    let Some(shared) = Shared::new("the source-history cache test") else { return };
+    let a = shared.host("a", &[]).await;
+    let b = shared.host("b", &[]).await;
+    let client = reqwest::Client::new();
+    publish(&client, &a, "1.0.0").await;
+    send(client.put(a.url("/v1/entities/ticker")).json(&json!({"join_keys": ["ticker"]}))).await;
+    let source = json!({"entity": "ticker", "timestamp_field": "ts", "fields": [
+        {"name": "open", "type": "float64"}, {"name": "high", "type": "float64"},
+        {"name": "low", "type": "float64"}, {"name": "close", "type": "float64"},
+        {"name": "volume", "type": "int64"}]});
+    send(client.put(a.url("/v1/sources/prices")).json(&source)).await;
+    // Bars end ten days ago and rows expire after an hour: nothing stored
+    // is ever served, so every read computes from the source history.
+    let mut group = wafer_host::demo::technical_group_json();
+    group["freshness"] = json!({"expected_interval_seconds": 600, "max_age_seconds": 3600});
+    send(client.put(a.url("/v1/feature-groups/technical")).json(&group)).await;
+    let today = chrono::Utc::now().timestamp() / 86_400;
+    let first = today - 10 - 59;
+    let mut closes: Vec<f64> = (0..60).map(|i| 100.0 + (i % 7) as f64 * 1.5 + i as f64 * 0.25).collect();
+    let ingest = async |host: &Server, csv: String| {
+        let req = client.post(host.url("/v1/sources/prices/rows")).header("content-type", "text/csv").body(csv);
+        send(req).await;
+    };
+    ingest(&a, bars_csv("KNOWN", first, &closes)).await;
+    let sma = |c: &[f64]| c[c.len() - 20..].iter().sum::<f64>() / 20.0;
+    within(Duration::from_secs(1), "B knows the group", async || {
+        client.get(b.url("/v1/feature-groups/technical")).send().await.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+
+    // B computes from the history A wrote, then from what it kept of it.
+    for _ in 0..3 {
+        let (value, source) = sma_computed(&client, &b, "KNOWN").await;
+        assert_eq!(source, json!("computed"));
+        let (got, expected) = (value.expect("sma_20"), sma(&closes));
+        assert!((got - expected).abs() <= 1e-9 * expected, "sma_20 {got}, expected {expected}");
+    }
+    // A ticker with no prices: nothing to compute, and B remembers that.
+    for _ in 0..3 {
+        assert_eq!(sma_computed(&client, &b, "UNKNOWN").await, (None, Value::Null));
+    }
+
+    // A writes: a correction of the newest bar and a new bar for KNOWN,
+    // and UNKNOWN's first prices. B's next computations use them, once
+    // A's announcement arrives (it is sent before A acknowledges).
+    let corrected = closes.len() - 1;
+    closes[corrected] = 250.0;
+    closes.push(400.0);
+    let mut csv = bars_csv("KNOWN", first + corrected as i64, &closes[corrected..]);
+    csv.push_str(bars_csv("UNKNOWN", first, &closes[..30]).split_once('\n').expect("header").1);
+    ingest(&a, csv).await;
+    let expected = sma(&closes);
+    let took = within(Duration::from_secs(1), "B computes from A's new bars", async || {
+        let (got, _) = sma_computed(&client, &b, "KNOWN").await;
+        got.is_some_and(|g| (g - expected).abs() <= 1e-9 * expected)
+    })
+    .await;
+    eprintln!("B computed from A's write {took:?} after A acknowledged it");
+    within(Duration::from_secs(1), "B computes UNKNOWN once it has prices", async || {
+        let (got, source) = sma_computed(&client, &b, "UNKNOWN").await;
+        let want = sma(&closes[..30]);
+        got.is_some_and(|g| (g - want).abs() <= 1e-9 * want) && source == json!("computed")
+    })
+    .await;
+    // And it stays that way: no older history comes back.
+    for _ in 0..5 {
+        let (got, _) = sma_computed(&client, &b, "KNOWN").await;
+        assert!((got.expect("sma_20") - expected).abs() <= 1e-9 * expected);
+    }
+
+    // A source redefined on A (a field added) is dropped whole on B; B's
+    // computations go on from the new definition.
+    let mut wider = source.clone();
+    wider["fields"].as_array_mut().expect("fields").push(json!({"name": "vwap", "type": "float64"}));
+    send(client.put(a.url("/v1/sources/prices")).json(&wider)).await;
+    within(Duration::from_secs(1), "B reads the wider source", async || {
+        send(client.get(b.url("/v1/sources/prices"))).await["fields"].as_array().is_some_and(|f| f.len() == 6)
+    })
+    .await;
+    let (got, _) = sma_computed(&client, &b, "KNOWN").await;
+    assert!((got.expect("sma_20") - expected).abs() <= 1e-9 * expected);
+}

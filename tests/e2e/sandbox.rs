@@ -262,6 +262,62 @@ async fn another_module_keeps_working_while_a_guest_loops() {
     assert_ok_call(&runtime, &evil).await;
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn a_looping_guest_yields_its_thread_so_other_calls_run_beside_it_on_one_thread() {
+    // One thread for everything: only a guest that yields at its epoch
+    // ticks lets the indicators call run while it loops.
+    let timeout = Duration::from_secs(2);
+    let (runtime, evil) = runtime_with(Limits { call_timeout: timeout, ..Limits::default() }).await;
+    let indicators = id("indicators", INDICATORS);
+    runtime.load(&indicators, INDICATORS).await.unwrap();
+    let started = Instant::now();
+    let looping = tokio::spawn({
+        let (runtime, evil) = (runtime.clone(), evil.clone());
+        async move { runtime.batch(&evil, input("loop"), runtime.limits()).await }
+    });
+    tokio::task::yield_now().await; // the loop starts first
+    let out = runtime.batch(&indicators, prices(&closes(30)), runtime.limits()).await.unwrap();
+    assert_eq!(out.rows(), 30);
+    assert!(started.elapsed() < timeout, "the call waited for the loop's deadline");
+    assert!(!looping.is_finished(), "the loop ended before its deadline");
+    assert!(matches!(looping.await.unwrap(), Err(RuntimeError::Timeout { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_caller_stops_waiting_stops_its_guest_and_frees_its_slot() {
+    // One instance slot and a long deadline: if the abandoned loop kept
+    // running, the next call would find no slot until the deadline.
+    let limits = Limits { call_timeout: Duration::from_secs(30), max_concurrent_calls: 1, ..Limits::default() };
+    let (runtime, evil) = runtime_with(limits).await;
+    let abandoned =
+        tokio::time::timeout(Duration::from_millis(100), runtime.batch(&evil, input("loop"), runtime.limits())).await;
+    assert!(abandoned.is_err(), "the loop cannot finish in 100 ms: {abandoned:?}");
+    let started = Instant::now();
+    assert_ok_call(&runtime, &evil).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the slot was held {:?} after the caller left",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_call_sees_what_an_earlier_call_left_in_its_instance() {
+    // Two slots, so calls reuse them, memory kept resident between calls;
+    // every call must still find a new instance: its first call, nothing
+    // marked in its statics or on its heap.
+    let limits = Limits { max_concurrent_calls: 2, ..Limits::default() };
+    let (runtime, evil) = runtime_with(limits).await;
+    let calls = (0..40).map(|_| {
+        let (runtime, evil) = (runtime.clone(), evil.clone());
+        tokio::spawn(async move { runtime.batch(&evil, input("remember"), runtime.limits()).await })
+    });
+    for call in calls.collect::<Vec<_>>() {
+        let out = call.await.unwrap().expect("a remember call");
+        assert_eq!(out.column("x").unwrap().values, ColumnValues::Float64(vec![1.0, 0.0]), "calls seen, residue");
+    }
+}
+
 #[tokio::test]
 async fn a_batch_transform_cannot_be_called_on_demand() {
     let (runtime, evil) = evil_runtime().await;

@@ -12,6 +12,7 @@ backend_tests!(
     a_ticker_never_materialized_is_computed_on_demand_with_the_materialized_values,
     pushed_values_keep_the_newest_event_and_the_latest_correction_across_a_restart,
     an_incremental_run_computes_only_entities_with_new_source_rows_and_writes_only_new_rows,
+    a_value_computed_on_a_miss_follows_each_acknowledged_source_write_at_once,
 );
 
 /// Ingests the same bars under several tickers, so their features must be
@@ -203,4 +204,66 @@ async fn an_incremental_run_computes_only_entities_with_new_source_rows_and_writ
     closes.push(100.5);
     let expected = closes[closes.len() - 20..].iter().sum::<f64>() / 20.0;
     wafer_tests::harness::assert_close(sma20["value"].as_f64().unwrap(), expected, 1e-9, "sma_20 after the new bar");
+}
+
+/// Bars of `ticker` as CSV: `closes[i]` on the day `first_day + i` (days
+/// since the epoch).
+fn bars_csv(ticker: &str, first_day: i64, closes: &[f64]) -> String {
+    let mut csv = String::from("ticker,ts,open,high,low,close,volume\n");
+    for (i, c) in closes.iter().enumerate() {
+        let ts = wafer_host::model::Timestamp::from_secs((first_day + i as i64) * 86_400).to_rfc3339();
+        csv.push_str(&format!("{ticker},{ts},{c},{},{},{c},1000\n", c + 1.0, c - 1.0));
+    }
+    csv
+}
+
+fn sma_20(closes: &[f64]) -> f64 {
+    closes[closes.len() - 20..].iter().sum::<f64>() / 20.0
+}
+
+/// `technical:sma_20` of `ticker`, computing allowed: its value and source.
+async fn sma_of(app: &TestApp, ticker: &str) -> (Option<f64>, Value) {
+    let (status, body) = app.read_groups(&[ticker], &["technical"], "compute").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v = &features_of(&body, 0)["technical:sma_20"];
+    (v["value"].as_f64(), v["source"].clone())
+}
+
+async fn a_value_computed_on_a_miss_follows_each_acknowledged_source_write_at_once(backend: Backend) {
+    let app = TestApp::spawn_on(backend, |_| {}).await;
+    app.publish_indicators().await;
+    app.register_technical().await;
+    // The bars end ten days before the clock, past the group's max age:
+    // no stored row is ever served, so every read computes from history.
+    let today = wafer_host::clock::Clock::now(&app.clock).micros() / 86_400_000_000;
+    let first = today - 10 - 59;
+    let mut closes: Vec<f64> = (0..60).map(|i| 50.0 + (i % 9) as f64 * 0.75 + i as f64 * 0.1).collect();
+    let ingest = async |csv: String| {
+        let (status, body) = app.post_csv("/v1/sources/prices/rows", &csv).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    };
+    ingest(bars_csv("EDIT", first, &closes)).await;
+    let close_to = |got: Option<f64>, want: f64| got.is_some_and(|g| (g - want).abs() <= 1e-9 * want.abs());
+    for _ in 0..3 {
+        let (got, source) = sma_of(&app, "EDIT").await;
+        assert!(close_to(got, sma_20(&closes)), "{got:?} against {}", sma_20(&closes));
+        assert_eq!(source, json!("computed"));
+    }
+    // No prices at all: nothing to compute, read after read.
+    for _ in 0..3 {
+        assert_eq!(sma_of(&app, "LATER").await, (None, Value::Null));
+    }
+
+    // A correction of the newest bar, a new bar, and LATER's first prices:
+    // the very next reads compute from them.
+    let last = closes.len() - 1;
+    closes[last] = 120.0;
+    closes.push(180.0);
+    ingest(bars_csv("EDIT", first + last as i64, &closes[last..])).await;
+    let (got, _) = sma_of(&app, "EDIT").await;
+    assert!(close_to(got, sma_20(&closes)), "{got:?} against {}", sma_20(&closes));
+    ingest(bars_csv("LATER", first, &closes[..25])).await;
+    let (got, source) = sma_of(&app, "LATER").await;
+    assert!(close_to(got, sma_20(&closes[..25])), "{got:?} against {}", sma_20(&closes[..25]));
+    assert_eq!(source, json!("computed"));
 }

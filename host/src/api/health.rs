@@ -69,5 +69,20 @@ async fn metrics(State(w): State<Wafer>) -> ApiResult<impl IntoResponse> {
         "# HELP wafer_transform_errors_total Failed transform calls by version.\n# TYPE wafer_transform_errors_total counter"
     );
     out.push_str(&errors);
+    let h = w.source_history_stats();
+    for (name, kind, help, value) in [
+        ("wafer_source_cache_hits_total", "counter", "Entity histories found in the source-history cache.", h.hits),
+        ("wafer_source_cache_misses_total", "counter", "Entity histories read from the offline store.", h.misses),
+        (
+            "wafer_source_cache_evictions_total",
+            "counter",
+            "Entity histories dropped to stay within the budget.",
+            h.evictions,
+        ),
+        ("wafer_source_cache_entries", "gauge", "Entity histories kept (empty ones too).", h.entries as u64),
+        ("wafer_source_cache_bytes", "gauge", "Bytes the kept histories hold.", h.bytes as u64),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out))
 }

@@ -73,6 +73,11 @@ pub struct ServeArgs {
     /// (e.g. 90s, 15m, 1h); later times are refused with 400.
     #[arg(long, env = "WAFER_MAX_FUTURE_SKEW", default_value = "1h", value_parser = parse_skew)]
     pub max_future_skew: std::time::Duration,
+    /// MiB of memory for each entity's source history, kept so that a
+    /// value computed on a miss needs no offline read (least recently read
+    /// dropped first; 0 turns the cache off).
+    #[arg(long, env = "WAFER_SOURCE_CACHE_MIB", default_value_t = 256)]
+    pub source_cache_mib: usize,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -366,6 +371,7 @@ impl ServeArgs {
         self.stores.apply(&mut config);
         config.insecure_no_auth = self.insecure_no_auth;
         config.max_future_skew = self.max_future_skew;
+        config.source_cache_bytes = self.source_cache_mib << 20;
         if let Some(tokens) = self.api_tokens {
             config.tokens = parse_tokens(&tokens)?;
         }

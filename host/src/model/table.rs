@@ -166,6 +166,33 @@ impl Table {
         self.columns.iter().find(|c| c.name == name)
     }
 
+    /// The bytes the table holds on the heap, as a cache that keeps tables
+    /// counts them: every vector's elements, each string's and list's own
+    /// allocation and header. (Transform output is bounded by a different,
+    /// simpler estimate: `runtime::validate::output_bytes`.)
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let text = |v: &[String]| v.iter().map(|s| size_of::<String>() + s.len()).sum::<usize>();
+        let columns: usize = self
+            .columns
+            .iter()
+            .map(|c| {
+                let values = match &c.values {
+                    ColumnValues::Float64(v) => v.len() * size_of::<f64>(),
+                    ColumnValues::Int64(v) => v.len() * size_of::<i64>(),
+                    ColumnValues::Bool(v) => v.len(),
+                    ColumnValues::Text(v) => text(v),
+                    ColumnValues::Float64List(v) => {
+                        v.iter().map(|l| size_of::<Vec<f64>>() + l.len() * size_of::<f64>()).sum()
+                    }
+                    ColumnValues::TextList(v) => v.iter().map(|l| size_of::<Vec<String>>() + text(l)).sum(),
+                };
+                size_of::<Column>() + c.name.len() + c.nulls.len() * size_of::<u32>() + values
+            })
+            .sum();
+        size_of::<Table>() + self.timestamps.len() * size_of::<i64>() + columns
+    }
+
     /// Every column has one value per timestamp and its nulls are in range.
     pub fn check_shape(&self) -> Result<(), String> {
         let n = self.rows();

@@ -73,8 +73,76 @@ impl Timestamp {
 
     /// RFC 3339 in UTC with a `Z`, with fractional seconds only when present.
     pub fn to_rfc3339(self) -> String {
-        self.to_datetime().to_rfc3339_opts(SecondsFormat::AutoSi, true)
+        let mut buf = [0u8; RFC3339_MAX];
+        match self.write_rfc3339(&mut buf) {
+            Some(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+            None => self.to_datetime().to_rfc3339_opts(SecondsFormat::AutoSi, true),
+        }
     }
+
+    /// [`Timestamp::to_rfc3339`] into `buf`, for years 1000 to 9999 (what
+    /// the store accepts), returning the length; `None` for other years,
+    /// which chrono writes. Every served value carries its event time, so
+    /// this is on the serving path: a few integer divisions instead of
+    /// chrono's general formatter.
+    pub fn write_rfc3339(self, buf: &mut [u8; RFC3339_MAX]) -> Option<usize> {
+        let secs = self.0.div_euclid(Self::MICROS_PER_SECOND);
+        let micros = self.0.rem_euclid(Self::MICROS_PER_SECOND) as u32;
+        let (days, of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400) as u32);
+        let (year, month, day) = civil_from_days(days);
+        if !(1000..=9999).contains(&year) {
+            return None;
+        }
+        fn put(buf: &mut [u8], at: usize, value: u32, digits: usize) {
+            let mut v = value;
+            for i in (0..digits).rev() {
+                buf[at + i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        }
+        put(buf, 0, year as u32, 4);
+        put(buf, 5, month, 2);
+        put(buf, 8, day, 2);
+        put(buf, 11, of_day / 3600, 2);
+        put(buf, 14, of_day / 60 % 60, 2);
+        put(buf, 17, of_day % 60, 2);
+        let mut n = 19;
+        // AutoSi: milliseconds when the rest is zero, else microseconds.
+        if micros != 0 {
+            buf[n] = b'.';
+            if micros.is_multiple_of(1000) {
+                put(buf, n + 1, micros / 1000, 3);
+                n += 4;
+            } else {
+                put(buf, n + 1, micros, 6);
+                n += 7;
+            }
+        }
+        for (i, c) in [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':')] {
+            buf[i] = c;
+        }
+        buf[n] = b'Z';
+        Some(n + 1)
+    }
+}
+
+/// The longest text [`Timestamp::write_rfc3339`] writes:
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+pub const RFC3339_MAX: usize = 27;
+
+/// Year, month and day of `days` since 1970-01-01 in the proleptic
+/// Gregorian calendar (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// The times the store accepts for event and created times: from the start
@@ -230,7 +298,12 @@ impl fmt::Display for Timestamp {
 
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_rfc3339())
+        let mut buf = [0u8; RFC3339_MAX];
+        match self.write_rfc3339(&mut buf) {
+            // ASCII digits and separators only.
+            Some(n) => s.serialize_str(std::str::from_utf8(&buf[..n]).map_err(serde::ser::Error::custom)?),
+            None => s.serialize_str(&self.to_rfc3339()),
+        }
     }
 }
 
@@ -277,6 +350,43 @@ impl serde::de::Visitor<'_> for TimestampVisitor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_text_is_chronos_for_every_kind_of_time() {
+        let chrono = |t: Timestamp| t.to_datetime().to_rfc3339_opts(SecondsFormat::AutoSi, true);
+        // Whole seconds, milliseconds, microseconds; leap days, year ends,
+        // the first and last instants written this way, before 1970.
+        let mut times = vec![
+            Timestamp::parse("1000-01-01T00:00:00Z").unwrap().0,
+            Timestamp::parse("9999-12-31T23:59:59.999999Z").unwrap().0,
+            Timestamp::parse("2024-02-29T12:34:56.789Z").unwrap().0,
+            Timestamp::parse("2000-02-29T00:00:00.000001Z").unwrap().0,
+            Timestamp::parse("1969-12-31T23:59:59.5Z").unwrap().0,
+            Timestamp::parse("1900-03-01T00:00:00Z").unwrap().0,
+            0,
+            -1,
+        ];
+        // And a spread over the whole range, from a fixed LCG.
+        let (lo, hi) = (times[0], times[1]);
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for i in 0..20_000 {
+            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            let t = lo + (x % (hi - lo) as u64) as i64;
+            // Every third a whole second, every third a whole millisecond.
+            times.push(match i % 3 {
+                0 => t - t.rem_euclid(1_000_000),
+                1 => t - t.rem_euclid(1_000),
+                _ => t,
+            });
+        }
+        for t in times.into_iter().map(Timestamp) {
+            assert_eq!(t.to_rfc3339(), chrono(t), "{}", t.0);
+            assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{}\"", chrono(t)));
+        }
+        // Outside years 1000-9999 chrono writes it.
+        let far = Timestamp::parse("0999-12-31T23:59:59Z").unwrap();
+        assert_eq!(far.to_rfc3339(), chrono(far));
+    }
 
     #[test]
     fn parses_offsets_dates_and_naive_times_as_utc() {

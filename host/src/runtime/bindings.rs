@@ -12,6 +12,9 @@ mod generated {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "transform-component",
+        // Calls run on the async runtime's threads, yielding at every epoch
+        // tick (`wasm.rs`); the `log` import stays synchronous.
+        exports: { default: async },
     });
 }
 
@@ -63,21 +66,25 @@ pub(crate) fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> 
 pub(crate) struct Instance(generated::TransformComponent);
 
 impl Instance {
-    pub fn new<T: 'static>(pre: &ComponentPre<T>, store: &mut Store<T>) -> wasmtime::Result<Instance> {
-        pre.instantiate(store).map(Instance)
+    pub async fn new<T: Send + 'static>(pre: &ComponentPre<T>, store: &mut Store<T>) -> wasmtime::Result<Instance> {
+        pre.instantiate_async(store).await.map(Instance)
     }
 
     /// Calls the export `request` names. `Err` is a trap (or a host
     /// failure); the guest refusing its input is `Ok(Response::Table(Err))`.
-    pub fn call<T: 'static>(&self, store: &mut Store<T>, request: Request<'_>) -> wasmtime::Result<Response> {
+    pub async fn call<T: Send + 'static>(
+        &self,
+        store: &mut Store<T>,
+        request: Request<'_>,
+    ) -> wasmtime::Result<Response> {
         let t = self.0.wafer_transform_transform();
         Ok(match request {
-            Request::Describe => Response::Descriptor(descriptor_from_wit(t.call_describe(store)?)),
+            Request::Describe => Response::Descriptor(descriptor_from_wit(t.call_describe(store).await?)),
             Request::Batch(input) => {
-                Response::Table(t.call_batch(store, &batch_input_to_wit(input))?.map(table_from_wit))
+                Response::Table(t.call_batch(store, &batch_input_to_wit(input)).await?.map(table_from_wit))
             }
             Request::OnDemand(input) => {
-                Response::Table(t.call_on_demand(store, &on_demand_input_to_wit(input))?.map(table_from_wit))
+                Response::Table(t.call_on_demand(store, &on_demand_input_to_wit(input)).await?.map(table_from_wit))
             }
         })
     }

@@ -1,12 +1,20 @@
 //! [`WasmRuntime`]: runs transform components, one fresh store per call.
 //!
 //! A call waits for one of `max_concurrent_calls` permits (the pool has an
-//! instance slot for each), then runs on a blocking thread: a new `Store`
-//! with a memory limiter and an epoch deadline, an instance from the
-//! module's `InstancePre`, the call, and the store dropped. A fresh store per
-//! call is the isolation: a trap poisons its store, and no state leaks from
-//! one call (or one tenant) to the next. `wafer-bench wasm` measures what it
-//! costs against reusing an instance.
+//! instance slot for each), then runs on the calling task itself: a new
+//! `Store` with a memory limiter and a deadline, an instance from the
+//! module's `InstancePre`, the call, and the store dropped. A fresh store
+//! per call is the isolation: a trap poisons its store, and no state leaks
+//! from one call (or one tenant) to the next.
+//!
+//! The guest runs on a fiber of wasmtime's async support, on the async
+//! runtime's threads: no hop to a blocking thread and back, which cost more
+//! than the call. At every epoch tick ([`engine::TICK`]) the guest yields
+//! to the runtime, so a long call does not hold a thread from other
+//! requests, and past its deadline it is stopped. A caller that stops
+//! waiting (its request was cancelled or timed out) drops the call's
+//! future, which stops the guest at once and frees its slot.
+//! `wafer-bench wasm` measures each part of a call.
 
 use super::bindings::{self, ComponentPre, Instance, Request, Response};
 use super::cache::{Loaded, ModuleCache};
@@ -25,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::Semaphore;
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Engine, PoolConcurrencyLimitError, ResourceLimiter, Store, Trap, WasmBacktrace};
+use wasmtime::{Engine, PoolConcurrencyLimitError, ResourceLimiter, Store, Trap, UpdateDeadline, WasmBacktrace};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Table elements an instance may grow to; far beyond what a transform's
@@ -108,7 +116,7 @@ pub struct WasmRuntime {
     inner: Arc<Inner>,
 }
 
-/// What a call was asked to do, owned so it can move to a blocking thread.
+/// What a call was asked to do.
 enum Call {
     Describe,
     Batch(BatchInput),
@@ -125,15 +133,24 @@ impl Call {
     }
 }
 
-/// Per-call engine cost, in microseconds per iteration, from
+/// What one call costs, part by part, in microseconds per iteration, from
 /// [`WasmRuntime::measure_call_overhead`].
 #[derive(Clone, Debug, Default)]
 pub struct CallOverhead {
-    /// What every call pays: new store (WASI context, limiter, deadline),
-    /// instantiate from the `InstancePre`, call `describe`, drop the store.
-    pub fresh_instance_micros: Vec<f64>,
-    /// The alternative: `describe` again on one instance kept alive.
-    pub reused_instance_micros: Vec<f64>,
+    /// A new store: WASI context with captured output, memory limiter,
+    /// deadline.
+    pub store_micros: Vec<f64>,
+    /// An instance from the module's `InstancePre` (a pooled slot, memory
+    /// images, the guest's start functions).
+    pub instantiate_micros: Vec<f64>,
+    /// The call on that fresh instance: input lowered, guest run, output
+    /// lifted.
+    pub call_micros: Vec<f64>,
+    /// Dropping the store, which gives the slot back to the pool.
+    pub drop_micros: Vec<f64>,
+    /// The alternative we did not choose: the same call again on one
+    /// instance kept alive.
+    pub reused_call_micros: Vec<f64>,
 }
 
 impl WasmRuntime {
@@ -144,7 +161,7 @@ impl WasmRuntime {
         let engine = engine::build_engine(&limits)?;
         engine::start_epoch_ticker(&engine);
         let mut linker = Linker::<State>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| RuntimeError::Internal(format!("linking WASI: {e:#}")))?;
         bindings::add_to_linker(&mut linker)
             .map_err(|e| RuntimeError::Internal(format!("linking the log import: {e:#}")))?;
@@ -164,35 +181,46 @@ impl WasmRuntime {
         })
     }
 
-    /// Times `iterations` calls of `describe` on a loaded module, each in a
-    /// fresh store and instance, and as many on one reused instance: the
-    /// numbers behind choosing a fresh store per call. The loop runs on one
-    /// blocking thread, so the figures exclude the permit and thread hop
-    /// every real call adds. For `wafer-bench`.
-    pub async fn measure_call_overhead(&self, id: &ModuleId, iterations: usize) -> Result<CallOverhead, RuntimeError> {
+    /// Times each part of `iterations` batch calls of `input` on a loaded
+    /// module, each in a fresh store and instance, then the same call on
+    /// one reused instance: the numbers behind a fresh store per call. The
+    /// permit, the input's conversion and the output checks every real
+    /// call adds are not in these figures. For `wafer-bench`.
+    pub async fn measure_call_overhead(
+        &self,
+        id: &ModuleId,
+        input: &BatchInput,
+        iterations: usize,
+    ) -> Result<CallOverhead, RuntimeError> {
         let pre = self.loaded(id)?.pre.clone();
         let _permit = self.permit().await?;
-        let inner = self.inner.clone();
-        let module = id.to_string();
-        tokio::task::spawn_blocking(move || -> Result<CallOverhead, RuntimeError> {
-            let mut out = CallOverhead::default();
-            for _ in 0..iterations {
-                let t = Instant::now();
-                inner.call_blocking(&module, &pre, &Call::Describe, &inner.limits)?;
-                out.fresh_instance_micros.push(t.elapsed().as_secs_f64() * 1e6);
-            }
+        let (inner, module) = (&self.inner, id.to_string());
+        let failed = |e: wasmtime::Error| RuntimeError::Internal(format!("{e:#}"));
+        let mut out = CallOverhead::default();
+        let lap = |t: &mut Instant| {
+            let micros = t.elapsed().as_secs_f64() * 1e6;
+            *t = Instant::now();
+            micros
+        };
+        for _ in 0..iterations {
+            let mut t = Instant::now();
             let (mut store, _, _) = inner.new_store(&module, &inner.limits);
-            let instance = Instance::new(&pre, &mut store).map_err(|e| RuntimeError::Internal(format!("{e:#}")))?;
-            for _ in 0..iterations {
-                let t = Instant::now();
-                store.set_epoch_deadline(engine::deadline_ticks(inner.limits.call_timeout));
-                instance.call(&mut store, Request::Describe).map_err(|e| RuntimeError::Internal(format!("{e:#}")))?;
-                out.reused_instance_micros.push(t.elapsed().as_secs_f64() * 1e6);
-            }
-            Ok(out)
-        })
-        .await
-        .map_err(|e| RuntimeError::Internal(format!("measurement task failed: {e}")))?
+            out.store_micros.push(lap(&mut t));
+            let instance = Instance::new(&pre, &mut store).await.map_err(failed)?;
+            out.instantiate_micros.push(lap(&mut t));
+            instance.call(&mut store, Request::Batch(input)).await.map_err(failed)?;
+            out.call_micros.push(lap(&mut t));
+            drop(store);
+            out.drop_micros.push(lap(&mut t));
+        }
+        let (mut store, _, _) = inner.new_store(&module, &inner.limits);
+        let instance = Instance::new(&pre, &mut store).await.map_err(failed)?;
+        for _ in 0..iterations {
+            let t = Instant::now();
+            instance.call(&mut store, Request::Batch(input)).await.map_err(failed)?;
+            out.reused_call_micros.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        Ok(out)
     }
 
     /// A free instance slot, waiting up to the call timeout for one.
@@ -203,25 +231,19 @@ impl WasmRuntime {
             .map_err(|_| RuntimeError::Internal("the call semaphore was closed".into()))
     }
 
-    /// Runs `call` on a blocking thread in a fresh store, then `finish`es
-    /// its response, and counts the outcome in the module's stats.
+    /// Runs `call` in a fresh store, then `finish`es its response, and
+    /// counts the outcome in the module's stats.
     async fn run<R: Send + 'static>(
         &self,
         id: &ModuleId,
-        pre: ComponentPre<State>,
+        pre: &ComponentPre<State>,
         call: Call,
-        limits: Limits,
+        limits: &Limits,
         finish: impl FnOnce(Response) -> Result<R, RuntimeError>,
     ) -> Result<R, RuntimeError> {
         let _permit = self.permit().await?;
-        let inner = self.inner.clone();
-        let module = id.to_string();
         let started = Instant::now();
-        let result = tokio::task::spawn_blocking(move || inner.call_blocking(&module, &pre, &call, &limits))
-            .await
-            .map_err(|e| RuntimeError::Internal(format!("transform call task failed: {e}")))
-            .and_then(|r| r)
-            .and_then(finish);
+        let result = self.inner.call(&id.to_string(), pre, &call, limits).await.and_then(finish);
         self.record(id, started, result.as_ref().err());
         result
     }
@@ -248,7 +270,7 @@ impl WasmRuntime {
             });
         }
         let module = id.to_string();
-        self.run(id, loaded.pre.clone(), call, limits.clone(), |response| match response {
+        self.run(id, &loaded.pre, call, limits, |response| match response {
             Response::Table(Ok(table)) => validate::check_output(&loaded.descriptor, &table, expected_rows, limits)
                 .map(|()| table)
                 .map_err(|message| RuntimeError::BadOutput { module, message }),
@@ -281,7 +303,9 @@ impl WasmRuntime {
 
 impl Inner {
     /// A store for one call of `module`: empty WASI context with captured
-    /// output, the memory cap, the epoch deadline.
+    /// output, the memory cap, and the deadline: at every epoch tick the
+    /// guest yields to the async runtime, and past the call's timeout it is
+    /// interrupted (reported as [`RuntimeError::Timeout`]).
     fn new_store(&self, module: &str, limits: &Limits) -> (Store<State>, GuestOutput, GuestOutput) {
         let budget = LogBudget::new(limits.log_bytes_per_call);
         let stdout = GuestOutput::new(budget.clone());
@@ -297,14 +321,21 @@ impl Inner {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(engine::deadline_ticks(limits.call_timeout));
-        store.epoch_deadline_trap();
+        let deadline = Instant::now() + limits.call_timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            // tokio's own yield: a plain one can be polled again at once
+            // from the worker's LIFO slot, starving the tasks it yields to.
+            Ok(UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())))
+        });
         (store, stdout, stderr)
     }
 
-    /// One call in a fresh store. Blocking: the guest runs on this thread
-    /// until it returns or the epoch deadline traps it.
-    fn call_blocking(
+    /// One call in a fresh store, on the calling task.
+    async fn call(
         &self,
         module: &str,
         pre: &ComponentPre<State>,
@@ -312,7 +343,10 @@ impl Inner {
         limits: &Limits,
     ) -> Result<Response, RuntimeError> {
         let (mut store, stdout, stderr) = self.new_store(module, limits);
-        let result = Instance::new(pre, &mut store).and_then(|instance| instance.call(&mut store, call.request()));
+        let result = match Instance::new(pre, &mut store).await {
+            Ok(instance) => instance.call(&mut store, call.request()).await,
+            Err(e) => Err(e),
+        };
         store.data().log.finish(&stdout, &stderr, Instant::now());
         let memory_denied = store.data().limiter.denied;
         drop(store);
@@ -397,7 +431,7 @@ impl TransformRuntime for WasmRuntime {
         .map_err(|e| RuntimeError::Internal(format!("compile task failed: {e}")))??;
 
         let descriptor = self
-            .run(id, pre.clone(), Call::Describe, self.inner.limits.clone(), |response| match response {
+            .run(id, &pre, Call::Describe, &self.inner.limits, |response| match response {
                 Response::Descriptor(d) => Ok(d),
                 Response::Table(_) => Err(RuntimeError::Internal("describe answered with a table".into())),
             })

@@ -76,13 +76,20 @@ impl Wafer {
         loop {
             let change = tokio::select! {
                 c = changes.recv() => match c {
-                    Some(c) => c,
+                    Some(c) => Some(c),
                     None => return,
                 },
-                _ = resync.tick() => RegistryChange::Resync,
+                _ = resync.tick() => None,
                 _ = shutdown.changed() => return,
             };
-            if let Err(e) = self.apply_change(&change).await {
+            let applied = match &change {
+                Some(change) => self.apply_change(change).await,
+                // The periodic reload is of definitions only: what was
+                // announced is kept, and a lost announcement means a
+                // reconnected listener, which sends `Resync`.
+                None => self.reload_definitions().await,
+            };
+            if let Err(e) = applied {
                 // The next announcement or resync tries again.
                 tracing::warn!(?change, error = %e, "could not refresh the registry cache");
             }
@@ -92,6 +99,8 @@ impl Wafer {
     async fn apply_change(&self, change: &RegistryChange) -> super::ServiceResult<()> {
         match change {
             RegistryChange::Entity(name) => {
+                // Its join keys shape every kept history of its sources.
+                self.history().clear();
                 let entity = self.registry().get_entity(name).await?;
                 self.cache_entity(name, entity);
             }
@@ -105,12 +114,24 @@ impl Wafer {
             }
             RegistryChange::Transform(name) => self.forget_transform(name),
             RegistryChange::JobCreated(_) => self.wake_worker(),
+            // This host's own writes were applied as they were made.
+            RegistryChange::SourceRows { origin, .. } if *origin == self.cluster().host_id => {}
+            RegistryChange::SourceRows { source, entities, .. } => {
+                self.source_rows_announced(source, entities.as_deref())
+            }
             RegistryChange::Resync => {
-                self.forget_all_transforms();
-                self.reload_registry().await?;
-                self.wake_worker();
+                // Source writes may have been missed too.
+                self.history().clear();
+                self.reload_definitions().await?;
             }
         }
+        Ok(())
+    }
+
+    async fn reload_definitions(&self) -> super::ServiceResult<()> {
+        self.forget_all_transforms();
+        self.reload_registry().await?;
+        self.wake_worker();
         Ok(())
     }
 }

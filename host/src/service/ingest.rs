@@ -148,7 +148,24 @@ impl Wafer {
         if rows.is_empty() {
             return Ok(0);
         }
-        Ok(self.offline().write_source_rows(&self.source_def(source)?, &rows).await?)
+        let written = self.offline().write_source_rows(&self.source_def(source)?, &rows).await;
+        let mut entities: Vec<String> = rows.iter().map(|r| r.entity.as_str().to_string()).collect();
+        entities.sort_unstable();
+        entities.dedup();
+        match written {
+            Ok(written) => {
+                self.source_rows_written(&source.name, entities).await?;
+                Ok(written)
+            }
+            Err(e) => {
+                // It may have committed before failing: this host forgets
+                // the entities. The others hear of it when the client's
+                // retry succeeds, or drop everything when their listener
+                // reconnects after the outage that failed it.
+                self.history().invalidate(&source.name, entities.iter().map(String::as_str));
+                Err(e.into())
+            }
+        }
     }
 
     /// Writes pushed feature rows: offline first (durable), then the online

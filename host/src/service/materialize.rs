@@ -237,7 +237,7 @@ impl Wafer {
             }
         };
         let created = job.started_at.unwrap_or(job.created_at);
-        let inputs = match self.batch_inputs(&plan.0, &plan.1, &task.entities).await {
+        let inputs = match self.batch_inputs(&plan.0, &plan.1, &task.entities, SourceReads::Store).await {
             Ok(inputs) => inputs,
             Err(e) if is_transient(&e) => return Err(e),
             Err(e) => {
@@ -309,12 +309,16 @@ impl Wafer {
         group: &FeatureGroup,
         version: &TransformVersion,
         entities: &[EntityKey],
+        reads: SourceReads,
     ) -> ServiceResult<Vec<BatchInput>> {
         let params = params_with_defaults(group, version);
         let mut sources: Vec<(String, Vec<Table>)> = Vec::new();
         for name in group.producer.source_names() {
             let def = self.source_def(&*self.source(&name)?)?;
-            let tables = self.offline().read_source_tables(&def, entities, SourceRange::default()).await?;
+            let tables = match reads {
+                SourceReads::Store => self.offline().read_source_tables(&def, entities, SourceRange::default()).await?,
+                SourceReads::Cached => self.source_history(&def, entities).await?,
+            };
             sources.push((name, tables));
         }
         let mut related = Vec::new();
@@ -326,8 +330,8 @@ impl Wafer {
                 ))
             })?;
             let def = self.source_def(&*self.source(&r.source)?)?;
-            let key = [EntityKey(key)];
-            let mut table = self.offline().read_source_tables(&def, &key, SourceRange::default()).await?;
+            // One series every entity's input shares: kept in memory either way.
+            let mut table = self.source_history(&def, &[EntityKey(key)]).await?;
             related.push(NamedTable { table: table.pop().unwrap_or_default(), name: r.name.clone() });
         }
         let mut inputs = Vec::with_capacity(entities.len());
@@ -345,6 +349,17 @@ impl Wafer {
         }
         Ok(inputs)
     }
+}
+
+/// Where a batch input's source history comes from. Either way it is the
+/// same history (the cache is exact), so every path computes the same value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum SourceReads {
+    /// One columnar read of the store for a job task's entities, which
+    /// leaves the cache to the entities that reads keep warm.
+    Store,
+    /// The source-history cache, for an entity computed on a miss.
+    Cached,
 }
 
 /// The group's params plus the transform's declared defaults for the rest.

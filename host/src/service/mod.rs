@@ -12,6 +12,8 @@
 //! - `materialize.rs`: materialization jobs (batch transforms over sources).
 //! - `output.rs`: a batch transform's output as feature columns, for
 //!   materialization and computing on a miss.
+//! - `history.rs`: each entity's source history kept in memory, exact
+//!   across hosts, for computing on a miss.
 //! - `serving.rs`: online reads with freshness status.
 //! - `historical.rs`: point-in-time training data.
 //! - `monitoring.rs`: freshness and feature statistics per group.
@@ -35,6 +37,7 @@ pub mod enrich;
 pub mod error;
 pub mod feast;
 pub mod historical;
+pub mod history;
 pub mod ingest;
 pub mod jobs;
 pub mod maintenance;
@@ -72,6 +75,8 @@ pub struct WaferSettings {
     /// How far past the clock an event or created time may be (see
     /// [`Wafer::time_window`]).
     pub max_future_skew: std::time::Duration,
+    /// Bytes the source-history cache may hold (`history.rs`).
+    pub source_cache_bytes: usize,
 }
 
 impl Default for WaferSettings {
@@ -80,6 +85,7 @@ impl Default for WaferSettings {
             cluster: ClusterSettings::default(),
             serving: ServingConfig::default(),
             max_future_skew: crate::model::TimeWindow::DEFAULT_SKEW,
+            source_cache_bytes: history::DEFAULT_BYTES,
         }
     }
 }
@@ -109,6 +115,8 @@ struct Inner {
     /// Transform lifecycles (which version is active), read when a version
     /// is resolved; dropped whenever the transform changes.
     transforms: DashMap<String, Arc<TransformSummary>>,
+    /// Each entity's source history, for computing on a miss.
+    history: history::SourceHistory,
     /// Published versions are immutable, so they stay cached.
     versions: DashMap<(String, String), Arc<TransformVersion>>,
     /// Bumped by every transform invalidation: a lookup that raced with one
@@ -141,7 +149,7 @@ impl Wafer {
         clock: SharedClock,
         settings: WaferSettings,
     ) -> ServiceResult<Wafer> {
-        let WaferSettings { cluster, serving, max_future_skew } = settings;
+        let WaferSettings { cluster, serving, max_future_skew, source_cache_bytes } = settings;
         let wafer = Wafer {
             inner: Arc::new(Inner {
                 jobs: jobs::JobTracker::new(registry.clone()),
@@ -157,6 +165,7 @@ impl Wafer {
                 groups: DashMap::new(),
                 transforms: DashMap::new(),
                 versions: DashMap::new(),
+                history: history::SourceHistory::new(source_cache_bytes),
                 transform_epoch: AtomicU64::new(0),
                 breakers: breaker::Breakers::default(),
                 shadows: shadow::Shadows::new(),
@@ -204,6 +213,13 @@ impl Wafer {
         let sources = i.registry.list_sources().await?;
         let groups = i.registry.list_feature_groups().await?;
         replace_all(&i.entities, entities.into_iter().map(|e| (e.name.clone(), e)));
+        // A definition that changed unannounced: its kept history has the
+        // old columns.
+        for s in &sources {
+            if i.sources.get(&s.name).is_some_and(|old| **old != *s) {
+                i.history.forget_source(&s.name);
+            }
+        }
         replace_all(&i.sources, sources.into_iter().map(|s| (s.name.clone(), s)));
         replace_all(&i.groups, groups.into_iter().map(|g| (g.name.clone(), g)));
         Ok(())
@@ -247,6 +263,10 @@ impl Wafer {
     /// Feast feature services from the serving config (name -> refs).
     pub fn feature_services(&self) -> &std::collections::BTreeMap<String, Vec<String>> {
         &self.inner.feature_services
+    }
+
+    pub(crate) fn history(&self) -> &history::SourceHistory {
+        &self.inner.history
     }
 
     pub(crate) fn enrichment(&self) -> &enrich::Enrichment {
@@ -304,6 +324,8 @@ impl Wafer {
     }
 
     fn cache_source(&self, name: &str, source: Option<Source>) {
+        // Its columns or its rows may have changed with it.
+        self.inner.history.forget_source(name);
         match source {
             Some(s) => self.inner.sources.insert(name.to_string(), Arc::new(s)),
             None => self.inner.sources.remove(name).map(|(_, s)| s),

@@ -61,6 +61,8 @@ impl Wafer {
         self.registry().put_source(&source).await?;
         let source = Arc::new(source);
         self.inner.sources.insert(name.to_string(), source.clone());
+        // Kept histories have the old definition's columns.
+        self.history().forget_source(name);
         Ok(source)
     }
 
@@ -79,6 +81,7 @@ impl Wafer {
         self.registry().delete_source(name).await?;
         self.offline().delete_source_rows(name).await?;
         self.inner.sources.remove(name);
+        self.history().forget_source(name);
         Ok(())
     }
 

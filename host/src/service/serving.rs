@@ -128,6 +128,10 @@ pub(crate) struct OnDemandSource {
     pub value_type: ValueType,
 }
 
+/// A stored group's row for one entity as a read found it, and where;
+/// `None` when there was none in time.
+type Served = Option<(Arc<FeatureRow>, ValueSource)>;
+
 /// The requested features of one group, in request order.
 struct GroupRead {
     group: Arc<FeatureGroup>,
@@ -154,12 +158,14 @@ impl Wafer {
             age_seconds: None,
             source: None,
         };
+        // The entities are moved into the answer at the end, not copied.
+        let names: Vec<String> = refs.iter().map(FeatureRef::to_string).collect();
         let mut results: Vec<EntityResult> = req
             .entities
             .iter()
-            .map(|e| EntityResult {
-                entity: e.clone(),
-                features: refs.iter().map(|r| (r.to_string(), missing.clone())).collect(),
+            .map(|_| EntityResult {
+                entity: serde_json::Map::new(),
+                features: names.iter().map(|name| (name.clone(), missing.clone())).collect(),
                 provenance: req
                     .include_provenance
                     .then(|| reads.iter().map(|read| (read.group.name.clone(), None)).collect()),
@@ -168,7 +174,7 @@ impl Wafer {
 
         // Stored groups first: the requested ones and those on-demand groups
         // read their inputs from. Then on-demand groups, over those rows.
-        let mut stored: HashMap<String, Vec<Option<(FeatureRow, ValueSource)>>> = HashMap::new();
+        let mut stored: HashMap<String, Vec<Served>> = HashMap::new();
         let mut wanted: Vec<Arc<FeatureGroup>> = Vec::new();
         for read in &reads {
             match &read.group.producer {
@@ -247,6 +253,9 @@ impl Wafer {
                 }
             }
         }
+        for (result, entity) in results.iter_mut().zip(req.entities) {
+            result.entity = entity;
+        }
         Ok(OnlineResponse { results })
     }
 
@@ -277,7 +286,7 @@ impl Wafer {
         fallback: Fallback,
         deadline: tokio::time::Instant,
         now: Timestamp,
-    ) -> ServiceResult<Vec<Option<(FeatureRow, ValueSource)>>> {
+    ) -> ServiceResult<Vec<Served>> {
         // An unavailable online store is a miss for every entity: the
         // offline store answers below (`source: offline`), so reads keep
         // working through an online-store outage. The online read gets half
@@ -285,7 +294,8 @@ impl Wafer {
         // time for the offline store.
         let online_deadline =
             tokio::time::Instant::now() + deadline.saturating_duration_since(tokio::time::Instant::now()) / 2;
-        let mut rows = match tokio::time::timeout_at(online_deadline, self.online().read(&group.name, keys)).await {
+        let read = self.online().read_shared(&group.name, keys);
+        let mut rows = match tokio::time::timeout_at(online_deadline, read).await {
             Ok(Ok(rows)) => rows,
             Ok(Err(e)) => {
                 tracing::warn!(group = %group.name, error = %e, "online store unavailable; reading the offline store");
@@ -297,7 +307,7 @@ impl Wafer {
             }
         };
         let mut sources = vec![ValueSource::Online; keys.len()];
-        let expired_or_missing = |row: &Option<FeatureRow>| match row {
+        let expired_or_missing = |row: &Option<Arc<FeatureRow>>| match row {
             None => true,
             Some(r) => group.freshness.status(r.event_ts, now) == FreshnessStatus::Expired,
         };
@@ -331,7 +341,7 @@ impl Wafer {
                     let Some(row) = row else { continue };
                     if rows[i].as_ref().is_none_or(|old| row.event_ts > old.event_ts) {
                         refill.push(row.clone());
-                        rows[i] = Some(row);
+                        rows[i] = Some(Arc::new(row));
                         sources[i] = ValueSource::Offline;
                     }
                 }
@@ -354,7 +364,7 @@ impl Wafer {
             loop {
                 match tokio::time::timeout_at(deadline, computing.join_next()).await {
                     Ok(Some(Ok((i, Ok(Some(row)))))) => {
-                        rows[i] = Some(row);
+                        rows[i] = Some(Arc::new(row));
                         sources[i] = ValueSource::Computed;
                     }
                     Ok(Some(Ok((i, Err(e))))) => {
@@ -386,7 +396,7 @@ impl Wafer {
         &self,
         group: &FeatureGroup,
         req: &OnlineRequest,
-        stored: &HashMap<String, Vec<Option<(FeatureRow, ValueSource)>>>,
+        stored: &HashMap<String, Vec<Served>>,
         deadline: tokio::time::Instant,
         now: Timestamp,
     ) -> ServiceResult<(Vec<Option<BTreeMap<String, Value>>>, Option<Provenance>)> {
@@ -521,7 +531,8 @@ impl Wafer {
             return Ok(None);
         };
         let version = self.resolve_version(transform, version.as_deref()).await?;
-        let Some(input) = self.batch_inputs(group, &version, std::slice::from_ref(entity)).await?.pop() else {
+        let reads = super::materialize::SourceReads::Cached;
+        let Some(input) = self.batch_inputs(group, &version, std::slice::from_ref(entity), reads).await?.pop() else {
             return Ok(None);
         };
         if input.sources.first().is_none_or(|s| s.table.rows() == 0) {

@@ -17,7 +17,8 @@ use std::time::Duration;
 type GroupMap = DashMap<EntityKey, Entry>;
 
 struct Entry {
-    row: FeatureRow,
+    /// Shared with the reads that serve it ([`OnlineStore::read_shared`]).
+    row: Arc<FeatureRow>,
     /// `None` keeps the row until it is replaced or its group deleted.
     expires_at: Option<Timestamp>,
 }
@@ -98,7 +99,7 @@ impl OnlineStore for MemoryOnlineStore {
             match map.get_mut(&row.entity) {
                 Some(mut entry) => {
                     if entry.is_superseded_by(row, now) {
-                        *entry = Entry { row: row.clone(), expires_at };
+                        *entry = Entry { row: Arc::new(row.clone()), expires_at };
                     }
                 }
                 None => {
@@ -107,10 +108,10 @@ impl OnlineStore for MemoryOnlineStore {
                     map.entry(row.entity.clone())
                         .and_modify(|entry| {
                             if entry.is_superseded_by(row, now) {
-                                *entry = Entry { row: row.clone(), expires_at };
+                                *entry = Entry { row: Arc::new(row.clone()), expires_at };
                             }
                         })
-                        .or_insert_with(|| Entry { row: row.clone(), expires_at });
+                        .or_insert_with(|| Entry { row: Arc::new(row.clone()), expires_at });
                 }
             }
         }
@@ -118,6 +119,11 @@ impl OnlineStore for MemoryOnlineStore {
     }
 
     async fn read(&self, group: &str, entities: &[EntityKey]) -> StoreResult<Vec<Option<FeatureRow>>> {
+        let rows = self.read_shared(group, entities).await?;
+        Ok(rows.into_iter().map(|row| row.map(Arc::unwrap_or_clone)).collect())
+    }
+
+    async fn read_shared(&self, group: &str, entities: &[EntityKey]) -> StoreResult<Vec<Option<Arc<FeatureRow>>>> {
         let Some(map) = self.group(group) else {
             return Ok(vec![None; entities.len()]);
         };

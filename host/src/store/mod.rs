@@ -31,6 +31,7 @@ use crate::model::{
     TransformVersion, ValueType,
 };
 use async_trait::async_trait;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 
@@ -85,6 +86,14 @@ pub enum RegistryChange {
     Transform(String),
     /// A job was created: idle hosts should look for tasks.
     JobCreated(String),
+    /// Rows of `source` were written for `entities` (`None`: entities not
+    /// named, any may have changed) by host `origin`, which announces it
+    /// after the write is durable and before acknowledging it.
+    SourceRows {
+        source: String,
+        entities: Option<Vec<String>>,
+        origin: String,
+    },
     /// Announcements may have been missed (the listener reconnected):
     /// reload everything.
     Resync,
@@ -228,6 +237,13 @@ pub trait Registry: Send + Sync {
     /// every write goes through this process anyway.
     async fn changes(&self) -> StoreResult<Option<mpsc::Receiver<RegistryChange>>> {
         Ok(None)
+    }
+
+    /// Tells every host listening to [`Registry::changes`] (this one too)
+    /// of a change the store's own writes do not announce. A no-op where
+    /// the store serves one host only.
+    async fn announce(&self, _change: &RegistryChange) -> StoreResult<()> {
+        Ok(())
     }
 
     async fn ping(&self) -> StoreResult<()>;
@@ -453,6 +469,11 @@ pub trait OnlineStore: Send + Sync {
     async fn write(&self, group: &str, rows: &[FeatureRow], ttl: Option<Duration>) -> StoreResult<()>;
     /// Aligned with `entities`; `None` for a miss.
     async fn read(&self, group: &str, entities: &[EntityKey]) -> StoreResult<Vec<Option<FeatureRow>>>;
+    /// [`OnlineStore::read`] as shared rows: what serving reads, so an
+    /// in-process store hands out the rows it holds without copying them.
+    async fn read_shared(&self, group: &str, entities: &[EntityKey]) -> StoreResult<Vec<Option<Arc<FeatureRow>>>> {
+        Ok(self.read(group, entities).await?.into_iter().map(|row| row.map(Arc::new)).collect())
+    }
     async fn delete_group(&self, group: &str) -> StoreResult<()>;
     async fn ping(&self) -> StoreResult<()>;
     /// One line for the startup log, e.g. "in-process (dashmap)".

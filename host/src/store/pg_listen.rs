@@ -8,6 +8,9 @@
 //! are lost, so after reconnecting the host is told to reload everything
 //! (`RegistryChange::Resync`); the service's periodic resync covers anything
 //! else that slips through.
+//!
+//! Changes that no registry table records (source rows written) are
+//! announced by the writing host itself ([`announcement`]).
 
 use super::{RegistryChange, StoreError, StoreResult};
 use serde::Deserialize;
@@ -15,7 +18,7 @@ use sqlx::postgres::{PgListener, PgPool};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
-const CHANNEL: &str = "wafer_changes";
+pub(super) const CHANNEL: &str = "wafer_changes";
 /// Pause between reconnection attempts while the database is down.
 const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 
@@ -73,12 +76,42 @@ async fn run(pool: PgPool, schema: String, mut listener: PgListener, tx: mpsc::S
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, serde::Serialize)]
 struct Payload {
     schema: String,
     table: String,
     key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    origin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    entities: Option<Vec<String>>,
 }
+
+/// PostgreSQL refuses payloads of 8000 bytes or more.
+const MAX_PAYLOAD: usize = 7900;
+
+/// The payload announcing `change` in `schema`, for the changes hosts
+/// announce themselves; `None` for those the triggers announce. A write of
+/// too many entities to name is announced as one of any entity.
+pub(super) fn announcement(change: &RegistryChange, schema: &str) -> Option<String> {
+    let RegistryChange::SourceRows { source, entities, origin } = change else { return None };
+    let mut payload = Payload {
+        schema: schema.to_string(),
+        table: SOURCE_ROWS.to_string(),
+        key: Some(source.clone()),
+        origin: Some(origin.clone()),
+        entities: entities.clone(),
+    };
+    let text = serde_json::to_string(&payload).ok()?;
+    if text.len() <= MAX_PAYLOAD {
+        return Some(text);
+    }
+    payload.entities = None;
+    serde_json::to_string(&payload).ok()
+}
+
+/// The `table` of a source-rows announcement (no registry table has it).
+const SOURCE_ROWS: &str = "source_rows";
 
 /// The change a trigger's payload announces, if it is about `schema`.
 fn parse(payload: &str, schema: &str) -> Option<RegistryChange> {
@@ -96,6 +129,9 @@ fn parse(payload: &str, schema: &str) -> Option<RegistryChange> {
         "feature_groups" => RegistryChange::FeatureGroup(key),
         "transforms" | "transform_versions" => RegistryChange::Transform(key),
         "jobs" => RegistryChange::JobCreated(key),
+        SOURCE_ROWS => {
+            RegistryChange::SourceRows { source: key, entities: p.entities, origin: p.origin.unwrap_or_default() }
+        }
         _ => RegistryChange::Resync,
     })
 }
@@ -113,5 +149,25 @@ mod tests {
         assert_eq!(parse(&p("jobs", "s"), "s"), Some(RegistryChange::JobCreated("k".into())));
         assert_eq!(parse(&p("entities", "other"), "s"), None);
         assert_eq!(parse("not json", "s"), Some(RegistryChange::Resync));
+    }
+
+    #[test]
+    fn source_row_announcements_round_trip_and_drop_entities_that_do_not_fit() {
+        let change = |entities: Option<Vec<String>>| RegistryChange::SourceRows {
+            source: "prices".into(),
+            entities,
+            origin: "host-a:1".into(),
+        };
+        let small = change(Some(vec!["AAPL".into(), "MSFT".into()]));
+        let text = announcement(&small, "s").unwrap();
+        assert_eq!(parse(&text, "s"), Some(small.clone()));
+        assert_eq!(parse(&text, "other"), None);
+
+        let many = change(Some((0..2000).map(|i| format!("TICKER{i}")).collect()));
+        let text = announcement(&many, "s").unwrap();
+        assert!(text.len() < 8000, "PostgreSQL's payload limit");
+        assert_eq!(parse(&text, "s"), Some(change(None)), "too many to name: any entity may have changed");
+
+        assert_eq!(announcement(&RegistryChange::Resync, "s"), None, "the triggers announce the rest");
     }
 }

@@ -629,6 +629,19 @@ impl Registry for PostgresStore {
         Ok(Some(super::pg_listen::spawn(self.pool.clone(), self.schema.clone()).await?))
     }
 
+    async fn announce(&self, change: &RegistryChange) -> StoreResult<()> {
+        let Some(payload) = super::pg_listen::announcement(change, &self.schema) else {
+            return Ok(());
+        };
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(super::pg_listen::CHANNEL)
+            .bind(payload)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
     async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<()> {
         sqlx::query(AUDIT_INSERT_SQL)
             .bind(entry.at.0)

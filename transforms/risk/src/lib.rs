@@ -137,11 +137,19 @@ pub fn sample_std(xs: &[f64]) -> Option<f64> {
 /// between its two neighbours. `None` for an empty slice or any non-finite
 /// value.
 pub fn percentile(xs: &[f64], q: f64) -> Option<f64> {
-    if xs.is_empty() || !xs.iter().all(|x| x.is_finite()) || !(0.0..=100.0).contains(&q) {
+    if xs.is_empty() || !xs.iter().all(|x| x.is_finite()) {
         return None;
     }
     let mut sorted = xs.to_vec();
     sorted.sort_unstable_by(f64::total_cmp);
+    percentile_of_sorted(&sorted, q)
+}
+
+/// [`percentile`] of finite values already sorted ascending.
+fn percentile_of_sorted(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() || !(0.0..=100.0).contains(&q) {
+        return None;
+    }
     let h = q / 100.0 * (sorted.len() - 1) as f64;
     let lo = (h.floor() as usize).min(sorted.len() - 1);
     let hi = (lo + 1).min(sorted.len() - 1);
@@ -161,9 +169,44 @@ pub fn var_95(returns: &[f64]) -> Option<f64> {
 /// at or below [`var_95`]. Never empty, since the smallest return is at or
 /// below any percentile.
 pub fn cvar_95(returns: &[f64]) -> Option<f64> {
-    let var = var_95(returns)?;
+    tail_mean(returns, var_95(returns)?)
+}
+
+/// The mean of the returns at or below `var`, summed in time order.
+fn tail_mean(returns: &[f64], var: f64) -> Option<f64> {
     let tail: Vec<f64> = returns.iter().copied().filter(|&r| r <= var).collect();
     mean(&tail)
+}
+
+/// [`var_95`] and [`cvar_95`] of the last `n` returns on every row, as
+/// [`rolling_returns`] would give them, from one window kept sorted as it
+/// slides (a removal and an insertion per row, not a sort per window):
+/// the same sorted values, so the same figures to the bit.
+pub fn rolling_tail_risk(closes: &[f64], n: usize) -> (Vec<Option<f64>>, Vec<Option<f64>>) {
+    let r = returns(closes);
+    let (mut var, mut cvar) = (vec![None; closes.len()], vec![None; closes.len()]);
+    if n == 0 || closes.len() <= n {
+        return (var, cvar);
+    }
+    // The window r[i+1-n..=i], ordered by total_cmp (so a NaN, which no
+    // figure is computed over, is found again to be removed).
+    let mut sorted: Vec<f64> = r[1..n].to_vec();
+    sorted.sort_unstable_by(f64::total_cmp);
+    for i in n..closes.len() {
+        let at = sorted.partition_point(|x| x.total_cmp(&r[i]).is_lt());
+        sorted.insert(at, r[i]);
+        if i > n {
+            let gone = r[i - n];
+            let at = sorted.partition_point(|x| x.total_cmp(&gone).is_lt());
+            sorted.remove(at);
+        }
+        let window = &r[i + 1 - n..=i];
+        if sorted.iter().all(|x| x.is_finite()) {
+            var[i] = percentile_of_sorted(&sorted, 5.0);
+            cvar[i] = var[i].and_then(|v| tail_mean(window, v));
+        }
+    }
+    (var, cvar)
 }
 
 /// Annualized Sharpe ratio with a risk-free rate of 0: mean / sample std ×
@@ -300,12 +343,13 @@ pub fn compute(times: &[i64], closes: &[f64], benchmark: Option<(&[i64], &[f64])
         Some((bench_times, bench_closes)) => rolling_beta(times, closes, bench_times, bench_closes, WINDOW),
         None => vec![None; closes.len()],
     };
+    let (var, cvar) = rolling_tail_risk(closes, WINDOW);
     vec![
         volatility(closes, 30),
         volatility(closes, 90),
         beta,
-        rolling_returns(closes, WINDOW, var_95),
-        rolling_returns(closes, WINDOW, cvar_95),
+        var,
+        cvar,
         rolling_returns(closes, WINDOW, sharpe_ratio),
         rolling_closes(closes, WINDOW + 1, max_drawdown),
     ]

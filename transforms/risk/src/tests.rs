@@ -351,3 +351,18 @@ fn batch_refuses_input_without_a_float_close() {
 fn on_demand_is_refused() {
     assert!(Risk::on_demand(Default::default()).is_err());
 }
+
+#[test]
+fn the_sliding_tail_window_gives_every_rows_var_and_cvar_to_the_bit() {
+    // Returns with ties, a gap (a zero close makes an infinite return and
+    // a NaN after it) and a recovery, over windows of several sizes.
+    let mut closes: Vec<f64> = (0..400).map(|i| 100.0 + ((i * 37) % 23) as f64 - ((i * 11) % 7) as f64 * 0.5).collect();
+    closes[40] = 0.0;
+    for n in [1, 2, 5, 30, 252] {
+        let (var, cvar) = rolling_tail_risk(&closes, n);
+        assert_eq!(var, rolling_returns(&closes, n, var_95), "var, window {n}");
+        assert_eq!(cvar, rolling_returns(&closes, n, cvar_95), "cvar, window {n}");
+        assert!(var.iter().flatten().count() > 0, "window {n} computed something");
+    }
+    assert_eq!(rolling_tail_risk(&closes[..10], 252), (vec![None; 10], vec![None; 10]));
+}

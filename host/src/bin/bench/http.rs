@@ -4,8 +4,12 @@
 //! on the embedded stores or, with `--database-url` and `--online`, on
 //! PostgreSQL and Redis (its own schema and key prefix, removed afterwards),
 //! then drives one endpoint (`--endpoint`): `online`, `POST
-//! /v1/features/online` (1 entity x 10 features, the default); `feast`, the
-//! same read as `POST /get-online-features`; or `enrich`, `POST /v1/enrich`
+//! /v1/features/online` (by default 1 entity x 10 features of `technical`;
+//! `--entities N`, `--features N`, `--group technical|risk|valuation` and
+//! `--fallback none|compute` shape it, and `--unknown true` reads tickers
+//! that have no data at all, what a read-only client can send at will;
+//! more than the demo's tickers are ingested and materialized first);
+//! `feast`, the same read as `POST /get-online-features`; or `enrich`, `POST /v1/enrich`
 //! of the demo's `market_briefing` task (8 features into a prompt), from
 //! keep-alive connections with a minimal raw HTTP/1.1 client, so the load
 //! generator spends as little of the machine's CPU as possible:
@@ -39,6 +43,8 @@ use tokio::net::TcpStream;
 
 pub struct HttpArgs {
     pub server: Option<String>,
+    /// What an `online` read asks for.
+    pub read: OnlineRead,
     /// The `--server`'s process, whose CPU time is reported per request.
     pub server_pid: Option<u32>,
     /// Run the embedded server on its own runtime and report its CPU time.
@@ -56,9 +62,15 @@ impl HttpArgs {
         let (mut server, mut connections, mut seconds, mut rate) = (None, 16, 10, 5000);
         let (mut server_pid, mut server_cpu) = (None, false);
         let mut endpoint = Endpoint::Online;
-        let usage = "--server URL --server-pid PID --server-cpu true --endpoint online|feast|enrich --connections N --seconds N --rate N";
+        let mut read = OnlineRead::default();
+        let usage = "--server URL --server-pid PID --server-cpu true --endpoint online|feast|enrich --connections N --seconds N --rate N --entities N --features N --group NAME --fallback none|compute --unknown true";
         let backends = Backends::parse_args(args, usage, |flag, value| {
             match flag {
+                "--entities" => read.entities = value.parse()?,
+                "--features" => read.features = value.parse()?,
+                "--group" => read.group = value.to_string(),
+                "--fallback" => read.fallback = value.to_string(),
+                "--unknown" => read.unknown = value.parse()?,
                 "--server" => server = Some(value.to_string()),
                 "--server-pid" => server_pid = Some(value.parse()?),
                 "--server-cpu" => server_cpu = value.parse()?,
@@ -77,7 +89,11 @@ impl HttpArgs {
             }
             Ok(true)
         })?;
-        Ok(HttpArgs { server, server_pid, server_cpu, endpoint, connections, seconds, rate, backends })
+        anyhow::ensure!(read.entities >= 1, "--entities must be at least 1");
+        anyhow::ensure!(matches!(read.fallback.as_str(), "none" | "compute"), "--fallback none|compute");
+        let known = read.feature_names()?.len();
+        anyhow::ensure!((1..=known).contains(&read.features), "--features 1..={known} for group {}", read.group);
+        Ok(HttpArgs { server, read, server_pid, server_cpu, endpoint, connections, seconds, rate, backends })
     }
 }
 
@@ -89,36 +105,147 @@ pub enum Endpoint {
     Enrich,
 }
 
-const ONLINE_BODY: &str = r#"{"entities":[{"ticker":"AAPL"}],"features":["technical:sma_20","technical:sma_50","technical:sma_200","technical:ema_12","technical:ema_26","technical:rsi_14","technical:macd","technical:macd_signal","technical:bollinger_upper","technical:bollinger_lower"],"fallback":"none"}"#;
+/// An online read's shape: `entities` tickers x the first `features` of
+/// `group`.
+pub struct OnlineRead {
+    pub group: String,
+    pub features: usize,
+    pub entities: usize,
+    /// Tickers with no data anywhere (`NODATA0000`, ...).
+    pub unknown: bool,
+    pub fallback: String,
+    /// Every entity a different ticker (the embedded server loads what
+    /// the demo lacks); else, against `--server`, the demo's stocks again
+    /// and again.
+    pub distinct: bool,
+}
+
+impl Default for OnlineRead {
+    fn default() -> Self {
+        OnlineRead {
+            group: "technical".into(),
+            features: 10,
+            entities: 1,
+            unknown: false,
+            fallback: "none".into(),
+            distinct: true,
+        }
+    }
+}
+
+impl OnlineRead {
+    fn feature_names(&self) -> anyhow::Result<Vec<String>> {
+        let group = match self.group.as_str() {
+            "technical" => wafer_host::demo::technical_group_json(),
+            "risk" => wafer_host::demo::risk_group_json(),
+            "valuation" => wafer_host::demo::valuation_group_json(),
+            other => anyhow::bail!("--group {other}: use technical, risk or valuation"),
+        };
+        let features = group["features"].as_array().cloned().unwrap_or_default();
+        Ok(features.iter().filter_map(|f| f["name"].as_str().map(str::to_string)).collect())
+    }
+
+    /// The tickers read: the demo's own first (not the benchmark, which
+    /// has no `risk` of itself), then [`extra_ticker`]s.
+    fn tickers(&self) -> Vec<String> {
+        if self.unknown {
+            return (0..self.entities).map(|i| format!("NODATA{i:04}")).collect();
+        }
+        let demo = wafer_host::demo::DEMO_TICKERS.iter().filter(|t| **t != wafer_host::demo::BENCHMARK);
+        let demo = demo.map(|t| t.to_string());
+        match self.distinct {
+            true => demo.chain((0..).map(extra_ticker)).take(self.entities).collect(),
+            false => demo.cycle().take(self.entities).collect(),
+        }
+    }
+
+    /// Tickers beyond the demo's that the embedded server must load.
+    fn extra_tickers(&self) -> Vec<String> {
+        let demo = wafer_host::demo::DEMO_TICKERS.len() - 1;
+        match self.unknown {
+            true => Vec::new(),
+            false => (0..self.entities.saturating_sub(demo)).map(extra_ticker).collect(),
+        }
+    }
+
+    fn body(&self) -> anyhow::Result<String> {
+        let entities: Vec<serde_json::Value> =
+            self.tickers().iter().map(|t| serde_json::json!({"ticker": t})).collect();
+        let features: Vec<String> =
+            self.feature_names()?.iter().take(self.features).map(|f| format!("{}:{f}", self.group)).collect();
+        let body = serde_json::json!({"entities": entities, "features": features, "fallback": self.fallback});
+        Ok(body.to_string())
+    }
+
+    fn name(&self) -> String {
+        let which = if self.unknown { "unknown " } else { "" };
+        let cycling = if self.distinct || self.unknown || self.entities <= 4 {
+            ""
+        } else {
+            ", the demo's 4 stocks over and over"
+        };
+        format!(
+            "online read, {} {which}entit{} x {} features of {} (fallback {}{cycling})",
+            self.entities,
+            if self.entities == 1 { "y" } else { "ies" },
+            self.features,
+            self.group,
+            self.fallback
+        )
+    }
+
+    /// Every value served (fresh, or stale for `risk`, whose demo data
+    /// ends a day ago), or for unknown tickers every value missing.
+    fn check(&self, body: &str) -> bool {
+        let cells = self.entities * self.features;
+        match self.unknown {
+            true => body.matches("\"missing\"").count() == cells,
+            false => body.matches("\"fresh\"").count() + body.matches("\"stale\"").count() == cells,
+        }
+    }
+}
+
+fn extra_ticker(i: usize) -> String {
+    format!("X{i:04}")
+}
+
 const FEAST_BODY: &str = r#"{"entities":{"ticker":["AAPL"]},"features":["technical:sma_20","technical:sma_50","technical:sma_200","technical:ema_12","technical:ema_26","technical:rsi_14","technical:macd","technical:macd_signal","technical:bollinger_upper","technical:bollinger_lower"]}"#;
 const ENRICH_BODY: &str =
     r#"{"prompt":"Should I add to my position?","task_type":"market_briefing","entities":{"ticker":"AAPL"}}"#;
 
+/// Whether an answer's body is the right one.
+type AnswerCheck = Box<dyn Fn(&str) -> bool>;
+
 impl Endpoint {
-    /// Path, body, what the run is called, and a check of one answer.
-    fn request(self) -> (&'static str, &'static str, &'static str, fn(&str) -> bool) {
-        match self {
-            Endpoint::Online => ("/v1/features/online", ONLINE_BODY, "online read, 1 entity x 10 features", |body| {
-                body.matches("\"fresh\"").count() == 10
-            }),
+    /// Path, body, what the run is called, and whether an answer is right.
+    fn request(self, read: &OnlineRead) -> anyhow::Result<(&'static str, String, String, AnswerCheck)> {
+        Ok(match self {
+            Endpoint::Online => {
+                let shape = OnlineRead { group: read.group.clone(), fallback: read.fallback.clone(), ..*read };
+                debug_assert_eq!(shape.tickers(), read.tickers());
+                ("/v1/features/online", read.body()?, read.name(), Box::new(move |body| shape.check(body)))
+            }
             // The join-key column is PRESENT too.
-            Endpoint::Feast => {
-                ("/get-online-features", FEAST_BODY, "Feast online read, 1 entity x 10 features", |body| {
-                    body.matches("\"PRESENT\"").count() == 11
-                })
-            }
-            Endpoint::Enrich => {
-                ("/v1/enrich", ENRICH_BODY, "enrichment, market_briefing (8 features) for 1 ticker", |body| {
-                    body.contains("\"features_available\":true") && body.matches(r"\n- ").count() == 8
-                })
-            }
-        }
+            Endpoint::Feast => (
+                "/get-online-features",
+                FEAST_BODY.to_string(),
+                "Feast online read, 1 entity x 10 features".to_string(),
+                Box::new(|body| body.matches("\"PRESENT\"").count() == 11),
+            ),
+            Endpoint::Enrich => (
+                "/v1/enrich",
+                ENRICH_BODY.to_string(),
+                "enrichment, market_briefing (8 features) for 1 ticker".to_string(),
+                Box::new(|body| body.contains("\"features_available\":true") && body.matches(r"\n- ").count() == 8),
+            ),
+        })
     }
 }
 
 pub async fn run(mut args: HttpArgs) -> anyhow::Result<()> {
     match args.server.clone() {
         Some(url) => {
+            args.read.distinct = false;
             let hostport = url.trim_start_matches("http://").trim_end_matches('/');
             let addr = tokio::net::lookup_host(hostport).await?.next().expect("address");
             println!("server: {url}");
@@ -127,7 +254,11 @@ pub async fn run(mut args: HttpArgs) -> anyhow::Result<()> {
         }
         None => {
             println!("server: embedded demo on {}", args.backends.describe());
-            let server = match EmbeddedDemo::start(&mut args.backends, args.server_cpu).await {
+            let extra = match args.endpoint {
+                Endpoint::Online => args.read.extra_tickers(),
+                _ => Vec::new(),
+            };
+            let server = match EmbeddedDemo::start(&mut args.backends, args.server_cpu, extra).await {
                 Ok(server) => server,
                 Err(e) => {
                     args.backends.clean_up().await;
@@ -144,7 +275,7 @@ pub async fn run(mut args: HttpArgs) -> anyhow::Result<()> {
 }
 
 async fn measure(addr: SocketAddr, args: &HttpArgs, cpu: Option<ServerCpu>) -> anyhow::Result<()> {
-    let (path, body, name, answer_ok) = args.endpoint.request();
+    let (path, body, name, answer_ok) = args.endpoint.request(&args.read)?;
     let request = Arc::new(
         format!(
             "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
@@ -343,7 +474,7 @@ struct EmbeddedDemo {
 }
 
 impl EmbeddedDemo {
-    async fn start(backends: &mut Backends, own_runtime: bool) -> anyhow::Result<EmbeddedDemo> {
+    async fn start(backends: &mut Backends, own_runtime: bool, extra: Vec<String>) -> anyhow::Result<EmbeddedDemo> {
         let dir = std::env::temp_dir().join(format!("wafer-bench-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut config = wafer_host::config::Config::new(&dir);
@@ -358,7 +489,8 @@ impl EmbeddedDemo {
         let serving = async move {
             let opened = async {
                 let app = wafer_host::App::open(config, Arc::new(wafer_host::clock::SystemClock)).await?;
-                wafer_host::demo::load(&app.wafer).await?;
+                let end = wafer_host::demo::load(&app.wafer).await?;
+                load_extra_tickers(&app.wafer, &extra, end).await?;
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
                 anyhow::Ok((app, listener))
             };
@@ -392,4 +524,42 @@ impl EmbeddedDemo {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Ingests the demo's prices and fundamentals for `tickers` and
+/// materializes the stored ticker groups for them.
+async fn load_extra_tickers(
+    w: &wafer_host::service::Wafer,
+    tickers: &[String],
+    end: wafer_host::model::Timestamp,
+) -> anyhow::Result<()> {
+    if tickers.is_empty() {
+        return Ok(());
+    }
+    let (mut prices, mut fundamentals) = (String::new(), String::new());
+    for (i, t) in tickers.iter().enumerate() {
+        let skip = usize::from(i > 0); // one header each
+        for line in wafer_host::demo::prices_csv(t, wafer_host::demo::DEMO_DAYS, end).lines().skip(skip) {
+            prices.push_str(line);
+            prices.push('\n');
+        }
+        for line in wafer_host::demo::fundamentals_csv(t, end).lines().skip(skip) {
+            fundamentals.push_str(line);
+            fundamentals.push('\n');
+        }
+    }
+    w.ingest_csv("prices", prices.as_bytes()).await?;
+    w.ingest_csv("fundamentals", fundamentals.as_bytes()).await?;
+    for group in ["technical", "risk", "valuation"] {
+        let request = wafer_host::service::materialize::MaterializeRequest {
+            feature_group: group.into(),
+            entities: None,
+            incremental: false,
+        };
+        let job = w.start_materialize(request).await?;
+        let job = w.jobs().wait(&job.id).await?.ok_or_else(|| anyhow::anyhow!("job for {group} vanished"))?;
+        anyhow::ensure!(job.errors.is_empty(), "materializing {group}: {:?}", job.errors);
+    }
+    println!("loaded {} extra tickers", tickers.len());
+    Ok(())
 }

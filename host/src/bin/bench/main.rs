@@ -13,7 +13,7 @@
 //!   materialization throughput.
 //! - `wafer-bench write --database-url URL [--rows N] [--features N] [--iterations N]`:
 //!   batch write latency of the offline store on PostgreSQL.
-//! - `wafer-bench catalog [--hits N] [--misses N]`: the seed features of
+//! - `wafer-bench catalog [--hits N] [--misses N] [--settle-ms N]`: the seed features of
 //!   one ticker read in process, online hits against computed on the miss.
 //! - `wafer-bench historical [--feature-rows N] [--entity-rows N] [--entities N] [--json true]`:
 //!   point-in-time training data over HTTP, streamed as CSV.
@@ -44,7 +44,7 @@ const USAGE: &str = "usage: wafer-bench http [--endpoint online|feast|enrich] [-
        wafer-bench wasm [--iterations N]
        wafer-bench materialize [--tickers N] [--days N] [BACKENDS]
        wafer-bench write --database-url postgres://... [--rows N] [--features N] [--iterations N]
-       wafer-bench catalog [--hits N] [--misses N] [BACKENDS]
+       wafer-bench catalog [--hits N] [--misses N] [--settle-ms N] [BACKENDS]
        wafer-bench historical [--feature-rows N] [--entity-rows N] [--entities N] [--json true] [BACKENDS]
        wafer-bench load [--rows N] [--entities N] [--json true] [BACKENDS]
        wafer-bench pit [--feature-rows N] [--entity-rows N] [--rounds N] [--feast-python PATH] [BACKENDS]

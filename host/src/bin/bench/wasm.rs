@@ -3,11 +3,11 @@
 //! With the bundled `indicators` component:
 //! - load: compile + validate + `describe`, then the same from the disk
 //!   cache in a fresh runtime (what a restart pays);
-//! - engine: a fresh store + instantiate + `describe` per call (what every
-//!   call pays) against `describe` on one reused instance (the alternative
-//!   we did not choose), both on one thread;
+//! - engine: a 1-row batch call part by part (new store, instantiate, the
+//!   call, dropping the store: what every call pays) against the same call
+//!   on one reused instance (the alternative we did not choose);
 //! - runtime: `WasmRuntime::batch` on 1 row (the full per-call overhead:
-//!   permit, blocking-thread hop, fresh instance, lift/lower, output checks)
+//!   permit, fresh instance, input conversion, lift/lower, output checks)
 //!   and on 252 rows (a year of closes, 12 features).
 
 use sha2::Digest;
@@ -45,9 +45,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let cached_ms = t.elapsed().as_secs_f64() * 1e3;
     let _ = std::fs::remove_dir_all(&cache);
 
-    let overhead = runtime.measure_call_overhead(&id, iterations).await?;
-
     let one = prices(1);
+    let overhead = runtime.measure_call_overhead(&id, &one, iterations).await?;
+
     let mut small = Vec::with_capacity(iterations);
     for _ in 0..iterations {
         let t = Instant::now();
@@ -63,14 +63,45 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         full.push(micros(t));
     }
 
+    // The risk transform over the same year with a benchmark series.
+    let risk_bytes = wafer_host::bundled::RISK;
+    let risk = ModuleId {
+        name: "risk".into(),
+        version: wafer_host::bundled::RISK_VERSION.into(),
+        sha256: hex::encode(sha2::Sha256::digest(risk_bytes)),
+    };
+    runtime.load(&risk, risk_bytes).await?;
+    let mut with_benchmark = prices(300);
+    with_benchmark.related = vec![NamedTable { name: "benchmark".into(), table: prices(300).sources[0].table.clone() }];
+    let mut risk_micros = Vec::with_capacity(iterations);
+    for _ in 0..iterations.div_ceil(4).max(10) {
+        let t = Instant::now();
+        let out = runtime.batch(&risk, with_benchmark.clone(), runtime.limits()).await?;
+        anyhow::ensure!(out.rows() == 300 && out.columns.len() == 7, "unexpected risk output shape");
+        risk_micros.push(micros(t));
+    }
+
     println!("| {:<62} | {:>10} | {:>10} | {:>6} |", "measurement", "p50 us", "p99 us", "n");
     println!("|{:-<64}|{:->12}|{:->12}|{:->8}|", "", "", "", "");
     row("load: compile + validate + describe", &mut [compile_ms * 1e3]);
     row("load: from the disk cache, new runtime (restart)", &mut [cached_ms * 1e3]);
-    row("engine: fresh store + instantiate + describe + drop", &mut overhead.fresh_instance_micros.clone());
-    row("engine: describe on one reused instance", &mut overhead.reused_instance_micros.clone());
+    let fresh: Vec<f64> = (0..iterations)
+        .map(|i| {
+            overhead.store_micros[i]
+                + overhead.instantiate_micros[i]
+                + overhead.call_micros[i]
+                + overhead.drop_micros[i]
+        })
+        .collect();
+    row("engine, 1 row: new store (WASI context, limiter, deadline)", &mut overhead.store_micros.clone());
+    row("engine, 1 row: instantiate (pool slot, memory image, start)", &mut overhead.instantiate_micros.clone());
+    row("engine, 1 row: the call (lower, guest, lift)", &mut overhead.call_micros.clone());
+    row("engine, 1 row: drop the store (slot back to the pool)", &mut overhead.drop_micros.clone());
+    row("engine, 1 row: all four", &mut fresh.clone());
+    row("engine, 1 row: the call on one reused instance", &mut overhead.reused_call_micros.clone());
     row("runtime.batch, 1 row (per-call overhead, end to end)", &mut small);
     row("runtime.batch, 252 rows, 12 features", &mut full);
+    row("runtime.batch, risk: 300 rows and a benchmark, 7 features", &mut risk_micros);
     Ok(())
 }
 

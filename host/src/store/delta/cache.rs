@@ -179,6 +179,16 @@ impl KeptTables {
         self.tables.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The kept merge's view and the version it is at, if one is kept:
+    /// for a reader that knows nothing changed since it last checked it.
+    pub(super) fn kept(&self, path: &str) -> Option<(Option<u64>, View)> {
+        let used = self.tick();
+        let mut tables = self.tables();
+        let kept = tables.get_mut(path)?;
+        kept.used = used;
+        Some((kept.version, kept.view()))
+    }
+
     pub(super) fn lookup(&self, path: &str, version: Option<u64>, seqs: &[i64]) -> Lookup {
         let used = self.tick();
         let mut tables = self.tables();
@@ -332,5 +342,44 @@ impl KeptTables {
     pub(super) fn forget(&self, path: &str) {
         self.tables().remove(path);
         self.too_big.lock().unwrap_or_else(|p| p.into_inner()).remove(path);
+    }
+}
+
+/// What this process changed of each table, for a store that is its
+/// tables' only writer (`DeltaOffline::set_exclusive`): a kept merge found
+/// current once stays current until this process changes the table, so a
+/// read need not ask the log and the table again.
+#[derive(Default)]
+pub(super) struct LocalChanges {
+    /// Per table: changes committed so far, and how many there had been
+    /// when its kept merge was last found current.
+    tables: Mutex<HashMap<String, (u64, Option<u64>)>>,
+}
+
+impl LocalChanges {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Option<u64>)>> {
+        self.tables.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The table's change count, read before a check of its state.
+    pub(super) fn count(&self, path: &str) -> u64 {
+        self.lock().get(path).map_or(0, |(changes, _)| *changes)
+    }
+
+    /// Called after every change this process commits to the table.
+    pub(super) fn changed(&self, path: &str) {
+        self.lock().entry(path.to_string()).or_default().0 += 1;
+    }
+
+    /// The kept merge was found current by a check that began at `count`.
+    pub(super) fn verified(&self, path: &str, count: u64) {
+        let mut tables = self.lock();
+        let entry = tables.entry(path.to_string()).or_default();
+        entry.1 = Some(entry.1.map_or(count, |v| v.max(count)));
+    }
+
+    /// Whether nothing changed since the kept merge was last found current.
+    pub(super) fn unchanged(&self, path: &str) -> bool {
+        self.lock().get(path).is_some_and(|(changes, verified)| *verified == Some(*changes))
     }
 }

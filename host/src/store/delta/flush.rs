@@ -129,10 +129,12 @@ impl DeltaOffline {
         if moved.as_ref().is_ok_and(|&rows| rows > 0) {
             // Flushes add small files; past a few dozen, scans pay for them.
             let compacted = async {
-                if self.tables.file_count(path).await? >= self.policy.compact_files
-                    && let Some((_, commit)) = self.tables.compact(path, self.policy.retention).await?
-                {
-                    self.kept.compacted(path, commit);
+                if self.tables.file_count(path).await? >= self.policy.compact_files {
+                    let compacted = self.tables.compact(path, self.policy.retention).await;
+                    self.local.changed(path);
+                    if let Some((_, commit)) = compacted? {
+                        self.kept.compacted(path, commit);
+                    }
                 }
                 StoreResult::Ok(())
             };
@@ -154,10 +156,14 @@ impl DeltaOffline {
                 return Ok(moved);
             }
             let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
-            if let Some(commit) = self.tables.append(path, batches.clone()).await? {
+            let appended = self.tables.append(path, batches.clone()).await;
+            self.local.changed(path);
+            if let Some(commit) = appended? {
                 self.kept.committed(kind, path, commit, &batches)?;
             }
-            self.log.remove(path, &seqs).await?;
+            let removed = self.log.remove(path, &seqs).await;
+            self.local.changed(path);
+            removed?;
             moved += rows;
             tracing::debug!(table = path, rows, entries = seqs.len(), "flushed the write log");
             // Still ours? Another host may take over once it lapses.

@@ -39,6 +39,7 @@ impl DeltaOffline {
             let seq = self.log.next_seq().await?;
             let batch = with_ingested(layout::complete(Kind::Source, &payload, seq, 0)?, &ingested)?;
             self.tables.append(&Kind::Source.path(&name), vec![batch]).await?;
+            self.local.changed(&Kind::Source.path(&name));
             sqlite.drop_legacy_rows(true, &name).await?;
             imported.source_rows += plain.len() as u64;
         }
@@ -51,6 +52,7 @@ impl DeltaOffline {
             let seq = self.log.next_seq().await?;
             let batch = layout::complete(Kind::Features, &layout::encode_features(&def, &rows)?, seq, 0)?;
             self.tables.append(&Kind::Features.path(&name), vec![batch]).await?;
+            self.local.changed(&Kind::Features.path(&name));
             sqlite.drop_legacy_rows(false, &name).await?;
             imported.feature_rows += rows.len() as u64;
         }

@@ -79,6 +79,11 @@ pub struct DeltaOffline {
     kept: KeptTables,
     /// This store, for the background reads.
     me: Weak<DeltaOffline>,
+    /// Set when this process is its tables' and log's only writer: then
+    /// `local` says when a kept merge is current without asking the log
+    /// and the table on every read.
+    exclusive: std::sync::atomic::AtomicBool,
+    local: cache::LocalChanges,
 }
 
 /// Which rows a read needs; the bounds only narrow the scan, so a read
@@ -134,7 +139,22 @@ impl DeltaOffline {
             wake: Notify::new(),
             kept: KeptTables::default(),
             me: me.clone(),
+            exclusive: std::sync::atomic::AtomicBool::new(false),
+            local: cache::LocalChanges::default(),
         }))
+    }
+
+    /// Declares this process the only writer of the tables and their log
+    /// (the registry is a SQLite file, which one process serves). A read
+    /// then trusts a kept merge it found current until this process
+    /// changes that table, instead of asking the log and the table again:
+    /// a read of a few entities becomes a lookup in memory.
+    pub fn set_exclusive(&self, exclusive: bool) {
+        self.exclusive.store(exclusive, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn is_exclusive(&self) -> bool {
+        self.exclusive.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// One line for the startup log.
@@ -142,14 +162,43 @@ impl DeltaOffline {
         format!("Delta tables at {}", self.tables.root())
     }
 
-    /// Appends logged rows: durable when the log commits.
+    /// Appends logged rows: durable when the log commits. A sole writer
+    /// whose kept merge of the table was current puts the rows into it as
+    /// well, so it stays current and the next read asks nothing of the log.
     async fn log_batch(&self, path: &str, batch: &RecordBatch) -> StoreResult<()> {
         let payload = flush::encode_payload(batch)?;
-        self.log.append(path, &payload, batch.num_rows() as u64).await?;
+        let was_current = self.is_exclusive() && self.local.unchanged(path);
+        let appended = self.log.append(path, &payload, batch.num_rows() as u64).await;
+        let kept = match &appended {
+            Ok((seq, written_at)) if was_current => {
+                self.keep_logged(path, batch, *seq, *written_at).unwrap_or_else(|e| {
+                    tracing::debug!(table = path, error = %e, "a kept merge could not take a logged write");
+                    false
+                })
+            }
+            _ => false,
+        };
+        if !kept {
+            // Even after a failure: the append may have committed.
+            self.local.changed(path);
+        }
+        appended?;
         if batch.num_rows() as u64 >= self.policy.rows / 4 {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Adds a log entry just appended to the table's kept merge, as the
+    /// rows a read of the log would make of it; whether the merge now
+    /// holds them (not when none is kept or it is too layered).
+    fn keep_logged(&self, path: &str, batch: &RecordBatch, seq: i64, written_at: Timestamp) -> StoreResult<bool> {
+        let (Some((kind, _)), Some((version, _))) = (Kind::of_path(path), self.kept.kept(path)) else {
+            return Ok(false);
+        };
+        let rows = layout::complete(kind, batch, seq, written_at.0)?;
+        let merged = Merged::new(kind, &[rows], true)?;
+        Ok(self.kept.add(kind, path, version, vec![(seq, merged)])?.is_some())
     }
 
     /// The table's rows `wanted` asks for, log and table merged, with the
@@ -193,9 +242,20 @@ impl DeltaOffline {
     /// that state, its view. The log is read before the version: an entry
     /// flushed in between is in the version read.
     async fn kept_view(&self, kind: Kind, path: &str) -> StoreResult<(Option<u64>, Option<View>)> {
+        let changes = self.local.count(path);
+        if self.is_exclusive()
+            && self.local.unchanged(path)
+            && let Some((version, view)) = self.kept.kept(path)
+        {
+            return Ok((version, Some(view)));
+        }
         let seqs = self.log.seqs(path).await?;
         let version = self.tables.latest(path).await?.and_then(|t| t.version());
-        Ok((version, self.caught_up(kind, path, version, &seqs).await?))
+        let view = self.caught_up(kind, path, version, &seqs).await?;
+        if view.is_some() {
+            self.local.verified(path, changes);
+        }
+        Ok((version, view))
     }
 
     /// A view's rows as one merge (its layers folded in and kept).
@@ -258,6 +318,18 @@ impl DeltaOffline {
         });
     }
 
+    /// Deletes a table and what waits for it in the log.
+    async fn delete_table(&self, path: &str) -> StoreResult<()> {
+        let deleted = async {
+            self.log.clear(path).await?;
+            self.tables.delete(path).await
+        }
+        .await;
+        self.kept.forget(path);
+        self.local.changed(path);
+        deleted
+    }
+
     /// Moves every waiting write into its table (at shutdown).
     pub async fn flush_all(&self) -> StoreResult<u64> {
         let mut moved = 0;
@@ -306,9 +378,7 @@ impl OfflineStore for DeltaOffline {
 
     async fn delete_source_rows(&self, source: &str) -> StoreResult<()> {
         let path = Kind::Source.path(source);
-        self.log.clear(&path).await?;
-        self.tables.delete(&path).await?;
-        self.kept.forget(&path);
+        self.delete_table(&path).await?;
         Ok(())
     }
 
@@ -343,7 +413,9 @@ impl OfflineStore for DeltaOffline {
         if batch.num_rows() >= DIRECT_ROWS {
             let seq = self.log.next_seq().await?;
             let complete = layout::complete(Kind::Features, batch, seq, 0)?;
-            if let Some(commit) = self.tables.append(&path, vec![complete.clone()]).await? {
+            let appended = self.tables.append(&path, vec![complete.clone()]).await;
+            self.local.changed(&path);
+            if let Some(commit) = appended? {
                 self.kept.committed(Kind::Features, &path, commit, &[complete])?;
             }
         } else {
@@ -363,9 +435,7 @@ impl OfflineStore for DeltaOffline {
 
     async fn delete_feature_rows(&self, group: &str) -> StoreResult<()> {
         let path = Kind::Features.path(group);
-        self.log.clear(&path).await?;
-        self.tables.delete(&path).await?;
-        self.kept.forget(&path);
+        self.delete_table(&path).await?;
         Ok(())
     }
 
@@ -452,7 +522,9 @@ impl OfflineStore for DeltaOffline {
         let paths = sources.iter().map(|s| Kind::Source.path(s)).chain(groups.iter().map(|g| Kind::Features.path(g)));
         let mut done = Vec::new();
         for path in paths {
-            if let Some((compaction, commit)) = self.tables.compact(&path, retention).await? {
+            let compacted = self.tables.compact(&path, retention).await;
+            self.local.changed(&path);
+            if let Some((compaction, commit)) = compacted? {
                 self.kept.compacted(&path, commit);
                 done.push(compaction);
             }

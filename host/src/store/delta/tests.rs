@@ -129,6 +129,28 @@ macro_rules! both_ways {
                 }
             )*
         }
+        // As the sole writer (a SQLite registry's server): reads trust the
+        // kept merges between this store's own writes.
+        mod exclusive {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let f = super::fixture().await;
+                    f.store.set_exclusive(true);
+                    crate::store::conformance::$name(&*f.store).await;
+                }
+            )*
+        }
+        mod exclusive_flushed {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let f = super::fixture().await;
+                    f.store.set_exclusive(true);
+                    crate::store::conformance::$name(&super::Flushed(f.store.clone())).await;
+                }
+            )*
+        }
     };
 }
 
@@ -645,4 +667,44 @@ async fn kept_merges_stay_within_one_memory_budget() {
     assert_eq!(count("g2").await, 2_000, "a dropped table is read again");
     let latest = f.store.latest_feature_rows("g2", &[key("E7")]).await.unwrap();
     assert_eq!(latest, vec![Some(feature_row("E7", 1_987, 1_987.0))]);
+}
+
+#[tokio::test]
+async fn a_sole_writer_serves_each_write_from_its_kept_merge_without_asking_the_log() {
+    let f = fixture().await;
+    f.store.set_exclusive(true);
+    let t = table("g");
+    f.store.write_feature_rows(&t, &[feature_row("E", 1, 1.0), feature_row("F", 1, 5.0)]).await.unwrap();
+    // The first read keeps the table's merge; later writes go into it.
+    let latest = |e: &'static str| {
+        let store = f.store.clone();
+        async move { store.latest_feature_rows("g", &[key(e)]).await.unwrap()[0].clone().map(|r| r.values["x"].clone()) }
+    };
+    assert_eq!(latest("E").await, Some(Value::Float64(1.0)));
+    let path = Kind::Features.path("g");
+    // That read had the whole table merged in the background.
+    for _ in 0..500 {
+        if f.store.kept.holds(&path) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(f.store.kept.holds(&path), "the table's merge is kept");
+    assert_eq!(latest("E").await, Some(Value::Float64(1.0)));
+    assert!(f.store.local.unchanged(&path), "found current");
+    for (i, x) in [2.0, 3.0, 4.0].into_iter().enumerate() {
+        f.store.write_feature_rows(&t, &[feature_row("E", 2 + i as i64, x)]).await.unwrap();
+        assert_eq!(latest("E").await, Some(Value::Float64(x)), "write {i} is read back at once");
+    }
+    assert!(f.store.local.unchanged(&path), "the kept merge took every write: nothing to check");
+    // A flush changes what the log holds: the next read checks again, and
+    // finds the same rows in the table.
+    f.store.flush_all().await.unwrap();
+    assert!(!f.store.local.unchanged(&path));
+    assert_eq!(latest("E").await, Some(Value::Float64(4.0)));
+    assert_eq!(latest("F").await, Some(Value::Float64(5.0)));
+    assert!(f.store.local.unchanged(&path));
+    // Deleting the group's rows is seen at once too.
+    f.store.delete_feature_rows("g").await.unwrap();
+    assert_eq!(latest("E").await, None);
 }

@@ -31,6 +31,7 @@
 //! | `ts_max`     | succeeds as `ok` but stamps row i at `i64::MAX - n + i` microseconds (ascending, past any calendar) |
 //! | `ts_min`     | succeeds as `ok` but stamps row i at `i64::MIN + i` microseconds (ascending, before any calendar) |
 //! | `ts_9999`    | succeeds as `ok` but moves every row to year 9999 (ascending) |
+//! | `remember`   | counts its calls in a static and looks for what an earlier call left in memory: `x` is the count on row 0 and, on row 1, how many bytes of a zero-initialized static buffer are not zero; then it marks the buffer for the next call to find |
 //!
 //! Unknown modes are refused with an error naming the mode.
 //!
@@ -184,8 +185,34 @@ fn misbehave(mode: &str, timestamps: Vec<i64>, x: &[f64]) -> Result<Table, Strin
             Ok(Table::new(skewed_times(mode, &timestamps))
                 .with(Column::from_f64s("x", x.iter().map(|v| v * 2.0).collect())))
         }
+        "remember" => {
+            let (calls, residue) = remember();
+            let mut x = vec![0.0; timestamps.len()];
+            x.iter_mut().zip([calls as f64, residue as f64]).for_each(|(x, v)| *x = v);
+            Ok(Table::new(timestamps).with(Column::from_f64s("x", x)))
+        }
         other => Err(format!("unknown mode `{other}`")),
     }
+}
+
+/// Bytes `remember` marks in static memory.
+const REMEMBER_BYTES: usize = 256 << 10;
+
+/// Calls of `remember` this instance has seen (a new instance starts at 0).
+/// Initialized from the module's data image.
+static CALLS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// This instance's calls of `remember`, and how many bytes it found marked
+/// by an earlier call in a zero-initialized static: memory past the data
+/// image, as a heap's fresh pages are, which a slot reused from a finished
+/// call must hand over zeroed.
+fn remember() -> (u32, usize) {
+    use core::sync::atomic::{AtomicU8, Ordering};
+    static MARKS: [AtomicU8; REMEMBER_BYTES] = [const { AtomicU8::new(0) }; REMEMBER_BYTES];
+    let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+    let residue = MARKS.iter().filter(|b| b.load(Ordering::Relaxed) != 0).count();
+    MARKS.iter().for_each(|b| b.store(0xAB, Ordering::Relaxed));
+    (calls, residue)
 }
 
 /// The timestamps a `ts_*` mode returns instead of its input's: what a
