@@ -183,6 +183,19 @@ impl SourceHistory {
         (found, fills)
     }
 
+    /// Whether `entity` is kept as having no rows of `source` (a hit that
+    /// fills nothing).
+    pub(crate) fn known_empty(&self, source: &str, entity: &EntityKey) -> bool {
+        let key = Key { source: source.to_string(), entity: entity.as_str().to_string() };
+        let mut e = self.lock();
+        let empty = matches!(e.map.to_back(&key), Some(Slot::Ready { table, .. }) if table.rows() == 0);
+        drop(e);
+        if empty {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+        }
+        empty
+    }
+
     /// Keeps what a fill read, unless an invalidation came in between;
     /// then evicts the least recently read until within the budget.
     fn finish(&self, source: &str, entity: &EntityKey, token: u64, table: &Arc<Table>) {
@@ -470,7 +483,12 @@ mod tests {
         let (found, fills) = h.lookup("prices", &[key("NOPE")]);
         assert_eq!(found[0].as_ref().map(|t| t.rows()), Some(0));
         assert!(fills.is_empty());
+        assert!(h.known_empty("prices", &key("NOPE")));
+        assert!(!h.known_empty("prices", &key("OTHER")), "never read: not known");
+        fill(&h, "FULL", &table(3));
+        assert!(!h.known_empty("prices", &key("FULL")));
         assert_eq!(h.invalidate("prices", ["NOPE"]).len(), 1);
+        assert!(!h.known_empty("prices", &key("NOPE")), "written since: not known any more");
     }
 
     #[test]

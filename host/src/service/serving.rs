@@ -355,7 +355,12 @@ impl Wafer {
         // Still missing or expired: compute batch groups now, every entity
         // at once, each until the deadline.
         if fallback == Fallback::Compute && matches!(group.producer, Producer::Batch { .. }) {
-            let stale: Vec<usize> = (0..keys.len()).filter(|&i| expired_or_missing(&rows[i])).collect();
+            // An entity whose first source is known to hold no rows has
+            // nothing to compute from (`compute_latest` would find so after
+            // reading every source): not even a task for it.
+            let first_source = group.producer.source_names().into_iter().next();
+            let nothing = |i: usize| first_source.as_ref().is_some_and(|s| self.history().known_empty(s, &keys[i]));
+            let stale: Vec<usize> = (0..keys.len()).filter(|&i| expired_or_missing(&rows[i]) && !nothing(i)).collect();
             let mut computing = tokio::task::JoinSet::new();
             for i in stale {
                 let (this, group, key) = (self.clone(), group.clone(), keys[i].clone());

@@ -268,7 +268,11 @@ impl DeltaOffline {
     async fn load_and_keep(&self, kind: Kind, name: &str, version: Option<u64>) -> StoreResult<Arc<Merged>> {
         let (merged, logged) = self.load(kind, name, Wanted::default(), true).await?;
         let merged = Arc::new(merged);
-        self.kept.keep(&kind.path(name), version, logged, merged.clone());
+        let path = kind.path(name);
+        self.kept.keep(&path, version, logged, merged.clone());
+        // A merge read before a write of this process may replace one that
+        // held it: the next read checks the new merge against the log.
+        self.local.changed(&path);
         Ok(merged)
     }
 
