@@ -546,7 +546,14 @@ impl Wafer {
         let output = self.invoke_batch(&version, input).await?;
         let now = self.clock().now();
         let def = self.group_def(group)?;
-        let rows = super::output::feature_batch(group, &def, entity, &output, now, None, &Provenance::of(&version))?;
+        // Only the newest row is served: the last with any feature set
+        // (times are strictly ascending), so only it is converted.
+        let features: Vec<_> = group.features.iter().filter_map(|f| output.column(&f.name)).collect();
+        let Some(last) = (0..output.rows()).rev().find(|&i| features.iter().any(|c| !c.is_null(i))) else {
+            return Ok(None);
+        };
+        let after = last.checked_sub(1).map(|i| Timestamp(output.timestamps[i]));
+        let rows = super::output::feature_batch(group, &def, entity, &output, now, after, &Provenance::of(&version))?;
         let Some(latest) = rows.newest_per_entity()?.pop() else {
             return Ok(None);
         };
