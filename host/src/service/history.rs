@@ -70,6 +70,10 @@ impl Slot {
 }
 
 impl Key {
+    fn new(source: &str, entity: &str) -> Key {
+        Key { source: source.to_string(), entity: entity.to_string() }
+    }
+
     fn bytes(&self) -> usize {
         self.source.len() + self.entity.len() + ENTRY_OVERHEAD
     }
@@ -162,7 +166,7 @@ impl SourceHistory {
         let mut found = Vec::with_capacity(entities.len());
         let mut fills = Vec::new();
         for (i, entity) in entities.iter().enumerate() {
-            let key = Key { source: source.to_string(), entity: entity.as_str().to_string() };
+            let key = Key::new(source, entity.as_str());
             match e.map.to_back(&key) {
                 Some(Slot::Ready { table, .. }) => found.push(Some(table.clone())),
                 _ => {
@@ -186,7 +190,7 @@ impl SourceHistory {
     /// Whether `entity` is kept as having no rows of `source` (a hit that
     /// fills nothing).
     pub(crate) fn known_empty(&self, source: &str, entity: &EntityKey) -> bool {
-        let key = Key { source: source.to_string(), entity: entity.as_str().to_string() };
+        let key = Key::new(source, entity.as_str());
         let mut e = self.lock();
         let empty = matches!(e.map.to_back(&key), Some(Slot::Ready { table, .. }) if table.rows() == 0);
         drop(e);
@@ -199,7 +203,7 @@ impl SourceHistory {
     /// Keeps what a fill read, unless an invalidation came in between;
     /// then evicts the least recently read until within the budget.
     fn finish(&self, source: &str, entity: &EntityKey, token: u64, table: &Arc<Table>) {
-        let key = Key { source: source.to_string(), entity: entity.as_str().to_string() };
+        let key = Key::new(source, entity.as_str());
         let bytes = table.heap_bytes() + key.bytes();
         let mut e = self.lock();
         if !matches!(e.map.get(&key), Some(Slot::Filling { token: t, .. }) if *t == token) {
@@ -221,7 +225,7 @@ impl SourceHistory {
         let mut e = self.lock();
         let mut kept = Vec::new();
         for entity in entities {
-            let key = Key { source: source.to_string(), entity: entity.to_string() };
+            let key = Key::new(source, entity);
             if let Some(Slot::Ready { .. }) = e.remove(&key) {
                 kept.push(key.entity);
             }
